@@ -1,0 +1,85 @@
+"""Task names and `make`: every option is checked here, before anything is traced or compiled."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from awm_envs.core import System, Task
+from awm_envs.myriad import SYSTEMS
+from awm_envs.toys import TOYS
+
+GENERIC_OPTIONS = ("horizon", "fixed_dt", "distractor_dims", "state_noise", "dtype")
+_DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
+
+
+def _systems() -> dict[str, System]:
+    return {**SYSTEMS, **TOYS}
+
+
+def names() -> list[str]:
+    """Every task name, Myriad systems first, then the paper's toys."""
+    return list(_systems())
+
+
+def get_system(name: str) -> System:
+    systems = _systems()
+    if name not in systems:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(systems)}")
+    return systems[name]
+
+
+def _dtype(dtype):
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in _DTYPES:
+        raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype!r}")
+    if key == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 needs 64-bit JAX: set jax.config.update('jax_enable_x64', True) first")
+    return _DTYPES[key]
+
+
+def make(name: str, **options) -> Task:
+    """Build task `name`. Options: horizon, fixed_dt, distractor_dims, state_noise, dtype, and any of
+    the system's own parameters by name (`awm_envs.make(name).params` lists them)."""
+    system = get_system(name)
+    valid = list(GENERIC_OPTIONS) + list(system.default_params)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown options {unknown} for task {name!r}; valid options: {', '.join(valid)}")
+    horizon = options.pop("horizon", system.default_horizon)
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise ValueError(f"horizon must be a positive integer number of steps, got {horizon!r}")
+    distractor_dims = options.pop("distractor_dims", 0)
+    if isinstance(distractor_dims, bool) or not isinstance(distractor_dims, (int, np.integer)) or distractor_dims < 0:
+        raise ValueError(f"distractor_dims must be a non-negative integer, got {distractor_dims!r}")
+    state_noise = float(options.pop("state_noise", 0.0))
+    if not np.isfinite(state_noise) or state_noise < 0:
+        raise ValueError(f"state_noise must be a finite standard deviation >= 0, got {state_noise!r}")
+    fixed_dt = bool(options.pop("fixed_dt", False))
+    dtype = _dtype(options.pop("dtype", "float32"))
+    for k, v in options.items():
+        if not np.all(np.isfinite(np.asarray(v, float))):
+            raise ValueError(f"parameter {k!r} of task {name!r} must be finite, got {v!r}")
+    raw = {**system.default_params, **options}
+    params = {k: jnp.asarray(v, dtype) for k, v in raw.items()}
+    horizon = int(horizon)
+    dt = system.dt_for(horizon, fixed_dt)
+    if hasattr(system, "derived_params"):
+        params.update({k: jnp.asarray(v, dtype) for k, v in system.derived_params(params, horizon, dt).items()})
+    return Task(
+        params=params,
+        system=system,
+        horizon=horizon,
+        dt=float(dt),
+        distractor_dims=int(distractor_dims),
+        state_noise=state_noise,
+        dtype=dtype,
+    )
+
+
+def table() -> list[dict]:
+    """One row per task at its default options: name, sizes, horizon, dt, source."""
+    from awm_envs.core import describe
+
+    return [describe(make(n)) for n in names()]
