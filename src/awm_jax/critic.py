@@ -1,0 +1,54 @@
+"""State-value critic for `markov_svg`: V(s, t) learned from k-step imagined returns with a target network.
+
+Target for a start state s_t: y = sum_{i<k} gamma^i (r_{t+i} - alpha log pi) + gamma^k V_target(s_{t+k}),
+with the bootstrap dropped past the episode's end (n-step TD targets through the model). The target
+network is a Polyak average of the critic (`polyak`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from awm_jax.bpo import discounted_sum, imagine
+from awm_jax.networks import MLP
+from awm_jax.spaces import policy_input, to_obs
+
+
+@dataclasses.dataclass(frozen=True)
+class Critic:
+    input_size: int
+    hidden: tuple = (64, 64)
+    activation: str = "swish"
+
+    @property
+    def net(self):
+        return MLP(tuple(self.hidden), 1, self.activation)
+
+    def init(self, key):
+        return self.net.init(key, jnp.zeros((self.input_size,)))
+
+    def value(self, params, norm, obs, horizon):
+        """V of raw observations [..., n + 1] -> [...]."""
+        return self.net.apply(params, policy_input(norm, obs, horizon))[..., 0]
+
+
+def critic_loss(critic_params, critic, target_params, policy, policy_params, model, model_params, task, norm, s, t,
+                key, *, k=2, alpha=0.1, gamma=1.0):
+    """0.5 * mean squared error of V(s_t) against k-step imagined targets, start states s [B, n] at t [B]."""
+    keys = jax.random.split(key, s.shape[0])
+    ro = jax.vmap(lambda s_, t_, k_: imagine(model, model_params, policy, policy_params, task, norm, s_, k_, k,
+                                             t_))(s, t, keys)
+    alive = (jnp.arange(k)[None] + t[:, None]) < task.horizon
+    ret = discounted_sum(ro.rewards * alive, gamma) - alpha * discounted_sum(ro.logp * alive, gamma)
+    boot = jnp.where(t + k < task.horizon, critic.value(target_params, norm, ro.last_obs, task.horizon), 0.0)
+    y = jax.lax.stop_gradient(ret + gamma**k * boot)
+    v = critic.value(critic_params, norm, to_obs(s, t), task.horizon)
+    return 0.5 * jnp.mean((v - y) ** 2)
+
+
+def polyak(target, online, tau):
+    """target <- (1 - tau) target + tau online."""
+    return jax.tree.map(lambda a, b: (1 - tau) * a + tau * b, target, online)

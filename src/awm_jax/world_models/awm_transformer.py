@@ -1,0 +1,77 @@
+"""Transformer Actions World Model: s^_t = g(s_0, a_0, ..., a_{t-1}) with a causal transformer.
+
+Token 0 embeds s_0 and token t (t >= 1) embeds a_{t-1} (separate linear embeddings, then a shared
+width-`width` stream with a learned position table); the feature at position t decodes, through an
+MLP, to the absolute state s^_t. Predictions never become inputs, so the gradient from s^_t to a_k
+stays inside the network. Imagination runs one token per step with a key/value cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from awm_jax.networks import MLP, CausalTransformer
+from awm_jax.world_models.base import WorldModel
+
+
+class TransformerAWMNet(nn.Module):
+    state_size: int
+    action_size: int
+    width: int = 48
+    layers: int = 2
+    heads: int = 3
+    max_len: int = 101
+    decoder: tuple = (64, 64)
+
+    def setup(self):
+        self.embed_s = nn.Dense(self.width)
+        self.embed_a = nn.Dense(self.width)
+        self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len)
+        self.head = MLP(self.decoder, self.state_size, "relu")
+
+    def __call__(self, s0, actions):
+        """s0 [n], actions [H, m] -> predictions s^_1..s^_H [H, n] (one full causal pass)."""
+        tokens = jnp.concatenate([self.embed_s(s0)[None], self.embed_a(actions)], axis=0)
+        return self.head(self.body(tokens)[1:])
+
+    def first(self, s0, cache):
+        feat, cache = self.body.decode(self.embed_s(s0), cache, 0)
+        return cache
+
+    def next(self, action, cache, pos):
+        feat, cache = self.body.decode(self.embed_a(action), cache, pos)
+        return self.head(feat), cache
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerAWM(WorldModel):
+    width: int = 48
+    layers: int = 2
+    heads: int = 3
+    decoder: tuple = (64, 64)
+
+    feeds_back_predictions = False
+
+    @property
+    def net(self):
+        return TransformerAWMNet(self.state_size, self.action_size, self.width, self.layers, self.heads,
+                                 self.max_horizon + 1, tuple(self.decoder))
+
+    def init(self, key):
+        s0 = jnp.zeros((self.state_size,))
+        return self.net.init(key, s0, jnp.zeros((self.max_horizon, self.action_size)))
+
+    def predict(self, params, states, actions):
+        return self.net.apply(params, states[0], actions)
+
+    def start(self, params, s0):
+        cache = CausalTransformer(self.width, self.layers, self.heads, self.max_horizon + 1).empty_cache(s0.dtype)
+        return self.net.apply(params, s0, cache, method=TransformerAWMNet.first)
+
+    def step(self, params, cache, action, t):
+        s, cache = self.net.apply(params, action, cache, t + 1, method=TransformerAWMNet.next)
+        return cache, s

@@ -1,0 +1,322 @@
+"""World models, policy and BPO: the paper's theory and the implementation's invariants, in numbers."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import awm_envs
+from awm_jax.bpo import bpo_loss, imagine, svg_loss
+from awm_jax.critic import Critic, critic_loss, polyak
+from awm_jax.diagnostics import jacobians, policy_gradient_comparison, true_jacobians
+from awm_jax.policy import Policy
+from awm_jax.spaces import Normalizer
+from awm_jax.world_models import KINDS, WorldModel, make_world_model
+from awm_jax.world_models.markov_mlp import MarkovMLP
+from awm_jax.world_models.true_task import TrueTask
+
+H, N, M = 9, 3, 2
+KEY = jax.random.PRNGKey(0)
+
+
+def _data(key=KEY, h=H):
+    ks, ka = jax.random.split(key)
+    return jax.random.normal(ks, (h + 1, N)), jax.random.uniform(ka, (h, M), minval=-1, maxval=1)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {kind: (wm := make_world_model(kind, N, M, H), wm.init(jax.random.PRNGKey(7))) for kind in KINDS}
+
+
+def test_awm_cached_imagination_equals_full_pass(models):
+    """One token per step with the key/value cache == the full causal pass, values and gradients."""
+    wm, params = models["awm_transformer"]
+    states, actions = _data()
+    np.testing.assert_allclose(wm.rollout(params, states[0], actions), wm.predict(params, states, actions),
+                               rtol=1e-5, atol=1e-5)
+    f_full = lambda p, a: jnp.sum(jnp.sin(wm.predict(p, states, a)))
+    f_cache = lambda p, a: jnp.sum(jnp.sin(wm.rollout(p, states[0], a)))
+    g_full = jax.jit(jax.grad(f_full, argnums=(0, 1)))(params, actions)
+    g_cache = jax.jit(jax.grad(f_cache, argnums=(0, 1)))(params, actions)
+    for a, b in zip(jax.tree.leaves(g_full), jax.tree.leaves(g_cache)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5)
+
+
+def test_hwm_cached_steps_equal_full_pass(models):
+    """Fed the true states one token at a time, the cached HWM reproduces its teacher-forced pass."""
+    wm, params = models["hwm_transformer"]
+    states, actions = _data()
+    carry = wm.start(params, states[0])
+    preds = []
+    for t in range(H):
+        (cache, _), s = wm.step(params, carry, actions[t], t)
+        carry = (cache, states[t + 1])  # teacher forcing
+        preds.append(s)
+    np.testing.assert_allclose(jnp.stack(preds), wm.predict(params, states, actions), rtol=1e-5, atol=1e-5)
+    # closed loop (own predictions) differs from teacher forcing
+    assert float(jnp.abs(wm.rollout(params, states[0], actions) - wm.predict(params, states, actions)).max()) > 1e-3
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_causality(models, kind):
+    """d s^_t / d a_k == 0 exactly for k >= t, and is non-zero for some k < t."""
+    wm, params = models[kind]
+    states, actions = _data()
+    J = np.asarray(jacobians(wm, params, states[0], actions))  # [H, n, H, m], row t-1 is s^_t
+    for t in range(1, H + 1):
+        assert np.all(J[t - 1, :, t:, :] == 0.0), f"s^_{t} depends on an action taken at or after step {t}"
+        assert np.abs(J[t - 1, :, t - 1, :]).max() > 0  # ... and on the action just before it
+    assert np.abs(J[-1, :, 0, :]).max() > 0  # the last state depends on the first action
+
+
+def test_true_task_causality():
+    task = awm_envs.make("van_der_pol", horizon=8, fixed_dt=True)  # dt 0.1: no clipping
+    J = np.asarray(true_jacobians(task, jnp.array([0.0, 1.0]), jnp.full((8, 1), 0.3)))
+    for t in range(1, 9):
+        assert np.all(J[t - 1, :, t:, :] == 0.0)
+        assert np.abs(J[t - 1, :, t - 1, :]).max() > 0
+    assert np.abs(J[-1, :, 0, :]).max() > 0
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_actions_models_ignore_predicted_states(models, kind):
+    """AWMs read s_0 and actions only: their predictions have zero derivative w.r.t. states s_1..s_H
+    (so imagination has no path through predicted states); history and Markov models do depend on them."""
+    wm, params = models[kind]
+    states, actions = _data()
+    J = np.asarray(jax.jacrev(lambda s: wm.predict(params, s, actions))(states))  # [H, n, H+1, n]
+    later = np.abs(J[:, :, 1:, :]).max()
+    if kind.startswith("awm_"):
+        assert later == 0.0 and not wm.feeds_back_predictions
+        # so the open-loop imagination equals the training-time pass, whatever the later states
+        np.testing.assert_allclose(wm.rollout(params, states[0], actions),
+                                   wm.predict(params, states.at[1:].set(99.0), actions), rtol=1e-5, atol=1e-5)
+    else:
+        assert later > 1e-3 and wm.feeds_back_predictions
+    assert np.abs(J[:, :, 0, :]).max() > 0  # everyone reads s_0
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkovAsRNNAWM(WorldModel):
+    """Proposition 1's construction, written independently of MarkovMLP's step: an RNN AWM whose hidden
+    state h is the predicted state, h_0 = s_0, h_{t+1} = cell(h_t, a_t) with the Markov MLP as the cell,
+    and an identity decoder. Its carry is the hidden state; its output is a separate decoded copy."""
+
+    cell_params: dict = None
+    markov: MarkovMLP = None
+    feeds_back_predictions = False
+
+    def start(self, params, s0):
+        return {"h": s0}
+
+    def step(self, params, carry, action, t):
+        h = carry["h"] + self.markov.net.apply(params, jnp.concatenate([carry["h"], action]))
+        decoded = jnp.eye(h.shape[0]) @ h
+        return {"h": h}, decoded
+
+
+def _setup_bpo(task_name="cancer_treatment", horizon=12, seed=0):
+    task = awm_envs.make(task_name, horizon=horizon)
+    n = task.obs_size - 1
+    policy = Policy(n + 1, task.action_size)
+    pparams = policy.init(jax.random.PRNGKey(seed))
+    norm = Normalizer.identity(n)
+    s0 = jnp.tile(task.reset(KEY).obs[:-1], (4, 1))
+    return task, n, policy, pparams, norm, s0
+
+
+def test_proposition_1_markov_bpo_equals_rnn_awm_bpo():
+    """BPO through a Markov model == BPO through the RNN AWM whose hidden state is the predicted state."""
+    task, n, policy, pparams, norm, s0 = _setup_bpo("van_der_pol")
+    markov = MarkovMLP(n, task.action_size, task.horizon)
+    mparams = markov.init(jax.random.PRNGKey(3))
+    rnn = MarkovAsRNNAWM(n, task.action_size, task.horizon, markov=markov)
+    loss = lambda model: jax.value_and_grad(lambda p: bpo_loss(p, policy, model, mparams, task, norm, s0, KEY)[0])(
+        pparams)
+    (l_markov, g_markov), (l_rnn, g_rnn) = loss(markov), loss(rnn)
+    np.testing.assert_allclose(l_markov, l_rnn, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g_markov), jax.tree.leaves(g_rnn)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_markov)) > 0
+
+
+def test_stop_gradient_on_policy_state_input():
+    """With the stop-gradient, the policy gradient only flows reward -> state -> earlier actions; without
+    it, also through the policy's state input: the two gradients differ, the losses do not."""
+    task, n, policy, pparams, norm, s0 = _setup_bpo("van_der_pol")
+    true = TrueTask.of(task)
+    tp = true.params(norm, KEY)
+    f = lambda stop: jax.value_and_grad(lambda p: bpo_loss(p, policy, true, tp, task, norm, s0, KEY,
+                                                           stop_state_grad=stop)[0])(pparams)
+    (l1, g1), (l2, g2) = f(True), f(False)
+    np.testing.assert_allclose(l1, l2, rtol=1e-6)
+    diff = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)))
+    assert diff > 1e-6
+
+
+def test_true_bptt_gradient_matches_finite_differences(x64):
+    """The true-BPTT policy gradient, projected on random directions, equals central differences (float64).
+
+    Finite differences see the total derivative, so this uses stop_state_grad=False; with the paper's
+    stop-gradient on the policy's state input the gradient is deliberately a different (partial) one."""
+    task = awm_envs.make("cancer_treatment", horizon=15, dtype="float64")
+    n = task.obs_size - 1
+    policy = Policy(n + 1, task.action_size)
+    pparams = policy.init(jax.random.PRNGKey(1))
+    # a policy far enough from zero that the gradient is informative
+    pparams = jax.tree.map(lambda p: p * 30.0 if p.ndim == 2 and p.shape[-1] == 2 else p, pparams)
+    norm = Normalizer.identity(n, jnp.float64)
+    s0 = jnp.tile(task.reset(KEY).obs[:-1], (3, 1))
+    true = TrueTask.of(task)
+    tp = true.params(norm, KEY)
+    f = jax.jit(lambda p: bpo_loss(p, policy, true, tp, task, norm, s0, KEY, stop_state_grad=False)[0])
+    g = jax.grad(f)(pparams)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        v = jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape)), pparams)
+        eps = 1e-6
+        plus = f(jax.tree.map(lambda p, d: p + eps * d, pparams, v))
+        minus = f(jax.tree.map(lambda p, d: p - eps * d, pparams, v))
+        fd = (plus - minus) / (2 * eps)
+        analytic = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(v)))
+        np.testing.assert_allclose(analytic, fd, rtol=1e-5)
+        assert abs(float(fd)) > 1e-6
+
+
+def test_svg_with_full_unroll_equals_bpo():
+    """With k = H from t = 0 there is nothing to bootstrap: the SVG loss is the BPO loss."""
+    task, n, policy, pparams, norm, s0 = _setup_bpo("cancer_treatment")
+    markov = MarkovMLP(n, task.action_size, task.horizon)
+    mparams = markov.init(jax.random.PRNGKey(3))
+    critic = Critic(n + 1)
+    cparams = critic.init(KEY)
+    t = jnp.zeros(s0.shape[0], jnp.int32)
+    l_svg = svg_loss(pparams, policy, markov, mparams, critic, cparams, task, norm, s0, t, KEY, k=task.horizon)[0]
+    l_bpo = bpo_loss(pparams, policy, markov, mparams, task, norm, s0, KEY)[0]
+    np.testing.assert_allclose(l_svg, l_bpo, rtol=1e-6)
+    # with a short unroll the critic's value enters the loss
+    l2 = svg_loss(pparams, policy, markov, mparams, critic, cparams, task, norm, s0, t, KEY, k=2)[0]
+    g = jax.grad(lambda c: svg_loss(pparams, policy, markov, mparams, critic, c, task, norm, s0, t, KEY, k=2)[0])(cparams)
+    assert np.isfinite(l2) and max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g)) > 0
+
+
+def test_critic_learns_k_step_targets():
+    """On a fixed policy and model, critic regression on n-step targets drives its loss down."""
+    task, n, policy, pparams, norm, s0 = _setup_bpo("cancer_treatment")
+    markov = MarkovMLP(n, task.action_size, task.horizon)
+    mparams = markov.init(jax.random.PRNGKey(3))
+    critic = Critic(n + 1)
+    cparams = critic.init(KEY)
+    target = cparams
+    opt = optax.adam(3e-3)
+    ostate = opt.init(cparams)
+    t = jnp.arange(s0.shape[0]) * 3
+
+    @jax.jit
+    def update(c, tgt, o, k):
+        loss, g = jax.value_and_grad(critic_loss)(c, critic, tgt, policy, pparams, markov, mparams, task, norm, s0,
+                                                  t, k, k=2)
+        upd, o = opt.update(g, o)
+        c = optax.apply_updates(c, upd)
+        return c, polyak(tgt, c, 0.05), o, loss
+
+    losses = []
+    for i in range(150):
+        cparams, target, ostate, loss = update(cparams, target, ostate, jax.random.PRNGKey(i))
+        losses.append(float(loss))
+    assert np.mean(losses[-10:]) < 0.1 * np.mean(losses[:5])
+
+
+def test_policy_log_prob_matches_density():
+    """The tanh-Gaussian log-probability equals a numerically computed density of the squashed sample."""
+    mu, log_std = jnp.array([0.3]), jnp.array([-0.5])
+    eps = jnp.linspace(-2, 2, 9)[:, None]
+    a, logp = jax.vmap(lambda e: Policy.squash(mu, log_std, e))(eps)
+    # density of a = tanh(u), u ~ N(mu, sigma^2): p(a) = N(atanh a) / (1 - a^2)
+    u = np.arctanh(np.asarray(a[:, 0], np.float64))
+    sigma = np.exp(-0.5)
+    ref = -0.5 * ((u - 0.3) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi) - np.log(1 - np.tanh(u) ** 2)
+    np.testing.assert_allclose(logp, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_vmapped_over_seeds_equals_single_runs():
+    """Per-seed model and policy parameters, vmapped, give the single-seed results."""
+    task, n, policy, _, norm, s0 = _setup_bpo("cancer_treatment")
+    wm = make_world_model("awm_transformer", n, task.action_size, task.horizon)
+    keys = jax.random.split(KEY, 3)
+
+    def one(key):
+        km, kp, kl = jax.random.split(key, 3)
+        mp, pp = wm.init(km), policy.init(kp)
+        loss, g = jax.value_and_grad(lambda p: bpo_loss(p, policy, wm, mp, task, norm, s0, kl)[0])(pp)
+        return loss, g
+
+    vl, vg = jax.jit(jax.vmap(one))(keys)
+    for i in range(3):
+        l, g = jax.jit(one)(keys[i])
+        np.testing.assert_allclose(vl[i], l, rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(vg), jax.tree.leaves(g)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(vl[0], vl[1])
+
+
+def test_model_vs_true_gradient_cosine_is_one_for_the_true_task():
+    """Diagnostics sanity: the true task compared with itself gives cosine 1 and zero error."""
+    task, n, policy, pparams, norm, s0 = _setup_bpo("cancer_treatment")
+    true = TrueTask.of(task)
+    _, _, info = policy_gradient_comparison(policy, pparams, true, true.params(norm, jax.random.fold_in(KEY, 1)),
+                                            task, norm, s0, KEY)
+    assert float(info["cosine"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(info["sq_error"]) <= 1e-8 * float(info["true_grad_norm"]) ** 2
+
+
+def test_bad_world_model_options():
+    with pytest.raises(ValueError, match="valid: awm_transformer"):
+        make_world_model("gpt", 1, 1, 10)
+    with pytest.raises(ValueError, match="width"):
+        make_world_model("awm_transformer", 1, 1, 10, widht=8)
+    wm = make_world_model("awm_transformer", 1, 1, 10)
+    with pytest.raises(ValueError, match="position table"):
+        wm.check_horizon(11)
+
+
+def test_transformer_awm_learns_cancer_dynamics():
+    """Trained on random-action episodes of cancer_treatment, the AWM's held-out error falls far (10x)
+    below that of predicting s_0 for every step."""
+    task = awm_envs.make("cancer_treatment")
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+
+    def episodes(key, count):
+        acts = jax.random.uniform(key, (count, task.horizon, 1), minval=-1, maxval=1)
+        obs = jax.vmap(lambda a: jnp.concatenate([task.reset(key).obs[None], task.rollout(key, a)[1].obs]))(acts)
+        return obs[..., :-1], acts
+
+    train_s, train_a = episodes(keys[0], 256)
+    test_s, test_a = episodes(keys[1], 64)
+    norm = Normalizer.from_data(train_s)
+    wm = make_world_model("awm_transformer", 1, 1, task.horizon)
+    params = wm.init(jax.random.PRNGKey(1))
+    opt = optax.adam(1e-3)
+    ostate = opt.init(params)
+    mask = jnp.ones(train_a.shape[:2])
+
+    @jax.jit
+    def train(params, ostate, key):
+        def step(carry, k):
+            p, o = carry
+            idx = jax.random.choice(k, train_s.shape[0], (32,), replace=False)
+            loss, g = jax.value_and_grad(wm.loss)(p, norm.norm(train_s[idx]), train_a[idx], mask[idx])
+            upd, o = opt.update(g, o)
+            return (optax.apply_updates(p, upd), o), loss
+
+        return jax.lax.scan(step, (params, ostate), jax.random.split(key, 400))
+
+    (params, ostate), losses = train(params, ostate, jax.random.PRNGKey(2))
+    pred = norm.denorm(jax.vmap(lambda s, a: wm.predict(params, norm.norm(s), a))(test_s, test_a))
+    model_err = float(jnp.mean((pred - test_s[:, 1:]) ** 2))
+    copy_err = float(jnp.mean((test_s[:, :1] - test_s[:, 1:]) ** 2))
+    assert model_err < copy_err / 10, (model_err, copy_err)
