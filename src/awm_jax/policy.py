@@ -10,10 +10,13 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from awm_jax.networks import MLP
 
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 1.0
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+_MID, _HALF = (LOG_STD_MAX + LOG_STD_MIN) / 2, (LOG_STD_MAX - LOG_STD_MIN) / 2
+_OFFSET = float(np.arctanh(-_MID / _HALF))  # a zero network output means log_std = 0 (std 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +34,11 @@ class Policy:
         return self.net.init(key, jnp.zeros((self.input_size,)))
 
     def dist(self, params, x):
-        """x [..., input] -> mean [..., m], log_std [..., m] (log_std squashed into its range)."""
+        """x [..., input] -> mean [..., m], log_std [..., m] (log_std squashed smoothly into
+        [LOG_STD_MIN, LOG_STD_MAX]; the initial policy has std close to 1)."""
         out = self.net.apply(params, x)
         mu, raw = jnp.split(out, 2, axis=-1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1)
-        return mu, log_std
+        return mu, _MID + _HALF * jnp.tanh(raw + _OFFSET)
 
     def sample(self, params, x, key):
         """A reparameterised action [..., m] in (-1, 1) and its log-probability [...]."""

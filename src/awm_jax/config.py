@@ -1,0 +1,149 @@
+"""The experiment configuration: one frozen dataclass, validated before anything is traced.
+
+Static fields decide shapes and loop lengths (task, method, sizes, schedule); numeric fields
+(learning rates, entropy coefficient, gamma, clip) only change numbers. Defaults follow the paper's
+reference implementation (shared PAPER.md, section 5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+METHODS = (
+    "awm_transformer", "awm_rnn", "awm_gru", "awm_lstm", "hwm_transformer", "markov_mlp", "markov_svg", "true_bptt",
+)
+# method -> world model kind (None: no model)
+MODEL_OF = {m: m for m in METHODS[:6]} | {"markov_svg": "markov_mlp", "true_bptt": None}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # task
+    task: str = "cancer_treatment"
+    horizon: int | None = None  # None: the task's default
+    fixed_dt: bool = False
+    distractor_dims: int = 0
+    state_noise: float = 0.0
+    # method and seeds
+    method: str = "awm_transformer"
+    seeds: int = 1
+    seed: int = 0
+    # schedule (env steps)
+    total_steps: int = 5000
+    warmup_steps: int = 1500
+    model_every: int = 2
+    policy_every: int = 16
+    eval_every: int = 64  # rounded to whole policy periods
+    # batches
+    model_batch: int = 64
+    imagined_rollouts: int = 16
+    replay_episodes: int | None = None  # None: every episode of the run fits
+    # optimisation (numeric)
+    model_lr: float = 1e-3
+    policy_lr: float = 1e-4
+    critic_lr: float = 3e-4
+    entropy: float = 0.1
+    gamma: float = 1.0
+    grad_clip: float = 100.0
+    stop_state_grad: bool = True
+    svg_k: int = 2
+    target_tau: float = 0.005
+    # model sizes
+    width: int = 48
+    layers: int = 2
+    heads: int = 3
+    rnn_hidden: int = 48
+    max_positions: int | None = None  # transformer position table length; None: the horizon
+    mlp_hidden: tuple[int, ...] = (64, 64)
+    policy_hidden: tuple[int, ...] = (64, 64)
+    # diagnostics
+    gradient_cosine: bool = True  # model vs true policy gradient at every policy update
+
+    # -- derived, static ------------------------------------------------------------------------
+    @property
+    def model_kind(self):
+        return MODEL_OF[self.method]
+
+    def task_options(self) -> dict:
+        opts = dict(fixed_dt=self.fixed_dt, distractor_dims=self.distractor_dims, state_noise=self.state_noise)
+        if self.horizon is not None:
+            opts["horizon"] = self.horizon
+        return opts
+
+    @property
+    def blocks(self) -> int:
+        """Policy periods after warm-up: ceil((total - warmup) / policy_every), whole eval periods."""
+        per = self.blocks_per_eval
+        return per * math.ceil((self.total_steps - self.warmup_steps) / (self.policy_every * per))
+
+    @property
+    def blocks_per_eval(self) -> int:
+        return max(1, round(self.eval_every / self.policy_every))
+
+    @property
+    def periods(self) -> int:
+        """Evaluation periods: the outer scan length."""
+        return self.blocks // self.blocks_per_eval
+
+    @property
+    def env_steps(self) -> int:
+        """Env steps actually taken (the schedule rounds up to whole policy/eval periods)."""
+        return self.warmup_steps + self.blocks * self.policy_every
+
+    def validate(self, task=None) -> None:
+        """Raise ValueError naming the valid choices; called by make_train before any tracing."""
+        import awm_envs
+
+        if self.task not in awm_envs.names():
+            raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(awm_envs.names())}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
+        for name in ("seeds", "total_steps", "model_every", "policy_every", "eval_every", "model_batch",
+                     "imagined_rollouts", "width", "layers", "heads", "rnn_hidden", "svg_k"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.warmup_steps < 0 or self.warmup_steps >= self.total_steps:
+            raise ValueError(f"warmup_steps must be in [0, total_steps), got {self.warmup_steps}")
+        if self.policy_every % self.model_every:
+            raise ValueError(f"policy_every ({self.policy_every}) must be a multiple of model_every ({self.model_every})")
+        if self.width % self.heads:
+            raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
+        for name in ("model_lr", "policy_lr", "critic_lr", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.entropy < 0 or not 0 < self.gamma <= 1 or not 0 < self.target_tau <= 1:
+            raise ValueError("need entropy >= 0, 0 < gamma <= 1 and 0 < target_tau <= 1")
+        if task is not None:
+            H = task.horizon
+            if self.warmup_steps < H and self.model_kind is not None:
+                raise ValueError(f"warmup_steps ({self.warmup_steps}) must cover at least one episode ({H} steps) "
+                                 "so the model has data before its first update")
+            usable = self.replay_capacity(H) - 1  # one slot is always being written
+            if self.model_batch > usable:
+                raise ValueError(f"model_batch ({self.model_batch}) is larger than the replay ({usable} episodes); "
+                                 "raise replay_episodes or lower model_batch")
+            if self.max_positions is not None and H > self.max_positions:
+                raise ValueError(f"horizon {H} is longer than the model's position table (max_positions="
+                                 f"{self.max_positions}); raise max_positions or shorten the horizon")
+            if self.method == "markov_svg" and self.svg_k > H:
+                raise ValueError(f"svg_k ({self.svg_k}) must not exceed the horizon ({H})")
+
+    def replay_capacity(self, horizon: int) -> int:
+        """Episode slots: by default every episode of the run, and at least one model batch."""
+        if self.replay_episodes is not None:
+            return self.replay_episodes
+        return max(math.ceil(self.env_steps / horizon) + 2, self.model_batch + 1)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ValueError(f"unknown config fields {unknown}; valid: {sorted(fields)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)

@@ -1,0 +1,293 @@
+"""The whole online BPO training loop as one pure, compiled function: `make_train(config)`.
+
+    trainer = make_train(Config(task="cancer_treatment", method="awm_transformer"))
+    state, metrics = jax.jit(jax.vmap(trainer))(jax.random.split(key, 8))   # 8 seeds, one program
+
+Schedule (static: nested scans of fixed length, no branch on a traced value):
+    init(key):  parameters, optimisers, empty replay, then `warmup_steps` env steps with uniformly
+                random actions (the warm-up data also fixes the state normaliser for the whole run)
+    run_chunk(state, periods): `periods` x evaluation period =
+        blocks_per_eval x block = [policy_every env steps with the current (stochastic) policy,
+                                   policy_every / model_every world-model updates on replayed episodes,
+                                   1 policy update (imagine from replayed start states, BPO loss) with
+                                   the model-vs-true gradient diagnostics (and, for markov_svg, a
+                                   critic update)]
+        then one deterministic evaluation episode (tanh(mean) actions, undiscounted return).
+Chunked runs equal one call: every random draw comes from the key carried in the state.
+
+Every leaf of a vmapped `TrainState` and of the metrics has a leading seed axis; `awm_jax.seed_slice`
+picks one seed. Metrics are dicts of arrays [periods] (per seed), namespaced `eval/`, `model/`,
+`policy/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax.flatten_util import ravel_pytree
+
+import awm_envs
+from awm_jax.bpo import bpo_loss, svg_loss
+from awm_jax.config import Config
+from awm_jax.critic import Critic, critic_loss, polyak
+from awm_jax.policy import Policy
+from awm_jax.replay import Replay
+from awm_jax.spaces import Normalizer, policy_input
+from awm_jax.world_models import make_world_model
+from awm_jax.world_models.true_task import TrueTask
+
+NUMERIC = ("model_lr", "policy_lr", "critic_lr", "entropy", "gamma", "grad_clip", "target_tau")
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run carries (fixed shapes; no functions): checkpoint it whole to resume."""
+
+    model_params: Any
+    model_opt: Any
+    policy_params: Any
+    policy_opt: Any
+    critic_params: Any
+    critic_target: Any
+    critic_opt: Any
+    replay: Replay
+    env: awm_envs.TaskState
+    norm: Normalizer
+    hparams: dict  # the numeric hyperparameters (may differ per vmapped member)
+    key: jax.Array
+    env_steps: jax.Array
+    skipped_updates: jax.Array  # updates dropped because their loss or gradient was not finite
+
+
+def _adam(clip: bool = False):
+    """Adam (after global-norm clipping when `clip`) with its hyperparameters in the optimiser state,
+    so that they may be traced values (vmapped like seeds)."""
+    if clip:
+        return optax.inject_hyperparams(
+            lambda learning_rate, grad_clip: optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(learning_rate)))
+    return optax.inject_hyperparams(lambda learning_rate: optax.adam(learning_rate))
+
+
+def _finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _guarded_apply(ok, params, opt_state, updates, new_opt_state):
+    """Apply an update only where `ok` (per seed, by selection; no branching)."""
+    new_params = optax.apply_updates(params, updates)
+    pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+    return pick(new_params, params), pick(new_opt_state, opt_state)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """`make_train`'s result: `trainer(key)` trains one seed; `init` and `run_chunk` split it up."""
+
+    config: Config
+    task: awm_envs.Task
+    model: Any  # a WorldModel, or TrueTask for true_bptt
+    policy: Policy
+    critic: Critic | None
+
+    # -- public pieces ----------------------------------------------------------------------------
+    def __call__(self, key, hparams: dict | None = None):
+        """Train one seed from `key`: (final TrainState, metrics dict of [periods] arrays)."""
+        return self.run_chunk(self.init(key, hparams), self.config.periods)
+
+    def init(self, key, hparams: dict | None = None) -> TrainState:
+        """Parameters, optimisers and the warm-up: a state ready for `run_chunk`."""
+        cfg, task = self.config, self.task
+        hp = {k: jnp.asarray(getattr(cfg, k), jnp.float32) for k in NUMERIC}
+        hp.update({k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()})
+        k_model, k_policy, k_critic, k_env, k_warm, key = jax.random.split(key, 6)
+        model_params = self.model.init(k_model) if cfg.model_kind else {}
+        policy_params = self.policy.init(k_policy)
+        critic_params = self.critic.init(k_critic) if self.critic else {}
+        m_tx = _adam()(learning_rate=hp["model_lr"])
+        p_tx = _adam(clip=True)(learning_rate=hp["policy_lr"], grad_clip=hp["grad_clip"])
+        c_tx = _adam()(learning_rate=hp["critic_lr"])
+        state = TrainState(
+            model_params=model_params,
+            model_opt=m_tx.init(model_params),
+            policy_params=policy_params,
+            policy_opt=p_tx.init(policy_params),
+            critic_params=critic_params,
+            critic_target=critic_params,
+            critic_opt=c_tx.init(critic_params),
+            replay=Replay.empty(cfg.replay_capacity(task.horizon), task.horizon, task.obs_size, task.action_size),
+            env=task.reset(k_env),
+            norm=Normalizer.identity(task.obs_size - 1),
+            hparams=hp,
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            skipped_updates=jnp.zeros((), jnp.int32),
+        )
+        uniform = lambda s, obs, k: jax.random.uniform(k, (task.action_size,), minval=-1.0, maxval=1.0)
+        state = jax.lax.scan(lambda s, k: (self._env_step(s, k, uniform), None), state,
+                             jax.random.split(k_warm, cfg.warmup_steps))[0]
+        return state.replace(norm=self._normalizer(state.replay))
+
+    def run_chunk(self, state: TrainState, periods: int):
+        """Advance `periods` evaluation periods: (state, metrics dict of [periods] arrays)."""
+        return jax.lax.scan(lambda s, _: self._period(s), state, None, length=periods)
+
+    def evaluate(self, policy_params, norm: Normalizer, key) -> jax.Array:
+        """Undiscounted return of one episode with the deterministic action tanh(mean)."""
+        task = self.task
+
+        def body(env, _):
+            a = self.policy.mode(policy_params, policy_input(norm, env.obs, task.horizon))
+            env = task.step(env, a)
+            return env, env.reward
+
+        return jax.lax.scan(body, task.reset(key), None, length=task.horizon)[1].sum()
+
+    # -- the pieces of a period -------------------------------------------------------------------
+    def _normalizer(self, replay: Replay) -> Normalizer:
+        E = replay.capacity
+        valid = ((replay.ep - 1 - jnp.arange(E)) % E) < replay.count  # completed episodes only
+        mask = jnp.broadcast_to(valid[:, None], replay.obs.shape[:2])
+        fitted = Normalizer.from_data(replay.obs[..., :-1], mask)
+        ident = Normalizer.identity(fitted.mean.shape[0])
+        return jax.tree.map(lambda a, b: jnp.where(replay.count > 0, a, b), fitted, ident)
+
+    def _policy_act(self, state, obs, key):
+        return self.policy.sample(state.policy_params, policy_input(state.norm, obs, self.task.horizon), key)[0]
+
+    def _env_step(self, state: TrainState, key, act_fn) -> TrainState:
+        k_act, k_reset = jax.random.split(key)
+        env = state.env
+        a = act_fn(state, env.obs, k_act)
+        nxt = self.task.step(env, a)
+        replay = state.replay.add(env.t, env.obs, a, nxt.reward, nxt.obs, nxt.done)
+        fresh = self.task.reset(k_reset)
+        env = jax.tree.map(lambda r, n: jnp.where(nxt.done, r, n), fresh, nxt)
+        return state.replace(env=env, replay=replay, env_steps=state.env_steps + 1)
+
+    def _model_update(self, state: TrainState, key):
+        obs, acts, _ = state.replay.sample(key, self.config.model_batch)
+        s = state.norm.norm(obs[..., :-1])
+        mask = jnp.ones(acts.shape[:2], s.dtype)
+        loss, g = jax.value_and_grad(self.model.loss)(state.model_params, s, acts, mask)
+        tx = _adam()(learning_rate=state.hparams["model_lr"])
+        upd, opt = tx.update(g, state.model_opt, state.model_params)
+        ok = jnp.isfinite(loss) & _finite(g)
+        params, opt = _guarded_apply(ok, state.model_params, state.model_opt, upd, opt)
+        return state.replace(model_params=params, model_opt=opt,
+                             skipped_updates=state.skipped_updates + (~ok).astype(jnp.int32)), loss
+
+    def _true_model(self, state, key):
+        true = TrueTask.of(self.task)
+        return true, true.params(state.norm, key)
+
+    def _policy_update(self, state: TrainState, key):
+        cfg, task, hp = self.config, self.task, state.hparams
+        k_idx, k_t, k_loss, k_true, k_critic = jax.random.split(key, 5)
+        R = cfg.imagined_rollouts
+        idx = state.replay.sample_indices(k_idx, R)
+        kw = dict(alpha=hp["entropy"], gamma=hp["gamma"], stop_state_grad=cfg.stop_state_grad)
+        true_model, true_params = self._true_model(state, k_true)
+        if cfg.method == "true_bptt":
+            model, model_params = true_model, true_params
+        else:
+            model, model_params = self.model, state.model_params
+        s0 = state.replay.obs[idx, 0, :-1]
+        if cfg.method == "markov_svg":
+            t = jax.random.randint(k_t, (R,), 0, task.horizon)
+            s = state.replay.obs[idx, t, :-1]
+            loss_fn = lambda p: svg_loss(p, self.policy, model, model_params, self.critic, state.critic_params, task,
+                                         state.norm, s, t, k_loss, k=cfg.svg_k, **kw)
+        else:
+            loss_fn = lambda p: bpo_loss(p, self.policy, model, model_params, task, state.norm, s0, k_loss, **kw)
+        (loss, info), g = jax.value_and_grad(loss_fn, has_aux=True)(state.policy_params)
+        metrics = {"policy/loss": loss, "policy/imagined_return": info["imagined_return"],
+                   "policy/entropy": info["entropy"], "policy/grad_norm": optax.global_norm(g)}
+        if cfg.gradient_cosine and cfg.method != "true_bptt":
+            g_true = jax.grad(lambda p: bpo_loss(p, self.policy, true_model, true_params, task, state.norm, s0, k_loss,
+                                                 **kw)[0])(state.policy_params)
+            vm, vt = ravel_pytree(g)[0], ravel_pytree(g_true)[0]
+            metrics["policy/true_grad_norm"] = jnp.linalg.norm(vt)
+            metrics["policy/grad_cosine"] = jnp.dot(vm, vt) / (jnp.linalg.norm(vm) * jnp.linalg.norm(vt) + 1e-12)
+            metrics["policy/grad_sq_error"] = jnp.sum((vm - vt) ** 2)
+        tx = _adam(clip=True)(learning_rate=hp["policy_lr"], grad_clip=hp["grad_clip"])
+        upd, opt = tx.update(g, state.policy_opt, state.policy_params)
+        ok = jnp.isfinite(loss) & _finite(g)
+        params, opt = _guarded_apply(ok, state.policy_params, state.policy_opt, upd, opt)
+        state = state.replace(policy_params=params, policy_opt=opt,
+                              skipped_updates=state.skipped_updates + (~ok).astype(jnp.int32))
+        if cfg.method == "markov_svg":
+            state, metrics["critic/loss"] = self._critic_update(state, s, t, k_critic)
+        return state, metrics
+
+    def _critic_update(self, state, s, t, key):
+        cfg, hp = self.config, state.hparams
+        loss, g = jax.value_and_grad(critic_loss)(
+            state.critic_params, self.critic, state.critic_target, self.policy, state.policy_params, self.model,
+            state.model_params, self.task, state.norm, s, t, key, k=cfg.svg_k, alpha=hp["entropy"], gamma=hp["gamma"])
+        tx = _adam()(learning_rate=hp["critic_lr"])
+        upd, opt = tx.update(g, state.critic_opt, state.critic_params)
+        ok = jnp.isfinite(loss) & _finite(g)
+        params, opt = _guarded_apply(ok, state.critic_params, state.critic_opt, upd, opt)
+        target = polyak(state.critic_target, params, hp["target_tau"])
+        return state.replace(critic_params=params, critic_opt=opt, critic_target=target,
+                             skipped_updates=state.skipped_updates + (~ok).astype(jnp.int32)), loss
+
+    def _block(self, state: TrainState):
+        cfg = self.config
+        key, k_env, k_model, k_policy = jax.random.split(state.key, 4)
+        state = state.replace(key=key)
+        state = jax.lax.scan(lambda s, k: (self._env_step(s, k, self._policy_act), None), state,
+                             jax.random.split(k_env, cfg.policy_every))[0]
+        metrics = {}
+        if cfg.model_kind is not None:
+            state, losses = jax.lax.scan(self._model_update, state,
+                                         jax.random.split(k_model, cfg.policy_every // cfg.model_every))
+            metrics["model/loss"] = losses.mean()
+        state, pm = self._policy_update(state, k_policy)
+        return state, {**metrics, **pm}
+
+    def _period(self, state: TrainState):
+        state, block_metrics = jax.lax.scan(lambda s, _: self._block(s), state, None,
+                                            length=self.config.blocks_per_eval)
+        key, k_eval = jax.random.split(state.key)
+        state = state.replace(key=key)
+        metrics = {k: v.mean() for k, v in block_metrics.items()}
+        metrics["eval/return"] = self.evaluate(state.policy_params, state.norm, k_eval)
+        metrics["eval/env_steps"] = state.env_steps
+        metrics["skipped_updates"] = state.skipped_updates
+        return state, metrics
+
+
+def make_train(config: Config) -> Trainer:
+    """Validate `config` and build the trainer (no tracing happens here).
+
+    Returns a `Trainer`: `trainer(key) -> (TrainState, metrics)` is pure and safe under
+    `jax.jit(jax.vmap(...))`; `trainer.init(key)` and `trainer.run_chunk(state, periods)` split it into
+    chunks with identical results. Raises ValueError for unknown tasks or methods and for shapes or
+    schedules that do not fit, naming the valid choices.
+    """
+    config.validate()
+    task = awm_envs.make(config.task, **config.task_options())
+    config.validate(task)
+    n, m, H = task.obs_size - 1, task.action_size, task.horizon
+    kind = config.model_kind
+    if kind is None:
+        model = TrueTask.of(task)
+    else:
+        sizes = {
+            "awm_transformer": dict(width=config.width, layers=config.layers, heads=config.heads,
+                                    decoder=config.mlp_hidden),
+            "hwm_transformer": dict(width=config.width, layers=config.layers, heads=config.heads,
+                                    decoder=config.mlp_hidden),
+            "markov_mlp": dict(hidden=config.mlp_hidden),
+        }.get(kind, dict(hidden=config.rnn_hidden, embed=config.mlp_hidden, decoder=config.mlp_hidden))
+        model = make_world_model(kind, n, m, config.max_positions or H, **sizes)
+        model.check_horizon(H)
+    policy = Policy(n + 1, m, tuple(config.policy_hidden))
+    critic = Critic(n + 1, tuple(config.mlp_hidden)) if config.method == "markov_svg" else None
+    return Trainer(config, task, model, policy, critic)
