@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 
 def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -29,15 +30,87 @@ def tasks() -> None:
     print(f"\n{len(awm_envs.names())} tasks. Observation = [distractors, state, t]; actions in [-1, 1].")
 
 
-COMMANDS = {"tasks": tasks}
+def train(config: "Config", out: str = "runs/train", chunk_periods: int = 8) -> None:
+    """Train `--seeds` seeds of one method on one task as a single vmapped program and write
+    config.json, metrics.csv/json, returns.png and summary.txt to --out."""
+    from awm_jax.run import run_training
+
+    run_training(config, out=out, chunk_periods=chunk_periods)
+
+
+def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1500) -> None:
+    """The README's main job: a small sweep (cancer_treatment; true_bptt, awm_lstm, awm_transformer;
+    a shortened schedule) that finishes in minutes on a laptop CPU, then prints and plots the result."""
+    from pathlib import Path
+
+    from awm_jax.config import Config
+    from awm_jax.references import best_constant_return, closed_gap, random_return
+    from awm_jax.results import atomic_write, summary
+    from awm_jax.run import run_training
+
+    import awm_envs
+    import jax
+
+    rows = []
+    for method in ("true_bptt", "awm_lstm", "awm_transformer"):
+        cfg = Config(task="cancer_treatment", method=method, seeds=seeds, total_steps=total_steps, warmup_steps=500)
+        _, metrics = run_training(cfg, out=Path(out) / method)
+        rows.append((method, metrics))
+    task = awm_envs.make("cancer_treatment")
+    rand = random_return(task, jax.random.PRNGKey(1))
+    best, _ = best_constant_return(task, jax.random.PRNGKey(1))
+    table = [dict(method=m, **summary(x), closed_gap=float(closed_gap(summary(x)["mean"], rand, best)))
+             for m, x in rows]
+    text = format_table(table) + f"\n\nrandom policy {rand:.4g}, best constant action {best:.4g}"
+    print("\n" + text)
+    atomic_write(Path(out) / "summary.txt", text + "\n")
+    _plot_methods(Path(out) / "returns.png", rows)
+    print(f"\nwrote {out}/summary.txt and {out}/returns.png")
+
+
+def _plot_methods(path, rows) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from awm_jax.results import atomic_write
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, m in rows:
+        steps, ret = np.asarray(m["eval/env_steps"][0]), np.asarray(m["eval/return"])
+        mu, sd = ret.mean(0), ret.std(0)
+        ax.plot(steps, mu, label=method)
+        ax.fill_between(steps, mu - sd, mu + sd, alpha=0.2)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return (mean +- std over seeds)")
+    ax.set_title("cancer_treatment")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
+COMMANDS = {"tasks": tasks, "train": train, "quickstart": quickstart}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `awm-jax` console script."""
     import tyro
 
+    from awm_jax.config import Config
+
+    train.__annotations__["config"] = Annotated[Config, tyro.conf.arg(name="")]  # flags: --task, --method, ...
     argv = sys.argv[1:] if argv is None else argv
-    tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="awm-jax")
+    try:
+        tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="awm-jax")
+    except ValueError as e:  # configuration errors: say what is wrong, no traceback
+        sys.exit(f"awm-jax: error: {e}")
 
 
 if __name__ == "__main__":

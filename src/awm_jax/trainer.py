@@ -206,7 +206,7 @@ class Trainer:
             loss_fn = lambda p: bpo_loss(p, self.policy, model, model_params, task, state.norm, s0, k_loss, **kw)
         (loss, info), g = jax.value_and_grad(loss_fn, has_aux=True)(state.policy_params)
         metrics = {"policy/loss": loss, "policy/imagined_return": info["imagined_return"],
-                   "policy/entropy": info["entropy"], "policy/grad_norm": optax.global_norm(g)}
+                   "policy/entropy": info["entropy"], "policy/grad_norm": optax.tree.norm(g)}
         if cfg.gradient_cosine and cfg.method != "true_bptt":
             g_true = jax.grad(lambda p: bpo_loss(p, self.policy, true_model, true_params, task, state.norm, s0, k_loss,
                                                  **kw)[0])(state.policy_params)

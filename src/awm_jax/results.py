@@ -1,0 +1,115 @@
+"""Writing a run's outputs atomically (config, per-seed metrics as CSV and JSON, a plot, a summary),
+and reading them back with `load_run`.
+
+Every file is written to a temporary name in the same folder and then renamed, so a crash never
+leaves a half-written file behind.
+
+Layout of a run folder:
+    config.json     the Config
+    metrics.json    {"seeds": S, "periods": P, "metrics": {name: [[P values] per seed]}}
+    metrics.csv     one row per (seed, period): seed, period, then every metric
+    returns.png     eval/return vs env steps, mean and per seed
+    summary.txt     the summary line (final eval return: mean, std, min, max over seeds)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def atomic_write(path, data: str | bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def metrics_to_numpy(metrics: dict) -> dict[str, np.ndarray]:
+    """Metrics of a vmapped run -> {name: [seeds, periods] float64 arrays}."""
+    out = {}
+    for k, v in metrics.items():
+        a = np.asarray(v, np.float64)
+        out[k] = a.reshape(1, -1) if a.ndim == 1 else a
+    return out
+
+
+def summary(metrics: dict) -> dict:
+    final = metrics_to_numpy(metrics)["eval/return"][:, -1]
+    return dict(mean=float(final.mean()), std=float(final.std()), min=float(final.min()), max=float(final.max()),
+                seeds=int(final.size))
+
+
+def summary_line(config, metrics: dict) -> str:
+    s = summary(metrics)
+    return (f"{config.task} {config.method}: final eval return {s['mean']:.4g} +- {s['std']:.3g} "
+            f"(min {s['min']:.4g}, max {s['max']:.4g}, {s['seeds']} seeds)")
+
+
+def write_run(out, config, metrics: dict, extra: dict | None = None) -> str:
+    """Write config, metrics (CSV, JSON), plot and summary to folder `out`; returns the summary line."""
+    out = Path(out)
+    m = metrics_to_numpy(metrics)
+    seeds, periods = m["eval/return"].shape
+    atomic_write(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    payload = {"seeds": seeds, "periods": periods, "metrics": {k: v.tolist() for k, v in m.items()}, **(extra or {})}
+    atomic_write(out / "metrics.json", json.dumps(payload))
+    names = sorted(m)
+    lines = [",".join(["seed", "period"] + names)]
+    for s in range(seeds):
+        for p in range(periods):
+            lines.append(",".join([str(s), str(p)] + [repr(float(m[k][s, p])) for k in names]))
+    atomic_write(out / "metrics.csv", "\n".join(lines) + "\n")
+    plot_returns(out / "returns.png", m, title=f"{config.task} / {config.method}")
+    line = summary_line(config, metrics)
+    atomic_write(out / "summary.txt", line + "\n")
+    return line
+
+
+def plot_returns(path, m: dict, title: str = "") -> None:
+    """Eval return vs env steps: thin lines per seed, a thick mean line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    steps, ret = m["eval/env_steps"][0], m["eval/return"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in ret:
+        ax.plot(steps, r, color="tab:blue", alpha=0.3, lw=0.8)
+    ax.plot(steps, ret.mean(0), color="tab:blue", lw=2, label=f"mean of {len(ret)} seeds")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
+def load_run(path) -> tuple:
+    """Read a run folder back: (Config, {name: [seeds, periods] arrays})."""
+    from awm_jax.config import Config
+
+    path = Path(path)
+    config = Config.from_dict(json.loads((path / "config.json").read_text()))
+    payload = json.loads((path / "metrics.json").read_text())
+    return config, {k: np.asarray(v) for k, v in payload["metrics"].items()}
