@@ -35,7 +35,21 @@ class Rollout(NamedTuple):
 
 def imagine(model, model_params, policy, policy_params, task, norm: Normalizer, s0, key, length: int,
             t0=0, stop_state_grad: bool = True) -> Rollout:
-    """Roll `policy` out for `length` steps through `model` from raw model state s0 [n] at step t0."""
+    """Roll `policy` out for `length` steps through `model` from raw model state s0 [n] at step t0.
+
+    For an actions world model with a parallel training pass (the transformer AWM) and the stop-gradient
+    on the policy's state input (the default), the differentiable part is recomputed in parallel
+    (`_imagine_parallel`): same values, same gradient, and the backward pass goes through one full
+    causal pass instead of `length` cached steps (4x faster on CPU)."""
+    if stop_state_grad and model.parallel_predict and not model.feeds_back_predictions and t0 == 0:
+        return _imagine_parallel(model, model_params, policy, policy_params, task, norm, s0, key, length)
+    return imagine_sequential(model, model_params, policy, policy_params, task, norm, s0, key, length, t0,
+                              stop_state_grad)
+
+
+def imagine_sequential(model, model_params, policy, policy_params, task, norm: Normalizer, s0, key, length: int,
+                       t0=0, stop_state_grad: bool = True) -> Rollout:
+    """`imagine` one step at a time (the model's `start`/`step`, e.g. with a key/value cache)."""
 
     def body(carry, inp):
         mcarry, s = carry
@@ -52,6 +66,28 @@ def imagine(model, model_params, policy, policy_params, task, norm: Normalizer, 
     (_, s_last), (obs, acts, logp, rew) = jax.lax.scan(
         body, carry0, (jnp.arange(length), jax.random.split(key, length)))
     return Rollout(obs, acts, logp, rew, to_obs(s_last, t0 + length))
+
+
+def _imagine_parallel(model, model_params, policy, policy_params, task, norm, s0, key, length):
+    """`imagine` for a model that never reads its own predictions, with the policy's state input
+    stop-gradiented. Pass 1 generates the trajectory step by step without gradients; pass 2 recomputes
+    the actions a_t = pi(sg(obs_t), eps_t) for all t at once and the predictions s^_1..s^_T from s_0
+    and those actions with the model's training-time (full causal) pass. The values equal pass 1 and
+    the gradient is the sequential one: actions depend on the parameters only through the policy, and
+    predictions on the actions only through the model."""
+    sg = jax.lax.stop_gradient
+    first = imagine_sequential(model, sg(model_params), policy, sg(policy_params), task, norm, s0, key, length)
+    obs = sg(first.obs)  # [T, n + 1]
+    keys = jax.random.split(key, length)  # the same per-step noise as pass 1
+    pin = policy_input(norm, obs, task.horizon)
+    acts, logp = jax.vmap(lambda x, k: policy.sample(policy_params, x, k))(pin, keys)
+    z0 = norm.norm(s0)
+    states_in = jnp.concatenate([z0[None], jnp.zeros((length, z0.shape[-1]), z0.dtype)])  # only s_0 is read
+    pred = norm.denorm(model.predict(model_params, states_in, acts))  # [T, n]: s^_1..s^_T
+    states = jnp.concatenate([s0[None], pred[:-1]])
+    obs_d = to_obs(states, jnp.arange(length))
+    rew = jax.vmap(task.reward)(obs_d, acts)
+    return Rollout(obs_d, acts, logp, rew, to_obs(pred[-1], length))
 
 
 def discounted_sum(x, gamma):

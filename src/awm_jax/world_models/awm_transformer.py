@@ -55,6 +55,7 @@ class TransformerAWM(WorldModel):
     decoder: tuple = (64, 64)
 
     feeds_back_predictions = False
+    parallel_predict = True
 
     @property
     def net(self):

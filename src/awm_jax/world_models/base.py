@@ -35,6 +35,8 @@ class WorldModel:
 
     # Whether the model feeds its own predictions back as inputs during imagination.
     feeds_back_predictions = True
+    # Whether `predict` is a parallel (non-recurrent) pass: then BPO recomputes imagination through it.
+    parallel_predict = False
 
     def init(self, key):
         raise NotImplementedError
