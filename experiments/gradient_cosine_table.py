@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import awm_envs
 import jax
 import jax.numpy as jnp
 import optax
 
-import awm_envs
-from awm_jax.cli import format_table
 from awm_jax.diagnostics import policy_gradient_comparison
 from awm_jax.policy import Policy
-from awm_jax.results import atomic_write
+from awm_jax.results import atomic_write, format_table
 from awm_jax.spaces import Normalizer
 from awm_jax.world_models import KINDS, make_world_model
 

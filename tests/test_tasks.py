@@ -3,12 +3,11 @@
 Returns against an independent numpy reimplementation are in test_tasks_reference.py.
 """
 
+import awm_envs
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import awm_envs
 
 NAMES = awm_envs.names()
 

@@ -17,11 +17,10 @@ import jax
 
 jax.config.update("jax_enable_x64", False)
 
+import awm_envs  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-import awm_envs  # noqa: E402
 from numpy_reference import (  # noqa: E402
     MYRIAD,
     TASK_NAMES,

@@ -2,13 +2,13 @@
 
 import dataclasses
 
+import awm_envs
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import awm_envs
 from awm_jax.bpo import bpo_loss, imagine, imagine_sequential, svg_loss
 from awm_jax.critic import Critic, critic_loss, polyak
 from awm_jax.diagnostics import jacobians, policy_gradient_comparison, true_jacobians

@@ -6,7 +6,14 @@
     state = task.reset(key); state = task.step(state, action)
 """
 
-from awm_envs.core import System, Task, TaskState, affine_controls, describe, is_last_step
+from awm_envs.core import (
+    System,
+    Task,
+    TaskState,
+    affine_controls,
+    describe,
+    is_last_step,
+)
 from awm_envs.registry import GENERIC_OPTIONS, get_system, make, names, table
 
 __all__ = [

@@ -6,7 +6,7 @@
 """
 
 from awm_jax.config import METHODS, Config
-from awm_jax.trainer import TrainState, Trainer, make_train
+from awm_jax.trainer import Trainer, TrainState, make_train
 
 
 def seed_slice(tree, i: int):

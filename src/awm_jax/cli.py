@@ -5,21 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
+import tyro
 
-def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """Render rows of dicts as an aligned plain-text table."""
-    columns = columns or list(rows[0])
-    cells = [[str(c) for c in columns]] + [[_fmt(r[c]) for c in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+from awm_jax.config import Config
+from awm_jax.results import format_table
 
 
 def tasks() -> None:
@@ -30,7 +19,7 @@ def tasks() -> None:
     print(f"\n{len(awm_envs.names())} tasks. Observation = [distractors, state, t]; actions in [-1, 1].")
 
 
-def train(config: "Config", out: str = "runs/train", chunk_periods: int = 8) -> None:
+def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/train", chunk_periods: int = 8) -> None:
     """Train `--seeds` seeds of one method on one task as a single vmapped program and write
     config.json, metrics.csv/json, returns.png and summary.txt to --out."""
     from awm_jax.run import run_training
@@ -43,13 +32,12 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
     a shortened schedule) that finishes in minutes on a laptop CPU, then prints and plots the result."""
     from pathlib import Path
 
-    from awm_jax.config import Config
+    import awm_envs
+    import jax
+
     from awm_jax.references import best_constant_return, closed_gap, random_return
     from awm_jax.results import atomic_write, summary
     from awm_jax.run import run_training
-
-    import awm_envs
-    import jax
 
     rows = []
     for method in ("true_bptt", "awm_lstm", "awm_transformer"):
@@ -69,17 +57,11 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
 
 
 def _plot_methods(path, rows) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from awm_jax.results import atomic_write
+    from awm_jax.results import new_figure, save_figure
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure()
     for method, m in rows:
         steps, ret = np.asarray(m["eval/env_steps"][0]), np.asarray(m["eval/return"])
         mu, sd = ret.mean(0), ret.std(0)
@@ -89,11 +71,7 @@ def _plot_methods(path, rows) -> None:
     ax.set_ylabel("eval return (mean +- std over seeds)")
     ax.set_title("cancer_treatment")
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 COMMANDS = {"tasks": tasks, "train": train, "quickstart": quickstart}
@@ -101,11 +79,6 @@ COMMANDS = {"tasks": tasks, "train": train, "quickstart": quickstart}
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `awm-jax` console script."""
-    import tyro
-
-    from awm_jax.config import Config
-
-    train.__annotations__["config"] = Annotated[Config, tyro.conf.arg(name="")]  # flags: --task, --method, ...
     argv = sys.argv[1:] if argv is None else argv
     try:
         tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="awm-jax")

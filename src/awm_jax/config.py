@@ -19,46 +19,39 @@ MODEL_OF = {m: m for m in METHODS[:6]} | {"markov_svg": "markov_mlp", "true_bptt
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    # task
-    task: str = "cancer_treatment"
-    horizon: int | None = None  # None: the task's default
-    fixed_dt: bool = False
-    distractor_dims: int = 0
-    state_noise: float = 0.0
-    # method and seeds
-    method: str = "awm_transformer"
-    seeds: int = 1
-    seed: int = 0
-    # schedule (env steps)
-    total_steps: int = 5000
-    warmup_steps: int = 1500
-    model_every: int = 2
-    policy_every: int = 16
-    eval_every: int = 64  # rounded to whole policy periods
-    # batches
-    model_batch: int = 64
-    imagined_rollouts: int = 16
-    replay_episodes: int | None = None  # None: every episode of the run fits
-    # optimisation (numeric)
-    model_lr: float = 1e-3
-    policy_lr: float = 1e-4
-    critic_lr: float = 3e-4
-    entropy: float = 0.1
-    gamma: float = 1.0
-    grad_clip: float = 100.0
-    stop_state_grad: bool = True
-    svg_k: int = 2
-    target_tau: float = 0.005
-    # model sizes
-    width: int = 48
-    layers: int = 2
-    heads: int = 3
-    rnn_hidden: int = 48
+    task: str = "cancer_treatment"  # task name (`awm-jax tasks` lists them)
+    horizon: int | None = None  # episode length in steps; None: the task's default
+    fixed_dt: bool = False  # keep dt = T / 100 and run `horizon` steps (scales the horizon)
+    distractor_dims: int = 0  # extra N(0, 1) observation dimensions
+    state_noise: float = 0.0  # std of Gaussian noise added to the state each step
+    method: str = "awm_transformer"  # awm_transformer, awm_rnn, awm_gru, awm_lstm, hwm_transformer, markov_mlp, markov_svg or true_bptt
+    seeds: int = 1  # seeds trained together as one vmapped program
+    seed: int = 0  # the run's base seed: seed keys are split(PRNGKey(seed), seeds)
+    total_steps: int = 5000  # real env steps (rounded up to whole evaluation periods)
+    warmup_steps: int = 1500  # env steps with uniformly random actions before any update
+    model_every: int = 2  # env steps per world-model update
+    policy_every: int = 16  # env steps per policy update
+    eval_every: int = 64  # env steps per evaluation (rounded to whole policy periods)
+    model_batch: int = 64  # episodes per world-model batch
+    imagined_rollouts: int = 16  # imagined rollouts (start states) per policy update
+    replay_episodes: int | None = None  # replay size in episodes; None: every episode of the run
+    model_lr: float = 1e-3  # Adam learning rate of the world model
+    policy_lr: float = 1e-4  # Adam learning rate of the policy
+    critic_lr: float = 3e-4  # Adam learning rate of the critic (markov_svg)
+    entropy: float = 0.1  # entropy bonus coefficient
+    gamma: float = 1.0  # discount of the imagined return
+    grad_clip: float = 100.0  # global-norm clip of the policy gradient
+    stop_state_grad: bool = True  # stop the gradient through the policy's state input (as the paper)
+    svg_k: int = 2  # unroll length of markov_svg
+    target_tau: float = 0.005  # Polyak rate of the critic's target network
+    width: int = 48  # transformer width
+    layers: int = 2  # transformer blocks
+    heads: int = 3  # attention heads
+    rnn_hidden: int = 48  # hidden size of the recurrent AWMs
     max_positions: int | None = None  # transformer position table length; None: the horizon
-    mlp_hidden: tuple[int, ...] = (64, 64)
-    policy_hidden: tuple[int, ...] = (64, 64)
-    # diagnostics
-    gradient_cosine: bool = True  # model vs true policy gradient at every policy update
+    mlp_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of model MLPs (embeddings, decoder, Markov, critic)
+    policy_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the policy MLP
+    gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
 
     # -- derived, static ------------------------------------------------------------------------
     @property

@@ -100,6 +100,3 @@ class CausalTransformer(nn.Module):
             h = h + self.proj[i](att.reshape(-1))
             h = self._mlp(i, h)
         return self.ln_f(h), cache
-
-    def empty_cache(self, dtype=jnp.float32):
-        return jnp.zeros((self.layers, 2, self.max_len, self.heads, self.head_dim), dtype)

@@ -39,6 +39,22 @@ def atomic_write(path, data: str | bytes) -> None:
         raise
 
 
+def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """Render rows of dicts as an aligned plain-text table."""
+    columns = columns or list(rows[0])
+    cells = [[str(c) for c in columns]] + [[_fmt(r[c]) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
 def metrics_to_numpy(metrics: dict) -> dict[str, np.ndarray]:
     """Metrics of a vmapped run -> {name: [seeds, periods] float64 arrays}."""
     out = {}
@@ -80,17 +96,34 @@ def write_run(out, config, metrics: dict, extra: dict | None = None) -> str:
     return line
 
 
-def plot_returns(path, m: dict, title: str = "") -> None:
-    """Eval return vs env steps: thin lines per seed, a thick mean line."""
+def new_figure(figsize=(6, 4)):
+    """A matplotlib figure and axes on the non-interactive Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=figsize)
+
+
+def save_figure(fig, path) -> None:
+    """Render `fig` to PNG, write it atomically, close it."""
     import io
 
     import matplotlib.pyplot as plt
 
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
+def plot_returns(path, m: dict, title: str = "") -> None:
+    """Eval return vs env steps: thin lines per seed, a thick mean line."""
+
     steps, ret = m["eval/env_steps"][0], m["eval/return"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure()
     for r in ret:
         ax.plot(steps, r, color="tab:blue", alpha=0.3, lw=0.8)
     ax.plot(steps, ret.mean(0), color="tab:blue", lw=2, label=f"mean of {len(ret)} seeds")
@@ -98,11 +131,7 @@ def plot_returns(path, m: dict, title: str = "") -> None:
     ax.set_ylabel("eval return")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def load_run(path) -> tuple:

@@ -25,13 +25,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import awm_envs
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-import awm_envs
 from awm_jax.bpo import bpo_loss, svg_loss
 from awm_jax.config import Config
 from awm_jax.critic import Critic, critic_loss, polyak

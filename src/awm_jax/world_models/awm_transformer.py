@@ -11,11 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from awm_jax.networks import MLP, CausalTransformer
-from awm_jax.world_models.base import WorldModel
+from awm_jax.world_models.base import TransformerWorldModel
 
 
 class TransformerAWMNet(nn.Module):
@@ -48,12 +47,7 @@ class TransformerAWMNet(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformerAWM(WorldModel):
-    width: int = 48
-    layers: int = 2
-    heads: int = 3
-    decoder: tuple = (64, 64)
-
+class TransformerAWM(TransformerWorldModel):
     feeds_back_predictions = False
     parallel_predict = True
 
@@ -70,8 +64,8 @@ class TransformerAWM(WorldModel):
         return self.net.apply(params, states[0], actions)
 
     def start(self, params, s0):
-        cache = CausalTransformer(self.width, self.layers, self.heads, self.max_horizon + 1).empty_cache(s0.dtype)
-        return self.net.apply(params, s0, cache, method=TransformerAWMNet.first)
+        return self.net.apply(params, s0, self.empty_cache(self.max_horizon + 1, s0.dtype),
+                              method=TransformerAWMNet.first)
 
     def step(self, params, cache, action, t):
         s, cache = self.net.apply(params, action, cache, t + 1, method=TransformerAWMNet.next)

@@ -74,3 +74,17 @@ class WorldModel:
                 f"{type(self).__name__} was built for horizons up to {self.max_horizon} "
                 f"(its position table), got {horizon}; build it with max_horizon >= {horizon}"
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerWorldModel(WorldModel):
+    """Shared sizes of the transformer world models (defaults: the paper's) and their empty cache."""
+
+    width: int = 48
+    layers: int = 2
+    heads: int = 3
+    decoder: tuple = (64, 64)
+
+    def empty_cache(self, positions: int, dtype):
+        """Key/value cache [layers, 2, positions, heads, head_dim] of zeros."""
+        return jnp.zeros((self.layers, 2, positions, self.heads, self.width // self.heads), dtype)

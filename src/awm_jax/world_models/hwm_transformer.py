@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from awm_jax.networks import MLP, CausalTransformer
-from awm_jax.world_models.base import WorldModel
+from awm_jax.world_models.base import TransformerWorldModel
 
 
 class TransformerHWMNet(nn.Module):
@@ -39,12 +39,7 @@ class TransformerHWMNet(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformerHWM(WorldModel):
-    width: int = 48
-    layers: int = 2
-    heads: int = 3
-    decoder: tuple = (64, 64)
-
+class TransformerHWM(TransformerWorldModel):
     @property
     def net(self):
         return TransformerHWMNet(self.state_size, self.width, self.layers, self.heads, self.max_horizon,
@@ -58,8 +53,7 @@ class TransformerHWM(WorldModel):
         return self.net.apply(params, states[:-1], actions)
 
     def start(self, params, s0):
-        cache = CausalTransformer(self.width, self.layers, self.heads, self.max_horizon).empty_cache(s0.dtype)
-        return cache, s0
+        return self.empty_cache(self.max_horizon, s0.dtype), s0
 
     def step(self, params, carry, action, t):
         cache, s = carry
