@@ -19,12 +19,29 @@ def tasks() -> None:
     print(f"\n{len(awm_envs.names())} tasks. Observation = [distractors, state, t]; actions in [-1, 1].")
 
 
-def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/train", chunk_periods: int = 8) -> None:
+def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/train", chunk_periods: int = 8,
+          checkpoint_every: int = 0, keep: int = 2, resume: bool = False, shard: bool = True,
+          compilation_cache: str | None = None) -> None:
     """Train `--seeds` seeds of one method on one task as a single vmapped program and write
-    config.json, metrics.csv/json, returns.png and summary.txt to --out."""
+    config.json, metrics.csv/json, returns.png and summary.txt to --out.
+
+    --checkpoint-every N saves the whole train state every N chunks of --chunk-periods evaluation
+    periods (and at the end) under OUT/checkpoints, keeping the last --keep; --resume continues from
+    the newest readable checkpoint. Seeds are laid over every device (--no-shard: one device)."""
     from awm_jax.run import run_training
 
-    run_training(config, out=out, chunk_periods=chunk_periods)
+    _compilation_cache(compilation_cache)
+    run_training(config, out=out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, keep=keep,
+                 resume=resume, shard=shard)
+
+
+def _compilation_cache(path: str | None) -> None:
+    """Switch on JAX's persistent compilation cache in `path` (compiled programs reused across runs)."""
+    if path:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1500) -> None:

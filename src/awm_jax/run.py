@@ -1,15 +1,17 @@
-"""Host-side driver of a multi-seed run: compile once, advance in chunks with progress, write outputs.
+"""Host-side driver of a multi-seed run: compile once, advance in chunks with progress, checkpoint,
+resume, write outputs.
 
-The compiled program is `jax.jit(jax.vmap(trainer.run_chunk))` over the seed axis; chunking only
-decides how often control returns to Python (progress lines, later checkpoints), not the results.
+The compiled program is `jax.jit(jax.vmap(trainer.run_chunk))` over the seed axis (laid over every
+device by `awm_jax.sharding` when there are several); chunking only decides how often control
+returns to Python (progress lines, checkpoints), never the results.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from awm_jax.config import Config
@@ -21,41 +23,86 @@ def seed_keys(config: Config):
     return jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
 
 
-def run_training(config: Config, out=None, chunk_periods: int = 8, verbose: bool = True):
-    """Train `config.seeds` seeds in one vmapped program; returns (state, metrics [seeds, periods]).
+def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_every: int = 0, keep: int = 2,
+                 resume: bool = False, shard: bool = True, verbose: bool = True, hparams: dict | None = None,
+                 keys=None):
+    """Train `config.seeds` seeds in one vmapped program; returns (state, metrics {name: [seeds, periods]}).
 
-    With `out`, writes the run folder (see `awm_jax.results`) and prints its summary line."""
+    out: run folder (config.json, metrics, plot, summary; checkpoints/ when checkpointing).
+    checkpoint_every: save every that many chunks (and at the end); 0 saves nothing.
+    resume: continue from the newest readable checkpoint in `out` (refused if its config differs).
+    shard: lay the seed axis over all devices (padding the seed count to a multiple of them).
+    hparams: numeric hyperparameters per seed ({name: [seeds] array}), vmapped with the keys.
+    """
+    from awm_jax import checkpoint as ckpt
+    from awm_jax.results import atomic_write, write_run
+    from awm_jax.sharding import SeedSharding
+
     trainer = make_train(config)  # validates before anything compiles
-    keys = seed_keys(config)
-    chunk = max(1, min(chunk_periods, config.periods))
-    log = print if verbose else (lambda *a, **k: None)
-    t0 = time.time()
-    init = jax.jit(jax.vmap(trainer.init)).lower(keys).compile()
-    state = init(keys)
-    step = jax.jit(jax.vmap(lambda s: trainer.run_chunk(s, chunk))).lower(state).compile()
-    rest = config.periods % chunk
-    tail = jax.jit(jax.vmap(lambda s: trainer.run_chunk(s, rest))).lower(state).compile() if rest else None
-    compile_s = time.time() - t0
-    log(f"[awm-jax] {config.task} / {config.method}, {config.seeds} seeds, {config.env_steps} env steps: "
-        f"compiled in {compile_s:.1f}s")
-    t1 = time.time()
-    pieces = []
-    done = 0
-    while done < config.periods:
-        fn, n = (step, chunk) if config.periods - done >= chunk else (tail, rest)
-        state, metrics = fn(state)
-        ret = np.asarray(metrics["eval/return"][:, -1])
-        steps = int(np.asarray(metrics["eval/env_steps"])[0, -1])
-        skipped = int(np.asarray(metrics["skipped_updates"])[:, -1].sum())
-        pieces.append(metrics)
-        done += n
-        log(f"[awm-jax] env steps {steps:6d}/{config.env_steps}  {time.time() - t1:7.1f}s  "
-            f"eval return {ret.mean():.4g} (+- {ret.std():.3g})" + (f"  skipped updates {skipped}" if skipped else ""))
-    metrics = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *pieces)
-    run_s = time.time() - t1
+    if chunk_periods < 1 or checkpoint_every < 0 or keep < 1:
+        raise ValueError("need chunk_periods >= 1, checkpoint_every >= 0 and keep >= 1")
+    if (resume or checkpoint_every) and out is None:
+        raise ValueError("checkpointing and --resume need an output folder (--out)")
+    ck_dir = Path(out) / "checkpoints" if out is not None else None
     if out is not None:
-        from awm_jax.results import write_run
+        if resume:
+            ckpt.check_resume_config(out, config)
+        elif ck_dir.exists() and any(ck_dir.iterdir()):
+            raise ValueError(f"{out} already holds checkpoints of a run: pass --resume to continue it, "
+                             "or choose another --out")
+        import json
 
+        atomic_write(Path(out) / ckpt.CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
+    log = print if verbose else (lambda *a, **k: None)
+    keys = seed_keys(config) if keys is None else keys
+    hp = {} if hparams is None else {k: np.asarray(v, np.float32) for k, v in hparams.items()}
+    sharding = SeedSharding.create(len(keys)) if shard else SeedSharding.single(len(keys))
+    keys, hp = sharding.pad(keys), {k: sharding.pad(v) for k, v in hp.items()}
+    chunk = min(chunk_periods, config.periods)
+    rest = config.periods % chunk
+
+    t0 = time.time()
+    init = sharding.compile(jax.vmap(lambda k, h: trainer.init(k, h)), keys, hp)
+    state = init(keys, sharding.put(hp))
+    step = sharding.compile(jax.vmap(lambda s: trainer.run_chunk(s, chunk)), state)
+    tail = sharding.compile(jax.vmap(lambda s: trainer.run_chunk(s, rest)), state) if rest else None
+    compile_s = time.time() - t0
+    shapes = jax.eval_shape(jax.vmap(lambda s: trainer.run_chunk(s, 1)), state)[1]
+    S, P = len(keys), config.periods
+    metrics = {k: np.full((S, P), np.nan, np.float64) for k in shapes}
+    done = 0
+    checkpointer = ckpt.Checkpointer(ck_dir, keep) if checkpoint_every or resume else None
+    if resume:
+        restored = checkpointer.restore_latest(state, metrics)
+        if restored is not None:
+            done, state, metrics = restored
+            state = sharding.put(state)
+            metrics = {k: np.asarray(v) for k, v in metrics.items()}
+            log(f"[awm-jax] resumed {out} after {done}/{P} evaluation periods")
+    log(f"[awm-jax] {config.task} / {config.method}, {config.seeds} seeds on {sharding.describe()}, "
+        f"{config.env_steps} env steps: compiled in {compile_s:.1f}s")
+    t1 = time.time()
+    chunks = 0
+    while done < P:
+        fn, n = (step, chunk) if P - done >= chunk else (tail, rest)
+        state, m = fn(state)
+        for k, v in m.items():
+            metrics[k][:, done:done + n] = np.asarray(v)
+        done += n
+        chunks += 1
+        ret = metrics["eval/return"][: config.seeds, done - 1]
+        skipped = int(metrics["skipped_updates"][: config.seeds, done - 1].sum())
+        log(f"[awm-jax] env steps {int(metrics['eval/env_steps'][0, done - 1]):6d}/{config.env_steps}  "
+            f"{time.time() - t1:7.1f}s  eval return {ret.mean():.4g} (+- {ret.std():.3g})"
+            + (f"  skipped non-finite updates {skipped}" if skipped else ""))
+        if checkpointer is not None and checkpoint_every and (chunks % checkpoint_every == 0 or done == P):
+            checkpointer.save(done, state, metrics)
+    if checkpointer is not None:
+        checkpointer.close()
+    run_s = time.time() - t1
+    state = sharding.unpad(state, config.seeds)
+    metrics = {k: v[: config.seeds] for k, v in metrics.items()}
+    if out is not None:
         line = write_run(out, config, metrics, extra={"compile_seconds": compile_s, "run_seconds": run_s})
         log(line)
         log(f"[awm-jax] wrote {out}/ (config.json, metrics.csv, metrics.json, returns.png, summary.txt)")

@@ -1,0 +1,93 @@
+"""Checkpoint and exact resume: a run killed with SIGKILL and resumed equals an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from awm_jax import Config
+from awm_jax.checkpoint import Checkpointer
+from awm_jax.run import run_training
+
+SMALL = dict(task="cancer_treatment", warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4,
+             rnn_hidden=16)
+FLAGS = ["--task", "cancer_treatment", "--warmup-steps", "200", "--eval-every", "64", "--model-batch", "16",
+         "--imagined-rollouts", "4", "--rnn-hidden", "16"]
+
+
+def _final_state(out, config):
+    """The final checkpoint of a run folder, restored into the run's state structure."""
+    from awm_jax.trainer import make_train
+
+    trainer = make_train(config)
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
+    state = jax.eval_shape(jax.vmap(trainer.init), keys)
+    metrics = {k: np.zeros((config.seeds, config.periods)) for k in json.loads(
+        (Path(out) / "metrics.json").read_text())["metrics"]}
+    ck = Checkpointer(Path(out) / "checkpoints")
+    done, st, m = ck.restore_latest(state, metrics)
+    ck.close()
+    return done, st
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    cfg = Config(method="awm_lstm", seeds=2, total_steps=200 + 64 * 12, **SMALL)
+    ref_out = tmp_path / "ref"
+    _, ref_metrics = run_training(cfg, out=ref_out, chunk_periods=1, checkpoint_every=1, verbose=False)
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "awm_jax.cli", "train", *FLAGS, "--method", "awm_lstm", "--seeds", "2",
+           "--total-steps", str(cfg.total_steps), "--out", str(out), "--chunk-periods", "1", "--checkpoint-every", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    ck_dir = out / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once two checkpoints are committed, mid-run
+        steps = [p for p in ck_dir.glob("*") if (p / "commit_success.txt").exists()] if ck_dir.exists() else []
+        if len(steps) >= 2 or proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed:\n" + proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()  # it really died mid-run
+
+    with pytest.raises(ValueError, match="--resume"):  # a fresh start would discard the checkpoints
+        run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, verbose=False)
+    with pytest.raises(ValueError, match="policy_lr: saved 0.0001, now 0.001"):
+        run_training(Config(**{**cfg.to_dict(), "policy_lr": 1e-3}), out=out, resume=True, verbose=False)
+
+    _, metrics = run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, resume=True, verbose=False)
+    for k in ref_metrics:
+        np.testing.assert_array_equal(metrics[k], ref_metrics[k], err_msg=k)
+    saved = json.loads((out / "metrics.json").read_text())["metrics"]
+    np.testing.assert_array_equal(saved["eval/return"], json.loads((ref_out / "metrics.json").read_text())["metrics"]["eval/return"])
+    done_a, state_a = _final_state(out, cfg)
+    done_b, state_b = _final_state(ref_out, cfg)
+    assert done_a == done_b == cfg.periods
+    for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
+    cfg = Config(method="markov_mlp", seeds=2, total_steps=200 + 64 * 3, **SMALL)
+    _, metrics = run_training(cfg, out=tmp_path, chunk_periods=1, checkpoint_every=1, keep=3, verbose=False)
+    ck = tmp_path / "checkpoints"
+    assert sorted(int(p.name) for p in ck.iterdir() if p.name.isdigit()) == [1, 2, 3]
+    for f in (ck / "3").rglob("*"):  # truncate every data file of the newest checkpoint
+        if f.is_file() and f.name != "commit_success.txt":
+            f.write_bytes(b"")
+    done, _ = _final_state(tmp_path, cfg)
+    assert done == 2
+    # resuming from there recomputes the last period exactly
+    _, again = run_training(cfg, out=tmp_path, chunk_periods=1, checkpoint_every=1, keep=3, resume=True,
+                            verbose=False)
+    for k in metrics:
+        np.testing.assert_array_equal(again[k], metrics[k], err_msg=k)
