@@ -35,6 +35,25 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/tr
                  resume=resume, shard=shard)
 
 
+def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cancer_treatment",
+          methods: str = "awm_transformer,true_bptt", out: str = "runs/sweep", policy_lr_grid: str | None = None,
+          model_lr_grid: str | None = None, entropy_grid: str | None = None, chunk_periods: int = 8,
+          checkpoint_every: int = 0, resume: bool = False, compilation_cache: str | None = None) -> None:
+    """Sweep --tasks x --methods (comma-separated) with --seeds seeds each; the *-grid flags take
+    comma-separated values whose product is vmapped with the seeds inside each (task, method) program.
+    Writes per-combination folders like `train`, OUT/summary.csv, OUT/summary.md and OUT/{task}.png;
+    --resume skips finished groups and continues unfinished ones from their checkpoints."""
+    from awm_jax.sweep import SweepSpec, parse_list, run_sweep
+
+    grid = tuple((name, parse_list(text, float)) for name, text in
+                 (("policy_lr", policy_lr_grid), ("model_lr", model_lr_grid), ("entropy", entropy_grid)) if text)
+    spec = SweepSpec(config, parse_list(tasks), parse_list(methods), grid)
+    _compilation_cache(compilation_cache)
+    rows = run_sweep(spec, out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume)
+    print("\n" + format_table(rows))
+    print(f"\nwrote {out}/summary.csv, {out}/summary.md and one plot per task")
+
+
 def _compilation_cache(path: str | None) -> None:
     """Switch on JAX's persistent compilation cache in `path` (compiled programs reused across runs)."""
     if path:
@@ -91,7 +110,7 @@ def _plot_methods(path, rows) -> None:
     save_figure(fig, path)
 
 
-COMMANDS = {"tasks": tasks, "train": train, "quickstart": quickstart}
+COMMANDS = {"tasks": tasks, "train": train, "sweep": sweep, "quickstart": quickstart}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,14 +25,16 @@ def seed_keys(config: Config):
 
 def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_every: int = 0, keep: int = 2,
                  resume: bool = False, shard: bool = True, verbose: bool = True, hparams: dict | None = None,
-                 keys=None):
+                 keys=None, write_outputs: bool = True):
     """Train `config.seeds` seeds in one vmapped program; returns (state, metrics {name: [seeds, periods]}).
 
     out: run folder (config.json, metrics, plot, summary; checkpoints/ when checkpointing).
     checkpoint_every: save every that many chunks (and at the end); 0 saves nothing.
     resume: continue from the newest readable checkpoint in `out` (refused if its config differs).
     shard: lay the seed axis over all devices (padding the seed count to a multiple of them).
-    hparams: numeric hyperparameters per seed ({name: [seeds] array}), vmapped with the keys.
+    keys, hparams: the vmapped members (default: the config's seed keys, its own hyperparameters);
+        hparams is {name: [members] array} of numeric hyperparameters (see trainer.NUMERIC).
+    write_outputs: write metrics/plot/summary to `out` (a sweep writes its own per-member folders).
     """
     from awm_jax import checkpoint as ckpt
     from awm_jax.results import atomic_write, write_run
@@ -79,7 +81,8 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
             state = sharding.put(state)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             log(f"[awm-jax] resumed {out} after {done}/{P} evaluation periods")
-    log(f"[awm-jax] {config.task} / {config.method}, {config.seeds} seeds on {sharding.describe()}, "
+    M = sharding.seeds
+    log(f"[awm-jax] {config.task} / {config.method}, {M} seeds on {sharding.describe()}, "
         f"{config.env_steps} env steps: compiled in {compile_s:.1f}s")
     t1 = time.time()
     chunks = 0
@@ -90,8 +93,8 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
             metrics[k][:, done:done + n] = np.asarray(v)
         done += n
         chunks += 1
-        ret = metrics["eval/return"][: config.seeds, done - 1]
-        skipped = int(metrics["skipped_updates"][: config.seeds, done - 1].sum())
+        ret = metrics["eval/return"][:M, done - 1]
+        skipped = int(metrics["skipped_updates"][:M, done - 1].sum())
         log(f"[awm-jax] env steps {int(metrics['eval/env_steps'][0, done - 1]):6d}/{config.env_steps}  "
             f"{time.time() - t1:7.1f}s  eval return {ret.mean():.4g} (+- {ret.std():.3g})"
             + (f"  skipped non-finite updates {skipped}" if skipped else ""))
@@ -100,9 +103,9 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
     if checkpointer is not None:
         checkpointer.close()
     run_s = time.time() - t1
-    state = sharding.unpad(state, config.seeds)
-    metrics = {k: v[: config.seeds] for k, v in metrics.items()}
-    if out is not None:
+    state = sharding.unpad(state)
+    metrics = {k: v[:M] for k, v in metrics.items()}
+    if out is not None and write_outputs:
         line = write_run(out, config, metrics, extra={"compile_seconds": compile_s, "run_seconds": run_s})
         log(line)
         log(f"[awm-jax] wrote {out}/ (config.json, metrics.csv, metrics.json, returns.png, summary.txt)")

@@ -1,0 +1,149 @@
+"""Sweeps: tasks x methods x seeds x numeric hyperparameters, one compiled program per (task, method).
+
+Within a group every seed and every combination of numeric hyperparameters (the product of the
+lists given, e.g. policy_lr x entropy) is one vmapped member of a single program, laid over all
+devices. Each combination gets an output folder in the format of `awm-jax train`
+(`OUT/{task}-{method}[-name=value...]`); the sweep writes `OUT/sweep.json` (its specification),
+`OUT/summary.csv` and `OUT/summary.md` (final eval return per task, method and combination), and one
+plot per task (`OUT/{task}.png`). `resume=True` skips combinations whose folders are complete and
+continues unfinished groups from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import awm_envs
+from awm_jax.config import Config
+from awm_jax.results import atomic_write, new_figure, save_figure, summary, write_run
+from awm_jax.run import run_training, seed_keys
+from awm_jax.trainer import NUMERIC
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    base: Config
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    grid: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (numeric field, values), product taken
+
+    def combos(self) -> list[dict]:
+        names = [n for n, _ in self.grid]
+        return [dict(zip(names, vals)) for vals in itertools.product(*[v for _, v in self.grid])] or [{}]
+
+    def groups(self) -> list[Config]:
+        return [dataclasses.replace(self.base, task=t, method=m) for t in self.tasks for m in self.methods]
+
+    def folder(self, out, cfg: Config, combo: dict) -> Path:
+        suffix = "".join(f"-{k}={v:g}" for k, v in combo.items())
+        return Path(out) / f"{cfg.task}-{cfg.method}{suffix}"
+
+    def to_dict(self) -> dict:
+        return dict(base=self.base.to_dict(), tasks=list(self.tasks), methods=list(self.methods),
+                    grid=[[n, list(v)] for n, v in self.grid])
+
+    def validate(self) -> None:
+        """Every check before anything compiles: names, counts, grid fields and values."""
+        if not self.tasks or not self.methods:
+            raise ValueError("a sweep needs at least one task and one method")
+        for dup, what in ((self.tasks, "tasks"), (self.methods, "methods")):
+            if len(set(dup)) != len(dup):
+                raise ValueError(f"{what} are listed twice: {list(dup)}")
+        for name, values in self.grid:
+            if name not in NUMERIC:
+                raise ValueError(f"{name!r} cannot be swept inside one program; numeric fields: {', '.join(NUMERIC)}")
+            if not values:
+                raise ValueError(f"the list for {name} is empty")
+        for cfg in self.groups():
+            for combo in self.combos():
+                c = dataclasses.replace(cfg, **combo)
+                c.validate()
+                c.validate(awm_envs.make(c.task, **c.task_options()))
+
+
+def parse_list(text: str | None, cast=str) -> tuple:
+    """'a,b,c' -> (a, b, c) with each item cast; None or '' -> ()."""
+    if not text:
+        return ()
+    try:
+        return tuple(cast(x.strip()) for x in text.split(",") if x.strip())
+    except ValueError as e:
+        raise ValueError(f"cannot read the list {text!r}: {e}") from None
+
+
+def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: int = 0, resume: bool = False,
+              verbose: bool = True) -> list[dict]:
+    """Run every group of `spec`, writing per-combination folders and the aggregate; returns its rows."""
+    spec.validate()
+    out = Path(out)
+    spec_path = out / "sweep.json"
+    if spec_path.exists():
+        saved = json.loads(spec_path.read_text())
+        if saved != json.loads(json.dumps(spec.to_dict())):
+            raise ValueError(f"{out} holds a different sweep (see {spec_path}); choose another --out")
+        if not resume:
+            raise ValueError(f"{out} already holds this sweep: pass --resume to continue it")
+    atomic_write(spec_path, json.dumps(spec.to_dict(), indent=2))
+    log = print if verbose else (lambda *a, **k: None)
+    groups, combos = spec.groups(), spec.combos()
+    S = spec.base.seeds
+    t0, steps_done = time.time(), 0
+    total_steps = sum(g.env_steps * S * len(combos) for g in groups)
+    for gi, cfg in enumerate(groups):
+        folders = [spec.folder(out, cfg, c) for c in combos]
+        if resume and all((f / "summary.txt").exists() for f in folders):
+            log(f"[sweep] group {gi + 1}/{len(groups)} {cfg.task}/{cfg.method}: already done, skipped")
+            steps_done += cfg.env_steps * S * len(combos)
+            continue
+        keys = np.tile(np.asarray(seed_keys(cfg)), (len(combos), 1))
+        hparams = {name: np.repeat([c[name] for c in combos], S) for name, _ in spec.grid}
+        group_dir = out / "groups" / f"{cfg.task}-{cfg.method}"
+        _, metrics = run_training(cfg, out=group_dir, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every,
+                                  resume=resume and group_dir.exists(), verbose=verbose, hparams=hparams or None,
+                                  keys=keys, write_outputs=False)
+        for j, (combo, folder) in enumerate(zip(combos, folders)):
+            write_run(folder, dataclasses.replace(cfg, **combo), {k: v[j * S:(j + 1) * S] for k, v in metrics.items()})
+        steps_done += cfg.env_steps * S * len(combos)
+        elapsed = time.time() - t0
+        eta = elapsed / max(steps_done, 1) * (total_steps - steps_done)
+        log(f"[sweep] group {gi + 1}/{len(groups)} {cfg.task}/{cfg.method} done; env steps {steps_done}/{total_steps}, "
+            f"elapsed {elapsed:.0f}s, about {eta:.0f}s left")
+    return write_aggregate(spec, out)
+
+
+def write_aggregate(spec: SweepSpec, out) -> list[dict]:
+    """summary.csv, summary.md and one return plot per task from the per-combination folders."""
+    from awm_jax.results import load_run
+
+    rows = []
+    for task in spec.tasks:
+        fig, ax = new_figure()
+        for cfg in (g for g in spec.groups() if g.task == task):
+            for combo in spec.combos():
+                _, m = load_run(spec.folder(out, cfg, combo))
+                s = summary(m)
+                label = cfg.method + "".join(f" {k}={v:g}" for k, v in combo.items())
+                rows.append(dict(task=task, method=cfg.method, **combo, mean=s["mean"], std=s["std"], min=s["min"],
+                                 max=s["max"], seeds=s["seeds"]))
+                steps, ret = m["eval/env_steps"][0], m["eval/return"]
+                ax.plot(steps, ret.mean(0), label=label)
+                ax.fill_between(steps, ret.mean(0) - ret.std(0), ret.mean(0) + ret.std(0), alpha=0.15)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return (mean +- std over seeds)")
+        ax.set_title(task)
+        ax.legend(fontsize=7)
+        save_figure(fig, Path(out) / f"{task}.png")
+    keys = list(rows[0])
+    atomic_write(Path(out) / "summary.csv", "\n".join([",".join(keys)] + [",".join(str(r[k]) for k in keys)
+                                                                          for r in rows]) + "\n")
+    md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    md += ["| " + " | ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |"
+           for r in rows]
+    atomic_write(Path(out) / "summary.md", "\n".join(md) + "\n")
+    return rows

@@ -1,0 +1,74 @@
+"""`awm-jax sweep`: validation before compilation, and a sharded sweep killed, resumed, and compared."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from awm_jax import Config
+from awm_jax.run import run_training
+from awm_jax.sweep import SweepSpec, parse_list, run_sweep
+
+SMALL = dict(total_steps=328, warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4, width=16,
+             heads=2, layers=1)
+FLAGS = ["--total-steps", "328", "--warmup-steps", "200", "--eval-every", "64", "--model-batch", "16",
+         "--imagined-rollouts", "4", "--width", "16", "--heads", "2", "--layers", "1"]
+
+
+def test_bad_sweeps_are_rejected_before_compiling(tmp_path):
+    base = Config(**SMALL)
+    with pytest.raises(ValueError, match="valid tasks"):
+        run_sweep(SweepSpec(base, ("cancer",), ("true_bptt",)), tmp_path / "a")
+    with pytest.raises(ValueError, match="valid methods"):
+        run_sweep(SweepSpec(base, ("cancer_treatment",), ("sac9",)), tmp_path / "a")
+    with pytest.raises(ValueError, match="seeds must be a positive integer"):
+        run_sweep(SweepSpec(Config(seeds=0, **SMALL), ("cancer_treatment",), ("true_bptt",)), tmp_path / "a")
+    with pytest.raises(ValueError, match="cannot be swept"):
+        run_sweep(SweepSpec(base, ("cancer_treatment",), ("true_bptt",), (("width", (8.0, 16.0)),)), tmp_path / "a")
+    with pytest.raises(ValueError, match="listed twice"):
+        run_sweep(SweepSpec(base, ("cancer_treatment", "cancer_treatment"), ("true_bptt",)), tmp_path / "a")
+    with pytest.raises(ValueError, match="cannot read the list"):
+        parse_list("1e-4,abc", float)
+    assert not (tmp_path / "a").exists()  # nothing written, nothing compiled
+    spec = SweepSpec(Config(seeds=1, **SMALL), ("cancer_treatment",), ("true_bptt",))
+    run_sweep(spec, tmp_path / "b", verbose=False)
+    with pytest.raises(ValueError, match="different sweep"):
+        run_sweep(SweepSpec(Config(seeds=2, **SMALL), ("cancer_treatment",), ("true_bptt",)), tmp_path / "b")
+    with pytest.raises(ValueError, match="--resume"):
+        run_sweep(spec, tmp_path / "b", verbose=False)
+
+
+def test_sharded_sweep_killed_and_resumed_equals_unsharded(tmp_path):
+    """4 forced host devices, 8 seeds; SIGKILL once the first checkpoint lands, then --resume."""
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "awm_jax.cli", "sweep", "--tasks", "cancer_treatment,timber_harvest", "--methods",
+           "awm_transformer,true_bptt", "--seeds", "8", *FLAGS, "--out", str(out), "--chunk-periods", "1",
+           "--checkpoint-every", "1"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    first = out / "groups" / "cancer_treatment-awm_transformer" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if first.exists() and any((p / "commit_success.txt").exists() for p in first.iterdir()):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.csv").exists()
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resumed" in done.stdout and "4 devices" in done.stdout
+    rows = (out / "summary.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4
+    for task in ("cancer_treatment", "timber_harvest"):
+        for method in ("awm_transformer", "true_bptt"):
+            swept = json.loads((out / f"{task}-{method}" / "metrics.json").read_text())["metrics"]
+            _, single = run_training(Config(task=task, method=method, seeds=8, **SMALL), shard=False, verbose=False)
+            np.testing.assert_allclose(swept["eval/return"], single["eval/return"], rtol=1e-5)
+            assert np.asarray(swept["eval/return"]).shape == (8, 2)
