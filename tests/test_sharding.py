@@ -56,3 +56,46 @@ def test_sharded_equals_unsharded(method, seeds):
     np.testing.assert_allclose(r["sharded"], r["single"], rtol=1e-5)
     np.testing.assert_allclose(r["loss_sharded"], r["loss_single"], rtol=1e-3, atol=1e-7)
     assert r["param_rel_diff"] < 1e-4
+
+
+TWO_PROCESS = textwrap.dedent("""
+    import json, sys
+    pid, port = int(sys.argv[1]), sys.argv[2]
+    from awm_jax.sharding import init_distributed
+    init_distributed(f"127.0.0.1:{port}", 2, pid)
+    import jax
+    from awm_jax import Config
+    from awm_jax.run import run_training
+    assert jax.device_count() == 4 and jax.local_device_count() == 2 and jax.process_count() == 2
+    cfg = Config(task="cancer_treatment", method="awm_gru", seeds=6, total_steps=328, warmup_steps=200,
+                 eval_every=64, model_batch=16, imagined_rollouts=4, rnn_hidden=16)
+    _, m = run_training(cfg, verbose=False)
+    if pid == 0:
+        print(json.dumps({k: v.tolist() for k, v in m.items()}))
+""")
+
+
+def test_two_processes_equal_one(tmp_path):
+    """Two processes on localhost (2 forced CPU devices each, 4 global), each feeding its block of 6
+    seeds padded to 8, give the single-process results (to float32 rounding, as above)."""
+    import socket
+
+    from awm_jax import Config
+    from awm_jax.run import run_training
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-c", TWO_PROCESS, str(i), port], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for i in (0, 1)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (so, se) in zip(procs, outs):
+        assert p.returncode == 0, se[-3000:]
+    multi = json.loads(outs[0][0].strip().splitlines()[-1])
+    cfg = Config(task="cancer_treatment", method="awm_gru", seeds=6, total_steps=328, warmup_steps=200,
+                 eval_every=64, model_batch=16, imagined_rollouts=4, rnn_hidden=16)
+    _, single = run_training(cfg, verbose=False)
+    assert np.asarray(multi["eval/return"]).shape == (6, 2)
+    np.testing.assert_allclose(multi["eval/return"], single["eval/return"], rtol=1e-5)
+    np.testing.assert_allclose(multi["model/loss"], single["model/loss"], rtol=1e-3, atol=1e-7)

@@ -103,6 +103,24 @@ def test_numeric_hyperparameters_vmap_like_seeds():
     assert not np.allclose(m["eval/return"][0], m["eval/return"][1])
 
 
+def test_non_finite_updates_are_skipped_for_that_seed_only():
+    """A seed whose policy loss is NaN (injected through its entropy coefficient) skips every policy
+    update and counts them; its world model still trains, and the other seeds are untouched."""
+    cfg = Config(method="awm_lstm", **SMALL)
+    trainer = make_train(cfg)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    entropy = jnp.array([0.1, jnp.nan, 0.1])
+    state, m = jax.jit(jax.vmap(lambda k, e: trainer(k, {"entropy": e})))(keys, entropy)
+    blocks = cfg.blocks
+    np.testing.assert_array_equal(m["skipped_updates"][:, -1], [0, blocks, 0])
+    assert np.all(np.isfinite(m["eval/return"])) and np.all(np.isfinite(m["model/loss"]))
+    p0 = jax.jit(trainer.init)(keys[1]).policy_params  # the NaN seed's policy never moved
+    for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(seed_slice(state, 1).policy_params)):
+        np.testing.assert_array_equal(a, b)
+    _, clean = jax.jit(jax.vmap(trainer))(keys[jnp.array([0, 2])])  # the same seeds without the NaN one
+    np.testing.assert_allclose(m["eval/return"][jnp.array([0, 2])], clean["eval/return"], rtol=1e-5)
+
+
 def test_bad_configs_fail_before_compilation():
     with pytest.raises(ValueError, match="valid methods: awm_transformer"):
         make_train(Config(method="dreamer"))

@@ -21,15 +21,19 @@ def tasks() -> None:
 
 def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/train", chunk_periods: int = 8,
           checkpoint_every: int = 0, keep: int = 2, resume: bool = False, shard: bool = True,
-          compilation_cache: str | None = None) -> None:
+          compilation_cache: str | None = None, coordinator: str | None = None, num_processes: int | None = None,
+          process_id: int | None = None) -> None:
     """Train `--seeds` seeds of one method on one task as a single vmapped program and write
     config.json, metrics.csv/json, returns.png and summary.txt to --out.
 
     --checkpoint-every N saves the whole train state every N chunks of --chunk-periods evaluation
     periods (and at the end) under OUT/checkpoints, keeping the last --keep; --resume continues from
-    the newest readable checkpoint. Seeds are laid over every device (--no-shard: one device)."""
+    the newest readable checkpoint. Seeds are laid over every device (--no-shard: one device).
+    Several hosts: --coordinator HOST:PORT --num-processes N --process-id I on every process (or the
+    cluster's environment variables that jax.distributed.initialize reads, with --coordinator auto)."""
     from awm_jax.run import run_training
 
+    _distributed(coordinator, num_processes, process_id)
     _compilation_cache(compilation_cache)
     run_training(config, out=out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, keep=keep,
                  resume=resume, shard=shard)
@@ -52,6 +56,14 @@ def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cance
     rows = run_sweep(spec, out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume)
     print("\n" + format_table(rows))
     print(f"\nwrote {out}/summary.csv, {out}/summary.md and one plot per task")
+
+
+def _distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """Start multi-host JAX when asked (before anything touches a device)."""
+    if coordinator is not None:
+        from awm_jax.sharding import init_distributed
+
+        init_distributed(None if coordinator == "auto" else coordinator, num_processes, process_id)
 
 
 def _compilation_cache(path: str | None) -> None:

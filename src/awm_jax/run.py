@@ -54,8 +54,9 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
                              "or choose another --out")
         import json
 
-        atomic_write(Path(out) / ckpt.CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
-    log = print if verbose else (lambda *a, **k: None)
+        if jax.process_index() == 0:
+            atomic_write(Path(out) / ckpt.CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
+    log = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
     keys = seed_keys(config) if keys is None else keys
     hp = {} if hparams is None else {k: np.asarray(v, np.float32) for k, v in hparams.items()}
     sharding = SeedSharding.create(len(keys)) if shard else SeedSharding.single(len(keys))
@@ -89,8 +90,8 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
     while done < P:
         fn, n = (step, chunk) if P - done >= chunk else (tail, rest)
         state, m = fn(state)
-        for k, v in m.items():
-            metrics[k][:, done:done + n] = np.asarray(v)
+        for k, v in sharding.gather(m).items():
+            metrics[k][:, done:done + n] = v
         done += n
         chunks += 1
         ret = metrics["eval/return"][:M, done - 1]
@@ -103,9 +104,10 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
     if checkpointer is not None:
         checkpointer.close()
     run_s = time.time() - t1
-    state = sharding.unpad(state)
+    if jax.process_count() == 1:  # with several processes the state stays a global (padded) array
+        state = sharding.unpad(state)
     metrics = {k: v[:M] for k, v in metrics.items()}
-    if out is not None and write_outputs:
+    if out is not None and write_outputs and jax.process_index() == 0:
         line = write_run(out, config, metrics, extra={"compile_seconds": compile_s, "run_seconds": run_s})
         log(line)
         log(f"[awm-jax] wrote {out}/ (config.json, metrics.csv, metrics.json, returns.png, summary.txt)")

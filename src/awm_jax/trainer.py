@@ -77,11 +77,13 @@ def _finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _guarded_apply(ok, params, opt_state, updates, new_opt_state):
-    """Apply an update only where `ok` (per seed, by selection; no branching)."""
+def _guarded_apply(loss, grads, params, opt_state, updates, new_opt_state):
+    """Apply an update only if the loss, the gradient and the new parameters are all finite (per seed,
+    by selection; no branching). Returns (params, opt_state, 1 if the update was skipped else 0)."""
     new_params = optax.apply_updates(params, updates)
+    ok = jnp.isfinite(loss) & _finite(grads) & _finite(new_params)
     pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-    return pick(new_params, params), pick(new_opt_state, opt_state)
+    return pick(new_params, params), pick(new_opt_state, opt_state), (~ok).astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -176,10 +178,9 @@ class Trainer:
         loss, g = jax.value_and_grad(self.model.loss)(state.model_params, s, acts, mask)
         tx = _adam()(learning_rate=state.hparams["model_lr"])
         upd, opt = tx.update(g, state.model_opt, state.model_params)
-        ok = jnp.isfinite(loss) & _finite(g)
-        params, opt = _guarded_apply(ok, state.model_params, state.model_opt, upd, opt)
+        params, opt, skipped = _guarded_apply(loss, g, state.model_params, state.model_opt, upd, opt)
         return state.replace(model_params=params, model_opt=opt,
-                             skipped_updates=state.skipped_updates + (~ok).astype(jnp.int32)), loss
+                             skipped_updates=state.skipped_updates + skipped), loss
 
     def _true_model(self, state, key):
         true = TrueTask.of(self.task)
@@ -216,10 +217,8 @@ class Trainer:
             metrics["policy/grad_sq_error"] = jnp.sum((vm - vt) ** 2)
         tx = _adam(clip=True)(learning_rate=hp["policy_lr"], grad_clip=hp["grad_clip"])
         upd, opt = tx.update(g, state.policy_opt, state.policy_params)
-        ok = jnp.isfinite(loss) & _finite(g)
-        params, opt = _guarded_apply(ok, state.policy_params, state.policy_opt, upd, opt)
-        state = state.replace(policy_params=params, policy_opt=opt,
-                              skipped_updates=state.skipped_updates + (~ok).astype(jnp.int32))
+        params, opt, skipped = _guarded_apply(loss, g, state.policy_params, state.policy_opt, upd, opt)
+        state = state.replace(policy_params=params, policy_opt=opt, skipped_updates=state.skipped_updates + skipped)
         if cfg.method == "markov_svg":
             state, metrics["critic/loss"] = self._critic_update(state, s, t, k_critic)
         return state, metrics
@@ -231,11 +230,10 @@ class Trainer:
             state.model_params, self.task, state.norm, s, t, key, k=cfg.svg_k, alpha=hp["entropy"], gamma=hp["gamma"])
         tx = _adam()(learning_rate=hp["critic_lr"])
         upd, opt = tx.update(g, state.critic_opt, state.critic_params)
-        ok = jnp.isfinite(loss) & _finite(g)
-        params, opt = _guarded_apply(ok, state.critic_params, state.critic_opt, upd, opt)
+        params, opt, skipped = _guarded_apply(loss, g, state.critic_params, state.critic_opt, upd, opt)
         target = polyak(state.critic_target, params, hp["target_tau"])
         return state.replace(critic_params=params, critic_opt=opt, critic_target=target,
-                             skipped_updates=state.skipped_updates + (~ok).astype(jnp.int32)), loss
+                             skipped_updates=state.skipped_updates + skipped), loss
 
     def _block(self, state: TrainState):
         cfg = self.config
