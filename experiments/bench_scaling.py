@@ -1,0 +1,126 @@
+"""Seeds vs throughput on the current devices, per method, with the time of each phase, and the
+transformer AWM's distance from the FLOP limit measured in the same run.
+
+    python experiments/bench_scaling.py --out runs/scaling [--methods awm_transformer,awm_lstm,true_bptt]
+        [--seeds 1,2,4,8,16] [--task cancer_treatment] [--reps 3]
+
+For each method and seed count, each phase of a block is compiled alone (vmapped over the seeds, laid
+over all devices) and timed: env steps (16 with the policy), world-model updates (8), imagination +
+policy update (1), evaluation episode (1), and the compile time of the whole trainer. From these the
+per-seed time of the paper's schedule (1,500 warm-up steps, then 220 blocks and 55 evaluations) is
+estimated. For awm_transformer the script also measures this machine's matmul throughput on the
+model's shapes and XLA's FLOP count of one model and one policy update, and prints the ratio of the
+per-seed time to the FLOP limit (schedule FLOPs / measured FLOP/s), as shared PEER.md defines it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from awm_jax.config import Config
+from awm_jax.results import atomic_write, format_table
+from awm_jax.sharding import SeedSharding
+from awm_jax.trainer import make_train
+
+
+def _time(fn, *args, reps=3):
+    jax.block_until_ready(fn(*args))
+    t = time.perf_counter()
+    for _ in range(reps):
+        jax.block_until_ready(fn(*args))
+    return (time.perf_counter() - t) / reps
+
+
+def matmul_gflops(reps=20) -> float:
+    """Measured GFLOP/s of a [6464, 48] x [48, 192] float32 matmul (the transformer MLP's shape)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (6464, 48))
+    b = jax.random.normal(jax.random.PRNGKey(1), (48, 192))
+    f = jax.jit(lambda a, b: a @ b)
+    return 2 * 6464 * 48 * 192 / _time(f, a, b, reps=reps) / 1e9
+
+
+def phases(trainer, n: int, reps: int):
+    """Seconds per phase for n vmapped seeds, and the whole trainer's compile time."""
+    cfg = trainer.config
+    sh = SeedSharding.create(n)
+    keys = sh.pad(jax.random.split(jax.random.PRNGKey(0), n))
+    t0 = time.perf_counter()
+    sh.compile(jax.vmap(trainer), keys)
+    compile_s = time.perf_counter() - t0
+    state = sh.compile(jax.vmap(trainer.init), keys)(keys)
+    ks = sh.pad(jax.random.split(jax.random.PRNGKey(1), n))
+
+    def env(s, k):
+        return jax.lax.scan(lambda s, kk: (trainer._env_step(s, kk, trainer._policy_act), None), s,
+                            jax.random.split(k, cfg.policy_every))[0]
+
+    def model(s, k):
+        return jax.lax.scan(trainer._model_update, s, jax.random.split(k, cfg.policy_every // cfg.model_every))[0]
+
+    def evaluate(s, k):
+        return trainer.evaluate(s.policy_params, s.norm, k)
+
+    out = {"compile_s": compile_s}
+    for name, fn in (("env_s", env), ("model_s", model), ("policy_s", lambda s, k: trainer._policy_update(s, k)[0]),
+                     ("eval_s", evaluate)):
+        if name == "model_s" and cfg.model_kind is None:
+            out[name] = 0.0
+            continue
+        out[name] = _time(sh.compile(jax.vmap(fn), state, ks), state, ks, reps=reps)
+    return out, state
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--methods", default="awm_transformer,awm_lstm,true_bptt")
+    ap.add_argument("--seeds", default="1,2,4,8,16")
+    ap.add_argument("--task", default="cancer_treatment")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args(argv)
+    methods, counts = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
+    trainers = {m: make_train(Config(task=args.task, method=m)) for m in methods}  # validate first
+    dev = jax.devices()
+    print(f"devices: {len(dev)} x {dev[0].platform} ({dev[0].device_kind})")
+    rows = []
+    for m, tr in trainers.items():
+        cfg = tr.config
+        for n in counts:
+            ph, _ = phases(tr, n, args.reps)
+            block = ph["env_s"] + ph["model_s"] + ph["policy_s"]
+            warm = ph["env_s"] * cfg.warmup_steps / cfg.policy_every  # the warm-up takes env steps only
+            run = warm + cfg.blocks * block + cfg.periods * ph["eval_s"]
+            rows.append(dict(method=m, seeds=n, **{k: round(v, 5) for k, v in ph.items()},
+                             schedule_s=round(run, 2), per_seed_s=round(run / n, 3),
+                             seed_steps_per_s=round(n * cfg.env_steps / run, 1)))
+            print(rows[-1], flush=True)
+    text = format_table(rows)
+    if "awm_transformer" in trainers:
+        tr = trainers["awm_transformer"]
+        cfg = tr.config
+        state = jax.jit(tr.init)(jax.random.PRNGKey(0))
+        k = jax.random.PRNGKey(1)
+        flops = {}
+        for name, fn in (("model", tr._model_update), ("policy", tr._policy_update)):
+            ca = jax.jit(fn).lower(state, k).compile().cost_analysis()
+            flops[name] = float((ca[0] if isinstance(ca, list) else ca)["flops"])
+        total = cfg.blocks * (cfg.policy_every // cfg.model_every * flops["model"] + flops["policy"])
+        gf = matmul_gflops()
+        limit = total / (gf * 1e9)
+        best = min(r["per_seed_s"] for r in rows if r["method"] == "awm_transformer")
+        text += (f"\n\nawm_transformer: {flops['model'] / 1e9:.2f} GFLOP per model update, "
+                 f"{flops['policy'] / 1e9:.2f} GFLOP per policy update (XLA cost analysis), "
+                 f"{total / 1e12:.2f} TFLOP per seed for the schedule; matmul throughput here {gf:.0f} GFLOP/s "
+                 f"-> FLOP limit {limit:.1f} s per seed; best measured {best:.1f} s per seed = {best / limit:.2f}x the limit")
+    print(text)
+    atomic_write(Path(args.out) / "scaling.md", text + "\n")
+
+
+if __name__ == "__main__":
+    main()
