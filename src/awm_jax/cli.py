@@ -75,7 +75,7 @@ def _compilation_cache(path: str | None) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
-def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1500) -> None:
+def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1200, warmup_steps: int = 400) -> None:
     """The README's main job: a small sweep (cancer_treatment; true_bptt, awm_lstm, awm_transformer;
     a shortened schedule) that finishes in minutes on a laptop CPU, then prints and plots the result."""
     from pathlib import Path
@@ -89,7 +89,8 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
 
     rows = []
     for method in ("true_bptt", "awm_lstm", "awm_transformer"):
-        cfg = Config(task="cancer_treatment", method=method, seeds=seeds, total_steps=total_steps, warmup_steps=500)
+        cfg = Config(task="cancer_treatment", method=method, seeds=seeds, total_steps=total_steps,
+                     warmup_steps=warmup_steps)
         _, metrics = run_training(cfg, out=Path(out) / method)
         rows.append((method, metrics))
     task = awm_envs.make("cancer_treatment")
