@@ -47,7 +47,7 @@ def _run(method, seeds):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("method,seeds", [("awm_lstm", 8), ("awm_gru", 6)])
+@pytest.mark.parametrize("method,seeds", [pytest.param("awm_lstm", 8, marks=pytest.mark.slow), ("awm_gru", 6)])
 def test_sharded_equals_unsharded(method, seeds):
     """8 seeds over 4 devices, and 6 seeds padded to 8 (padding dropped), equal one device up to
     float32 rounding, and repeat bit for bit."""
@@ -75,6 +75,7 @@ TWO_PROCESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # ~50 s: two JAX processes start and compile
 def test_two_processes_equal_one(tmp_path):
     """Two processes on localhost (2 forced CPU devices each, 4 global), each feeding its block of 6
     seeds padded to 8, give the single-process results (to float32 rounding, as above)."""

@@ -43,6 +43,7 @@ def test_bad_sweeps_are_rejected_before_compiling(tmp_path):
         run_sweep(spec, tmp_path / "b", verbose=False)
 
 
+@pytest.mark.slow  # ~2-3 min: two subprocess sweeps of 4 groups on 4 devices, then 4 reference runs
 def test_sharded_sweep_killed_and_resumed_equals_unsharded(tmp_path):
     """4 forced host devices, 8 seeds; SIGKILL once the first checkpoint lands, then --resume."""
     out = tmp_path / "s"

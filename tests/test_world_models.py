@@ -239,7 +239,7 @@ def test_critic_learns_k_step_targets():
 def test_parallel_imagination_equals_sequential():
     """The transformer AWM's BPO recomputes imagination with one full pass: same rollout, same gradient
     as stepping through the key/value cache."""
-    task = awm_envs.make("cancer_treatment", horizon=20)
+    task = awm_envs.make("cancer_treatment", horizon=12)
     n = task.obs_size - 1
     policy = Policy(n + 1, 1)
     pparams = policy.init(KEY)
