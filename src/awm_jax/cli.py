@@ -76,7 +76,7 @@ def _compilation_cache(path: str | None) -> None:
 
 
 def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1200, warmup_steps: int = 400) -> None:
-XX
+    """The README's main job: a small sweep (cancer_treatment; true_bptt, awm_gru, awm_transformer;
     a shortened schedule) that finishes in minutes on a laptop CPU, then prints and plots the result."""
     from pathlib import Path
 
