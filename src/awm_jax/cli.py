@@ -76,7 +76,7 @@ def _compilation_cache(path: str | None) -> None:
 
 
 def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1200, warmup_steps: int = 400) -> None:
-    """The README's main job: a small sweep (cancer_treatment; true_bptt, awm_gru, awm_transformer;
+    """The README's main job: a small sweep (cancer_treatment; true_bptt and awm_transformer;
     a shortened schedule) that finishes in minutes on a laptop CPU, then prints and plots the result."""
     from pathlib import Path
 
@@ -88,7 +88,7 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
     from awm_jax.run import run_training
 
     rows = []
-    for method in ("true_bptt", "awm_gru", "awm_transformer"):
+    for method in ("true_bptt", "awm_transformer"):
         cfg = Config(task="cancer_treatment", method=method, seeds=seeds, total_steps=total_steps,
                      warmup_steps=warmup_steps)
         _, metrics = run_training(cfg, out=Path(out) / method)
