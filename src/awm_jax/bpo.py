@@ -114,9 +114,14 @@ def svg_loss(policy_params, policy, model, model_params, critic, critic_params, 
     keys = jax.random.split(key, s.shape[0])
     ro = jax.vmap(lambda s_, t_, k_: imagine(model, model_params, policy, policy_params, task, norm, s_, k_, k,
                                              t_, stop_state_grad))(s, t, keys)
-    alive = (jnp.arange(k)[None] + t[:, None]) < task.horizon  # steps past the end earn nothing
+    total, ret = k_step_return(ro, t, k, task.horizon, gamma, alpha,
+                               critic.value(critic_params, norm, ro.last_obs, task.horizon))
+    return -jnp.mean(total), {"imagined_return": ret.mean(), "entropy": -ro.logp.mean()}
+
+
+def k_step_return(ro: Rollout, t, k: int, horizon: int, gamma, alpha, last_value):
+    """k-step imagined returns from step indices t [B]: (sum_{i<k} gamma^i (r - alpha log pi) + gamma^k V(s_{t+k}),
+    the same without the bootstrap), both [B]; steps and the bootstrap past the episode's end count zero."""
+    alive = (jnp.arange(k)[None] + t[:, None]) < horizon
     ret = discounted_sum(ro.rewards * alive, gamma) - alpha * discounted_sum(ro.logp * alive, gamma)
-    boot = critic.value(critic_params, norm, ro.last_obs, task.horizon)
-    boot = jnp.where(t + k < task.horizon, boot, 0.0)
-    loss = -jnp.mean(ret + gamma**k * boot)
-    return loss, {"imagined_return": ret.mean(), "entropy": -ro.logp.mean()}
+    return ret + gamma**k * jnp.where(t + k < horizon, last_value, 0.0), ret

@@ -12,7 +12,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from awm_jax.bpo import discounted_sum, imagine
+from awm_jax.bpo import imagine, k_step_return
 from awm_jax.networks import MLP
 from awm_jax.spaces import policy_input, to_obs
 
@@ -41,10 +41,9 @@ def critic_loss(critic_params, critic, target_params, policy, policy_params, mod
     keys = jax.random.split(key, s.shape[0])
     ro = jax.vmap(lambda s_, t_, k_: imagine(model, model_params, policy, policy_params, task, norm, s_, k_, k,
                                              t_))(s, t, keys)
-    alive = (jnp.arange(k)[None] + t[:, None]) < task.horizon
-    ret = discounted_sum(ro.rewards * alive, gamma) - alpha * discounted_sum(ro.logp * alive, gamma)
-    boot = jnp.where(t + k < task.horizon, critic.value(target_params, norm, ro.last_obs, task.horizon), 0.0)
-    y = jax.lax.stop_gradient(ret + gamma**k * boot)
+    total, _ = k_step_return(ro, t, k, task.horizon, gamma, alpha,
+                             critic.value(target_params, norm, ro.last_obs, task.horizon))
+    y = jax.lax.stop_gradient(total)
     v = critic.value(critic_params, norm, to_obs(s, t), task.horizon)
     return 0.5 * jnp.mean((v - y) ** 2)
 
