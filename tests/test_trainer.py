@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from awm_jax import METHODS, Config, make_train, seed_slice
+from awm_jax import Config, make_train, seed_slice
+from awm_jax.config import BPO_METHODS
 from awm_jax.results import load_run
 from awm_jax.run import run_training
 from awm_jax.trainer import Trainer
@@ -69,7 +70,7 @@ def test_schedule_is_traced_once(monkeypatch):
     assert calls == {"block": 1, "policy": 1, "model": 1}
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", BPO_METHODS)
 def test_each_method_improves_evaluation_return(method):
     """A short run (faster policy learning rate, a model update every step) beats the initial policy's
     evaluation return. The transformer HWM is the exception the paper predicts: on so little data its

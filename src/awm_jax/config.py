@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
-METHODS = (
+BPO_METHODS = (
     "awm_transformer", "awm_rnn", "awm_gru", "awm_lstm", "hwm_transformer", "markov_mlp", "markov_svg", "true_bptt",
 )
+REJAX_METHODS = ("sac", "ppo", "td3")  # model-free, trained by rejax (awm_jax.baselines.rejax_adapter)
+BASELINES = REJAX_METHODS + ("online_dt",)  # online_dt: awm_jax.baselines.online_dt
+METHODS = BPO_METHODS + BASELINES
 # method -> world model kind (None: no model)
-MODEL_OF = {m: m for m in METHODS[:6]} | {"markov_svg": "markov_mlp", "true_bptt": None}
+MODEL_OF = {m: m for m in BPO_METHODS[:6]} | {"markov_svg": "markov_mlp", "true_bptt": None} | dict.fromkeys(BASELINES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Config:
     fixed_dt: bool = False  # keep dt = T / 100 and run `horizon` steps (scales the horizon)
     distractor_dims: int = 0  # extra N(0, 1) observation dimensions
     state_noise: float = 0.0  # std of Gaussian noise added to the state each step
-    method: str = "awm_transformer"  # awm_transformer, awm_rnn, awm_gru, awm_lstm, hwm_transformer, markov_mlp, markov_svg or true_bptt
+    method: str = "awm_transformer"  # awm_transformer, awm_rnn, awm_gru, awm_lstm, hwm_transformer, markov_mlp, markov_svg, true_bptt; model-free: sac, ppo, td3, online_dt
     seeds: int = 1  # seeds trained together as one vmapped program
     seed: int = 0  # the run's base seed: seed keys are split(PRNGKey(seed), seeds)
     total_steps: int = 5000  # real env steps (rounded up to whole evaluation periods)

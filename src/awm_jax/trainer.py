@@ -33,7 +33,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from awm_jax.bpo import bpo_loss, svg_loss
-from awm_jax.config import Config
+from awm_jax.config import BASELINES, Config
 from awm_jax.critic import Critic, critic_loss, polyak
 from awm_jax.policy import Policy
 from awm_jax.replay import Replay
@@ -272,6 +272,10 @@ def make_train(config: Config) -> Trainer:
     config.validate()
     task = awm_envs.make(config.task, **config.task_options())
     config.validate(task)
+    if config.method in BASELINES:  # model-free: their own loops behind the same init/run_chunk interface
+        from awm_jax.baselines import make_baseline
+
+        return make_baseline(config, task)
     n, m, H = task.obs_size - 1, task.action_size, task.horizon
     kind = config.model_kind
     if kind is None:
