@@ -96,10 +96,12 @@ class SeedSharding:
 
     def compile(self, fn, *args):
         """AOT-compile `fn` with every input and output sharded along the seed axis."""
+        from awm_jax.xla_cpu import compiler_options
+
         if self.mesh is None:
-            return jax.jit(fn).lower(*args).compile()
+            return jax.jit(fn).lower(*args).compile(compiler_options=compiler_options())
         compiled = jax.jit(fn, in_shardings=self.sharding, out_shardings=self.sharding).lower(
-            *self.put(args)).compile()
+            *self.put(args)).compile(compiler_options=compiler_options())
         return lambda *a: compiled(*self.put(a))
 
     def gather(self, tree):
