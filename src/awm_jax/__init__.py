@@ -1,19 +1,32 @@
 """awm_jax: Actions World Models and backpropagation-based policy optimisation in JAX.
 
-    from awm_jax import Config, make_train
-    trainer = make_train(Config(task="cancer_treatment", method="awm_transformer"))
+    import jax, awm_jax
+    trainer = awm_jax.make_train(awm_jax.Config(task="cancer_treatment", method="awm_transformer"))
     state, metrics = jax.jit(jax.vmap(trainer))(jax.random.split(jax.random.PRNGKey(0), 8))
+    metrics["eval/return"]                         # [8 seeds, evaluation periods]
+    agent = awm_jax.Agent.from_state(trainer, awm_jax.seed_slice(state, 3))   # seed 3's policy
+    awm_jax.evaluate(agent, trainer.task, jax.random.PRNGKey(1), episodes=10)  # [10] returns
+
+    run = awm_jax.load_run("runs/x")               # a `awm-jax train` folder: config, metrics, state
+
+Public API:
+    Config, METHODS          the experiment configuration (a frozen dataclass) and the method names
+    make_train(config)       -> Trainer: trainer(key), trainer.init(key), trainer.run_chunk(state, n)
+    TrainState               what a run carries; after vmap every leaf has a leading seed axis
+    seed_slice(tree, i)      seed i of a seed-batched tree (state, metrics, Agent)
+    load_run(path), load_sweep(path), Run     outputs read back, the final state included
+    Agent, act, evaluate     one seed's policy: actions and evaluation returns (BPO methods)
+    imagine, policy_gradient_cosine, jacobians   diagnostics on one seed of a run (BPO methods)
 """
 
-from awm_jax.config import METHODS, Config
-from awm_jax.trainer import Trainer, TrainState, make_train
+from awm_jax.api import (Agent, Run, act, evaluate, imagine, jacobians, load_run, load_sweep,
+                         policy_gradient_cosine, seed_slice)
+from awm_jax import xla_cpu
 
+xla_cpu.set_default_flags()  # before anything compiles: see awm_jax/xla_cpu.py
 
-def seed_slice(tree, i: int):
-    """The seed-i slice of a vmapped pytree (a TrainState or metrics): every leaf loses its leading axis."""
-    import jax
+from awm_jax.config import METHODS, Config  # noqa: E402
+from awm_jax.trainer import Trainer, TrainState, make_train  # noqa: E402
 
-    return jax.tree.map(lambda x: x[i], tree)
-
-
-__all__ = ["Config", "METHODS", "TrainState", "Trainer", "make_train", "seed_slice"]
+__all__ = ["Agent", "Config", "METHODS", "Run", "TrainState", "Trainer", "act", "evaluate", "imagine", "jacobians",
+           "load_run", "load_sweep", "make_train", "policy_gradient_cosine", "seed_slice"]

@@ -42,6 +42,13 @@ def jacobians(model, model_params, s0, actions):
     return jax.jacfwd(lambda a: model.rollout(model_params, s0, a))(actions)
 
 
+def state_jacobians(model, model_params, norm: Normalizer, s0, actions):
+    """d s_t / d a_k in raw state units: the model's open-loop rollout of actions [H, m] from raw model
+    state s0 [n], with the model working on normalised states (`norm`) as in training ->
+    [H, n, H, m], entry [t - 1, :, k, :] = d s_t / d a_k."""
+    return jax.jacfwd(lambda a: norm.denorm(model.rollout(model_params, norm.norm(s0), a)))(actions)
+
+
 def true_jacobians(task, s0, actions, key=None):
     """The same Jacobians [H, n, H, m] through the task itself from raw model state s0 [n]."""
     true = TrueTask.of(task)

@@ -10,6 +10,10 @@ Layout of a run folder:
     metrics.csv     one row per (seed, period): seed, period, then every metric
     returns.png     eval/return vs env steps, mean and per seed
     summary.txt     the summary line (final eval return: mean, std, min, max over seeds)
+    final_state/    the final TrainState of every seed (orbax; written by `awm_jax.run.run_training`)
+
+`awm_jax.load_run` (in `awm_jax.api`) reads all of it back, the final state included; `load_run`
+here reads the files only.
 """
 
 from __future__ import annotations
@@ -134,8 +138,34 @@ def plot_returns(path, m: dict, title: str = "") -> None:
     save_figure(fig, path)
 
 
+FINAL_STATE = "final_state"
+
+
+def save_state(path, state) -> None:
+    """Write a (vmapped) train state with orbax to folder `path`, replacing an older one. Orbax writes to
+    a temporary folder and renames it when complete, so a crash leaves the old state or none."""
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as ck:
+        ck.save(Path(path).absolute(), state, force=True)
+        ck.wait_until_finished()
+
+
+def restore_state(path, abstract):
+    """Read a state written by `save_state` into the structure of `abstract` (arrays or
+    jax.ShapeDtypeStruct leaves, e.g. from `jax.eval_shape`), onto the first local device."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=one), abstract)
+    with ocp.StandardCheckpointer() as ck:
+        return ck.restore(Path(path).absolute(), target)
+
+
 def load_run(path) -> tuple:
-    """Read a run folder back: (Config, {name: [seeds, periods] arrays})."""
+    """Read a run folder's files back: (Config, {name: [seeds, periods] float64 arrays}).
+    `awm_jax.load_run` also restores the final train state."""
     from awm_jax.config import Config
 
     path = Path(path)

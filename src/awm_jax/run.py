@@ -28,7 +28,7 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
                  keys=None, write_outputs: bool = True):
     """Train `config.seeds` seeds in one vmapped program; returns (state, metrics {name: [seeds, periods]}).
 
-    out: run folder (config.json, metrics, plot, summary; checkpoints/ when checkpointing).
+    out: run folder (config.json, metrics, plot, summary, final_state/; checkpoints/ when checkpointing).
     checkpoint_every: save every that many chunks (and at the end); 0 saves nothing.
     resume: continue from the newest readable checkpoint in `out` (refused if its config differs).
     shard: lay the seed axis over all devices (padding the seed count to a multiple of them).
@@ -107,6 +107,10 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
     if jax.process_count() == 1:  # with several processes the state stays a global (padded) array
         state = sharding.unpad(state)
     metrics = {k: v[:M] for k, v in metrics.items()}
+    if out is not None and jax.process_count() == 1:  # the final state, for awm_jax.load_run
+        from awm_jax.results import FINAL_STATE, save_state
+
+        save_state(Path(out) / FINAL_STATE, state)
     if out is not None and write_outputs and jax.process_index() == 0:
         line = write_run(out, config, metrics, extra={"compile_seconds": compile_s, "run_seconds": run_s})
         log(line)

@@ -1,0 +1,348 @@
+"""The notebook-facing API: load a run back, pick one seed, act, evaluate, and diagnose its gradients.
+
+    import awm_jax
+    run = awm_jax.load_run("runs/x")          # config, metrics {name: [seeds, periods]}, final state
+    agent = run.agent(3)                      # seed 3's policy (an Agent: params, normaliser, horizon)
+    awm_jax.act(agent, obs)                   # deterministic tanh(mean) action; pass key= to sample
+    awm_jax.evaluate(agent, run.trainer.task, key, episodes=10)   # [10] undiscounted returns
+    one = awm_jax.seed_slice(run.state, 3)    # seed 3's whole TrainState
+    awm_jax.policy_gradient_cosine(run.trainer, one, key)         # model vs true policy gradient
+
+Which leaves carry a leading seed axis: after `jax.vmap(trainer)(keys)` (or `run_training`, or
+`load_run`) *every* leaf of the TrainState and of the metrics has one ([seeds, ...] and
+[seeds, periods]). `seed_slice(tree, i)` removes it. `Agent`, `act`, `evaluate`, `imagine`,
+`policy_gradient_cosine` and `jacobians` take one seed (no seed axis) and refuse a seed-batched state
+with an error saying to call `seed_slice`; vmap them yourself to cover every seed at once.
+
+`act`, `evaluate` and the diagnostics serve the BPO methods (awm_*, hwm_transformer, markov_*,
+true_bptt); `load_run` and `seed_slice` also serve the model-free baselines (sac, ppo, td3,
+online_dt), whose states have their own types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from awm_jax.config import Config
+from awm_jax.policy import Policy
+from awm_jax.spaces import Normalizer, policy_input
+
+
+def seed_slice(tree, i: int):
+    """The seed-i slice of a seed-batched pytree (a vmapped TrainState, metrics, an Agent): every leaf
+    [seeds, ...] becomes [...]. Negative i counts from the end; an i out of range raises IndexError
+    (plain jax indexing would silently clamp it)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return tree
+    if any(np.ndim(x) == 0 for x in leaves):
+        raise ValueError("seed_slice needs a seed-batched tree (every leaf with a leading seed axis); "
+                         "this one has scalar leaves, so it is already one seed")
+    n = np.shape(leaves[0])[0]
+    if not -n <= i < n:
+        raise IndexError(f"seed {i} is out of range for {n} seeds")
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+# -- loading runs -----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A run loaded back by `load_run`.
+
+    path:    the folder it was read from
+    config:  the Config it was trained with (a sweep member's config carries its grid values)
+    metrics: {name: float64 array [seeds, periods]} (one row per seed, one column per evaluation
+             period; `eval/env_steps` holds the env steps at each evaluation). Names: eval/return,
+             eval/env_steps, skipped_updates and, by method, model/loss, policy/loss,
+             policy/imagined_return, policy/entropy, policy/grad_norm, policy/true_grad_norm,
+             policy/grad_cosine, policy/grad_sq_error, critic/loss.
+    state:   the final TrainState, every leaf with a leading seed axis [seeds, ...] (None when loaded
+             with state=False); the baselines' own state types likewise.
+    trainer: `make_train(config)` (built on first use), for `act`, `evaluate` and the diagnostics.
+    """
+
+    path: Path
+    config: Config
+    metrics: dict
+    state: Any = None
+
+    @functools.cached_property
+    def trainer(self):
+        from awm_jax.trainer import make_train
+
+        return make_train(self.config)
+
+    @property
+    def seeds(self) -> int:
+        """The number of seeds (the leading axis of every metric and state leaf)."""
+        return int(self.metrics["eval/return"].shape[0])
+
+    def seed_state(self, i: int):
+        """Seed i's final TrainState (no seed axis)."""
+        if self.state is None:
+            raise ValueError(f"{self.path} was loaded without its state (load_run(..., state=True))")
+        return seed_slice(self.state, i)
+
+    def agent(self, i: int) -> "Agent":
+        """Seed i's trained policy as an `Agent` (BPO methods only)."""
+        return Agent.from_state(self.trainer, self.seed_state(i))
+
+
+def load_run(path, state: bool = True) -> Run:
+    """Read a `train` output folder (or a sweep's member folder `OUT/{task}-{method}[-grid...]`, or
+    its group folder `OUT/groups/{task}-{method}`) back into a `Run`: config, metrics as numpy arrays
+    {name: [seeds, periods]}, and (state=True) the final TrainState with a leading seed axis on every
+    leaf.
+
+    The state's pytree structure is rebuilt from the config (make_train, then `jax.eval_shape` of the
+    vmapped `trainer.init`) and filled from the orbax folder `final_state/` that `run_training`
+    writes. A sweep member's state is its slice of the group's state; a group folder holds every
+    member's seeds in sweep order (member j: rows j*seeds .. (j+1)*seeds - 1), metrics likewise.
+    Raises FileNotFoundError when the folder has no config or (state=True) no saved final state.
+    """
+    from awm_jax.results import load_run as read_files
+
+    path = Path(path)
+    if (path / "sweep.json").exists() and not (path / "config.json").exists():
+        raise ValueError(f"{path} is a sweep's top folder: use awm_jax.load_sweep({str(path)!r}), or load_run on "
+                         "one of its member folders")
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} holds no config.json: not a run folder")
+    sweep, member = _sweep_of(path)
+    if (path / "metrics.json").exists():
+        config, metrics = read_files(path)
+    elif member is None and sweep is not None:  # a group folder: its members' metrics in sweep order
+        config = Config.from_dict(json.loads((path / "config.json").read_text()))
+        parts = [read_files(sweep.folder(path.parent.parent, config, c))[1] for c in sweep.combos()]
+        metrics = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    else:
+        raise FileNotFoundError(f"{path} holds no metrics.json: the run has not finished")
+    run = Run(path, config, metrics)
+    if not state:
+        return run
+    if (path / "final_state").exists():
+        return dataclasses.replace(run, state=_restore(run.trainer, path / "final_state", run.seeds))
+    if sweep is not None and member is not None:
+        group = path.parent / "groups" / f"{config.task}-{config.method}" / "final_state"
+        if group.exists():
+            S = config.seeds
+            full = _restore(run.trainer, group, S * len(sweep.combos()))
+            return dataclasses.replace(run, state=jax.tree.map(lambda x: x[member * S:(member + 1) * S], full))
+    raise FileNotFoundError(f"no saved final state for {path} (run_training writes final_state/ at the end of a "
+                            "run); load_run(path, state=False) reads the config and metrics only")
+
+
+def load_sweep(path, state: bool = True) -> dict:
+    """Every member of the sweep in folder `path` (the sweep's --out): {member folder name: Run}, in
+    sweep order (tasks, then methods, then grid combinations); see `load_run`."""
+    path = Path(path)
+    spec = _spec(path / "sweep.json")
+    folders = [spec.folder(path, g, c) for g in spec.groups() for c in spec.combos()]
+    return {f.name: load_run(f, state) for f in folders}
+
+
+def _spec(file):
+    from awm_jax.sweep import SweepSpec
+
+    d = json.loads(Path(file).read_text())
+    return SweepSpec(Config.from_dict(d["base"]), tuple(d["tasks"]), tuple(d["methods"]),
+                     tuple((n, tuple(v)) for n, v in d["grid"]))
+
+
+def _sweep_of(path: Path):
+    """(SweepSpec, member index) for a sweep member folder, (SweepSpec, None) for a group folder,
+    (None, None) otherwise."""
+    if path.parent.name == "groups" and (path.parent.parent / "sweep.json").exists():
+        return _spec(path.parent.parent / "sweep.json"), None
+    if (path.parent / "sweep.json").exists():
+        spec = _spec(path.parent / "sweep.json")
+        for g in spec.groups():
+            for j, c in enumerate(spec.combos()):
+                if spec.folder(path.parent, g, c).name == path.name:
+                    return spec, j
+    return None, None
+
+
+def _restore(trainer, folder: Path, n: int):
+    """The vmapped state of `n` members saved in orbax folder `folder`, rebuilt from the trainer."""
+    from awm_jax.results import restore_state
+
+    keys = jax.ShapeDtypeStruct((n, 2), jnp.uint32)
+    abstract = jax.eval_shape(jax.vmap(lambda k: trainer.init(k)), keys)
+    return restore_state(folder, abstract)
+
+
+# -- acting with one seed's policy ------------------------------------------------------------------
+@struct.dataclass
+class Agent:
+    """One seed's trained policy: what `act` and `evaluate` need. A pytree (jit it, vmap over a
+    seed-batched Agent yourself).
+
+    params:  the policy's parameters, no seed axis
+    norm:    the run's state normaliser (mean, std: [n], n = obs_size - 1)
+    policy:  the Policy network description (static)
+    horizon: the training horizon; the policy sees t / horizon (static)
+    """
+
+    params: Any
+    norm: Normalizer
+    policy: Policy = struct.field(pytree_node=False)
+    horizon: int = struct.field(pytree_node=False)
+
+    @classmethod
+    def from_state(cls, trainer, state) -> "Agent":
+        """The Agent of one seed's TrainState (`seed_slice(vmapped_state, i)`) of a BPO `trainer`."""
+        _check_one_seed(trainer, state, "Agent.from_state")
+        return cls(state.policy_params, state.norm, trainer.policy, trainer.task.horizon)
+
+
+def _require_bpo(trainer, what: str) -> None:
+    from awm_jax.trainer import Trainer
+
+    if not isinstance(trainer, Trainer):
+        method = getattr(getattr(trainer, "config", None), "method", type(trainer).__name__)
+        raise TypeError(f"{what} supports the BPO methods only (awm_*, hwm_transformer, markov_*, true_bptt); "
+                        f"{method!r} is a model-free baseline with its own state type: load_run and seed_slice work "
+                        "on it, acting goes through its own trainer")
+
+
+def _check_one_seed(trainer, state, what: str) -> None:
+    _require_bpo(trainer, what)
+    if np.ndim(state.env_steps) != 0:
+        raise ValueError(f"{what} needs one seed's state, got a seed-batched one (leading axis "
+                         f"{np.shape(state.env_steps)[0]}): pick a seed with awm_jax.seed_slice(state, i) first")
+
+
+def _check_agent(agent: Agent, what: str) -> None:
+    if not isinstance(agent, Agent):
+        raise TypeError(f"{what} takes an Agent (awm_jax.Agent.from_state(trainer, awm_jax.seed_slice(state, i)), "
+                        f"or run.agent(i) of a loaded run), got {type(agent).__name__}")
+    want = [x.shape for x in jax.tree.leaves(jax.eval_shape(agent.policy.init, jax.ShapeDtypeStruct((2,), jnp.uint32)))]
+    got = [np.shape(x) for x in jax.tree.leaves(agent.params)]
+    if got == want and np.ndim(agent.norm.mean) == 1:
+        return
+    if len(got) == len(want) and all(g[1:] == w for g, w in zip(got, want)):
+        raise ValueError(f"{what} got seed-batched policy parameters (leading axis {got[0][0]}): pick one seed with "
+                         "awm_jax.seed_slice(state, i) or run.agent(i) first; to use every seed, jax.vmap over the Agent")
+    raise ValueError(f"{what}: the policy parameters {got} do not match the policy's shapes {want}")
+
+
+def act(agent: Agent, obs, key=None):
+    """The agent's action for task observations obs [..., obs_size] (raw, as the task gives them: the
+    state, then the step index t): [..., action_size] in [-1, 1]. key None: the deterministic
+    evaluation action tanh(mean); a PRNG key: a sample of the tanh-Gaussian policy (independent noise
+    per row of obs). Refuses a seed-batched Agent (see `seed_slice`)."""
+    _check_agent(agent, "act")
+    obs = jnp.asarray(obs)
+    if obs.shape[-1:] != (agent.policy.input_size,):
+        raise ValueError(f"obs has shape {obs.shape}; the policy expects [..., {agent.policy.input_size}]")
+    x = policy_input(agent.norm, obs, agent.horizon)
+    if key is None:
+        return agent.policy.mode(agent.params, x)
+    return agent.policy.sample(agent.params, x, key)[0]
+
+
+def evaluate(agent: Agent, task, key, episodes: int = 1):
+    """Undiscounted returns [episodes] of the deterministic policy tanh(mean) on `task` (an awm_envs
+    Task, e.g. `run.trainer.task` for the exact training task, or a task name built with its default
+    options). Episode i starts from `task.reset(jax.random.split(key, episodes)[i])`, so it equals
+    the trainer's own evaluation `trainer.evaluate(params, norm, that key)`. The policy sees t / the
+    training horizon, whatever the task's horizon. Refuses a seed-batched Agent (see `seed_slice`)."""
+    import awm_envs
+
+    _check_agent(agent, "evaluate")
+    if isinstance(task, str):
+        task = awm_envs.make(task)
+    if task.obs_size != agent.policy.input_size or task.action_size != agent.policy.action_size:
+        raise ValueError(f"the task's observations/actions ({task.obs_size}, {task.action_size}) do not fit the "
+                         f"policy's ({agent.policy.input_size}, {agent.policy.action_size})")
+    return _evaluate(agent, task, jax.random.split(key, episodes))
+
+
+@jax.jit
+def _evaluate(agent, task, keys):
+    def episode(key):
+        def body(env, _):
+            env = task.step(env, agent.policy.mode(agent.params, policy_input(agent.norm, env.obs, agent.horizon)))
+            return env, env.reward
+
+        return jax.lax.scan(body, task.reset(key), None, length=task.horizon)[1].sum()
+
+    return jax.vmap(episode)(keys)
+
+
+# -- gradient diagnostics on one seed of a run ------------------------------------------------------
+def _model(trainer, state, through: str, key):
+    """(model, params) of the run's world model (through="model"; the task itself for true_bptt) or
+    of the true task (through="true"); both map normalised model states as the trainer does."""
+    from awm_jax.world_models.true_task import TrueTask
+
+    if through not in ("model", "true"):
+        raise ValueError(f"through must be 'model' or 'true', got {through!r}")
+    if through == "true" or trainer.config.model_kind is None:
+        true = TrueTask.of(trainer.task)
+        return true, true.params(state.norm, key)
+    return trainer.model, state.model_params
+
+
+def _start(trainer, s0, key):
+    return trainer.task.reset(key).obs[:-1] if s0 is None else jnp.asarray(s0)
+
+
+def imagine(trainer, state, key, s0=None, through: str = "model"):
+    """One imagined episode of seed `state`'s (sampling) policy through the run's world model
+    (through="model") or through the true task (through="true"), from raw model state s0 [n]
+    (default: the state of `trainer.task.reset(key)`). Returns a `bpo.Rollout`: obs [H, n + 1] (before
+    each action), actions [H, m], logp [H], rewards [H] (the task's reward on imagined states),
+    last_obs [n + 1]. `state`: one seed (see `seed_slice`). Low-level form: `awm_jax.bpo.imagine`."""
+    from awm_jax.bpo import imagine as imagine_model
+
+    _check_one_seed(trainer, state, "imagine")
+    k_s0, k_task, k_pi = jax.random.split(key, 3)
+    model, params = _model(trainer, state, through, k_task)
+    return imagine_model(model, params, trainer.policy, state.policy_params, trainer.task, state.norm,
+                         _start(trainer, s0, k_s0), k_pi, trainer.task.horizon,
+                         stop_state_grad=trainer.config.stop_state_grad)
+
+
+def policy_gradient_cosine(trainer, state, key, rollouts: int | None = None) -> dict:
+    """Cosine between the full-unroll BPO policy gradient through the run's world model and through
+    the true task, as the trainer logs it (`policy/grad_cosine`): the same `rollouts` start states
+    (default config.imagined_rollouts) drawn from the replay and the same policy noise. Returns
+    {cosine, model_grad_norm, true_grad_norm, sq_error} (scalars). For markov_svg the model gradient
+    is the full unroll through its Markov model; for true_bptt the cosine is 1. `state`: one seed."""
+    from awm_jax.diagnostics import policy_gradient_comparison
+
+    _check_one_seed(trainer, state, "policy_gradient_cosine")
+    k_idx, k_task, k_loss = jax.random.split(key, 3)
+    idx = state.replay.sample_indices(k_idx, rollouts or trainer.config.imagined_rollouts)
+    s0 = state.replay.obs[idx, 0, :-1]
+    model, params = _model(trainer, state, "model", k_task)
+    kw = dict(alpha=state.hparams["entropy"], gamma=state.hparams["gamma"],
+              stop_state_grad=trainer.config.stop_state_grad)
+    return policy_gradient_comparison(trainer.policy, state.policy_params, model, params, trainer.task,
+                                      state.norm, s0, k_loss, **kw)[2]
+
+
+def jacobians(trainer, state, actions, s0=None, through: str = "model", key=None):
+    """d s^_t / d a_k of the open-loop rollout of actions [H, m] from raw model state s0 [n] (default:
+    the state of `trainer.task.reset(key)`), through the run's world model or the true task
+    (through="true"), in raw state units: [H, n, H, m] with entry [t - 1, :, k, :] = d s_t / d a_k
+    (zero for k >= t). key (default PRNGKey(0)) also drives the task's own noise, if any. `state`: one
+    seed. Low-level forms (normalised states): `awm_jax.diagnostics.jacobians`, `state_jacobians`."""
+    from awm_jax.diagnostics import state_jacobians
+
+    _check_one_seed(trainer, state, "jacobians")
+    key = jax.random.PRNGKey(0) if key is None else key
+    k_s0, k_task = jax.random.split(key)
+    model, params = _model(trainer, state, through, k_task)
+    return state_jacobians(model, params, state.norm, _start(trainer, s0, k_s0), jnp.asarray(actions))
