@@ -1,4 +1,8 @@
-"""Task names and `make`: every option is checked here, before anything is traced or compiled."""
+"""Task names and `make`: every option is checked here, before anything is traced or compiled.
+
+The brax_* tasks are listed without importing brax (`awm_envs.brax_tasks` imports it lazily); `make`
+builds their physics model, so a missing brax is reported there, not at import.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from awm_envs.brax_tasks import BRAX_SYSTEMS
 from awm_envs.core import System, Task
 from awm_envs.myriad import SYSTEMS
 from awm_envs.toys import TOYS
@@ -15,11 +20,11 @@ _DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 
 
 def _systems() -> dict[str, System]:
-    return {**SYSTEMS, **TOYS}
+    return {**SYSTEMS, **TOYS, **BRAX_SYSTEMS}
 
 
 def names() -> list[str]:
-    """Every task name, Myriad systems first, then the paper's toys."""
+    """Every task name: Myriad systems, then the paper's toys, then the Brax tasks."""
     return list(_systems())
 
 
@@ -43,6 +48,8 @@ def make(name: str, **options) -> Task:
     """Build task `name`. Options: horizon, fixed_dt, distractor_dims, state_noise, dtype, and any of
     the system's own parameters by name (`awm_envs.make(name).params` lists them)."""
     system = get_system(name)
+    if hasattr(system, "require"):
+        system.require()  # e.g. build a Brax model: fails here where brax is absent
     valid = list(GENERIC_OPTIONS) + list(system.default_params)
     unknown = sorted(set(options) - set(valid))
     if unknown:
