@@ -112,7 +112,7 @@ def _check(name, horizon=None, fixed_dt=False, seed=0):
 
 
 def test_task_list_matches_reference():
-    assert sorted(awm_envs.names()) == sorted(TASK_NAMES)
+    assert sorted(n for n in awm_envs.names() if not n.startswith("brax_")) == sorted(TASK_NAMES)
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
