@@ -101,25 +101,24 @@ def write_run(out, config, metrics: dict, extra: dict | None = None) -> str:
 
 
 def new_figure(figsize=(6, 4)):
-    """A matplotlib figure and axes on the non-interactive Agg backend."""
-    import matplotlib
+    """A matplotlib figure and axes outside pyplot: nothing is shown, and the global backend is left
+    alone (a notebook keeps drawing inline)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=figsize)
+    fig = Figure(figsize=figsize)
+    return fig, fig.add_subplot()
 
 
 def save_figure(fig, path) -> None:
-    """Render `fig` to PNG, write it atomically, close it."""
+    """Render `fig` to PNG and write it atomically (closing it if pyplot manages it)."""
     import io
-
-    import matplotlib.pyplot as plt
+    import sys
 
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close(fig)
     atomic_write(path, buf.getvalue())
 
 
