@@ -56,6 +56,15 @@ class Config:
     policy_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the policy MLP
     gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
 
+    # -- model-free baselines (rejax) -----------------------------------------------------------
+    rl_hidden: tuple[int, ...] = (256, 256)  # sac/ppo/td3: hidden sizes of the actor and critic MLPs
+    rl_lr: float = 3e-4  # sac/ppo/td3: Adam learning rate of actor and critic
+    rl_batch: int = 128  # sac/td3: transitions per update, sampled from the replay of every transition
+    rl_gamma: float = 0.99  # sac/ppo/td3: discount of the critic's targets
+    rl_entropy: float | None = 0.1  # sac: fixed entropy coefficient alpha; None: rejax's automatic tuning
+    rl_normalize_obs: bool = True  # sac/ppo/td3: running mean/std observation normalisation (rejax's)
+    rl_ppo_minibatches: int = 4  # ppo: minibatches per epoch (divides the env steps of an evaluation period)
+
     # -- derived, static ------------------------------------------------------------------------
     @property
     def model_kind(self):
@@ -111,6 +120,8 @@ class Config:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.entropy < 0 or not 0 < self.gamma <= 1 or not 0 < self.target_tau <= 1:
             raise ValueError("need entropy >= 0, 0 < gamma <= 1 and 0 < target_tau <= 1")
+        if self.method in REJAX_METHODS:  # model-free baselines (rejax)
+            self._validate_rejax()
         if task is not None:
             H = task.horizon
             if self.warmup_steps < H and self.model_kind is not None:
@@ -125,6 +136,29 @@ class Config:
                                  f"{self.max_positions}); raise max_positions or shorten the horizon")
             if self.method == "markov_svg" and self.svg_k > H:
                 raise ValueError(f"svg_k ({self.svg_k}) must not exceed the horizon ({H})")
+
+    def _validate_rejax(self) -> None:
+        """The rl_* fields of sac, ppo and td3, and how their updates fit the schedule."""
+        if not self.rl_hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.rl_hidden):
+            raise ValueError(f"rl_hidden must be one or more positive integers, got {self.rl_hidden!r}")
+        for name in ("rl_batch", "rl_ppo_minibatches"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not self.rl_lr > 0 or not 0 < self.rl_gamma <= 1:
+            raise ValueError(f"need rl_lr > 0 and 0 < rl_gamma <= 1, got {self.rl_lr} and {self.rl_gamma}")
+        if self.rl_entropy is not None and not (self.rl_entropy >= 0 and math.isfinite(self.rl_entropy)):
+            raise ValueError(f"rl_entropy must be >= 0 (or None for automatic tuning), got {self.rl_entropy}")
+        period = self.blocks_per_eval * self.policy_every  # env steps per evaluation period
+        if self.method in ("sac", "td3") and self.warmup_steps < self.rl_batch:
+            raise ValueError(f"{self.method} needs warmup_steps ({self.warmup_steps}) >= rl_batch ({self.rl_batch}): "
+                             "the replay must hold a batch before the first update")
+        if self.method == "td3" and period % 2:
+            raise ValueError(f"td3 takes 2 env steps per actor update, so the env steps of an evaluation period "
+                             f"({period}: eval_every rounded to whole policy_every) must be even")
+        if self.method == "ppo" and period % self.rl_ppo_minibatches:
+            raise ValueError(f"rl_ppo_minibatches ({self.rl_ppo_minibatches}) must divide the ppo rollout, one "
+                             f"evaluation period of {period} env steps")
 
     def replay_capacity(self, horizon: int) -> int:
         """Episode slots: by default every episode of the run, and at least one model batch."""
