@@ -56,6 +56,13 @@ class Config:
     policy_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the policy MLP
     gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
 
+    # -- online decision transformer -------------------------------------------------------------
+    dt_lr: float = 1e-3  # online_dt: Adam learning rate of the decision transformer
+    dt_online_target: float = 1.0  # online_dt: exploring episodes target R* + k (R* - R0) (R*: best return seen, R0: mean warm-up return)
+    dt_eval_target: float = 0.0  # online_dt: evaluation episodes target R* + k (R* - R0)
+    dt_target_entropy: float | None = None  # online_dt: target entropy of the learned temperature; None: -action size (ODT)
+    dt_learn_temperature: bool = True  # online_dt: tune the entropy temperature (starting at `entropy`, Adam policy_lr) as ODT; False: fixed
+
     # -- model-free baselines (rejax) -----------------------------------------------------------
     rl_hidden: tuple[int, ...] = (256, 256)  # sac/ppo/td3: hidden sizes of the actor and critic MLPs
     rl_lr: float = 3e-4  # sac/ppo/td3: Adam learning rate of actor and critic
@@ -120,6 +127,13 @@ class Config:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.entropy < 0 or not 0 < self.gamma <= 1 or not 0 < self.target_tau <= 1:
             raise ValueError("need entropy >= 0, 0 < gamma <= 1 and 0 < target_tau <= 1")
+        if self.method == "online_dt":  # online decision transformer
+            if not self.dt_lr > 0 or not math.isfinite(self.dt_online_target) or not math.isfinite(self.dt_eval_target):
+                raise ValueError("online_dt needs dt_lr > 0 and finite dt_online_target, dt_eval_target")
+            if self.dt_learn_temperature and not self.entropy > 0:
+                raise ValueError(f"a learned temperature starts at entropy > 0, got {self.entropy}")
+            if self.dt_target_entropy is not None and not math.isfinite(self.dt_target_entropy):
+                raise ValueError(f"dt_target_entropy must be finite or None, got {self.dt_target_entropy}")
         if self.method in REJAX_METHODS:  # model-free baselines (rejax)
             self._validate_rejax()
         if task is not None:
@@ -134,6 +148,9 @@ class Config:
             if self.max_positions is not None and H > self.max_positions:
                 raise ValueError(f"horizon {H} is longer than the model's position table (max_positions="
                                  f"{self.max_positions}); raise max_positions or shorten the horizon")
+            if self.method == "online_dt" and self.warmup_steps < H:  # online decision transformer
+                raise ValueError(f"warmup_steps ({self.warmup_steps}) must cover at least one episode ({H} steps) "
+                                 "for online_dt: its return scale and targets come from the warm-up episodes")
             if self.method == "markov_svg" and self.svg_k > H:
                 raise ValueError(f"svg_k ({self.svg_k}) must not exceed the horizon ({H})")
 
