@@ -157,3 +157,7 @@ def test_checkpointed_run_resumes_exactly(tmp_path):
     _, resumed = run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, resume=True, verbose=False)
     for k in ref:
         np.testing.assert_array_equal(resumed[k], ref[k], err_msg=k)
+    from awm_jax import load_run
+
+    run = load_run(out)  # the final state restores into the structure of eval_shape(vmap(trainer.init))
+    np.testing.assert_array_equal(run.state.ts.global_step, [cfg.env_steps] * 2)

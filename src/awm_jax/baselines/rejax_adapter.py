@@ -11,8 +11,11 @@ Same env-step budget and evaluation grid as the BPO trainer (awm_jax.trainer):
             ppo: 1 rollout of the whole period (1 env), then its epochs of minibatch updates
         then one deterministic evaluation episode on the task (sac: tanh(mean); ppo: clip(mean);
         td3: the actor), undiscounted return.
-Every random draw comes from the key in rejax's state, so chunked runs equal one call, and every
-leaf of a vmapped state has a leading seed axis.
+Every random draw comes from the key in rejax's state: init, then any chunking, equals init, then one
+run_chunk, to the last bit (run.py's path and checkpoint resumes); `trainer(key)`, init and run fused
+in one XLA program, equals them up to rounding. Every leaf of a vmapped state has a leading seed axis.
+Observations are normalised by rejax's running mean/std (rl_normalize_obs, default on: HIV states
+near 800 and the time index up to the horizon), updated at every env step, warm-up included.
 
 Numeric `hparams` (sweeps pass them by trainer.NUMERIC names) map onto the baselines: `policy_lr` ->
 Adam learning rate of every network, `gamma` -> discount, `entropy` -> sac's fixed alpha or ppo's
