@@ -4,6 +4,7 @@ aggregate with interquartile mean and bootstrap confidence intervals (rliable).
 
     python experiments/myriad_benchmark.py --out runs/benchmark [--seeds 4] [--methods ...] [--resume]
     python experiments/myriad_benchmark.py --out /tmp/b --quick      # minutes: 2 tasks, 3 methods
+    python experiments/myriad_benchmark.py --out runs/all --combine runs/bpo,runs/baselines   # report together
 
 Writes: references.json (per-task random, best constant, trajectory-optimised and best returns),
 runs/ (one `awm-jax sweep` folder: per (task, method) run folders, summary, per-task raw curves),
@@ -23,6 +24,8 @@ from awm_jax.benchmark import (
     add_arguments,
     aggregate,
     base_config,
+    collect,
+    combine,
     plot_aggregate,
     run_benchmark,
     write_rows,
@@ -37,7 +40,14 @@ QUICK_TASKS, QUICK_METHODS = "cancer_treatment,timber_harvest", "awm_transformer
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap, ",".join(BENCHMARK_TASKS), ",".join(METHODS), seeds=4)
+    ap.add_argument("--combine", default="", help="comma-separated finished benchmark folders (same tasks, other "
+                                                  "methods) to report together in --out; trains nothing")
     args = ap.parse_args(argv)
+    if args.combine:
+        res = combine([collect(d) for d in parse_list(args.combine)])
+        atomic_write(Path(args.out) / "config.json", json.dumps(dict(args=vars(args), base=res["base"].to_dict()),
+                                                                indent=2))
+        return report(res, res["tasks"], res["methods"], Path(args.out))
     if args.quick:
         args.tasks = QUICK_TASKS if args.tasks == ",".join(BENCHMARK_TASKS) else args.tasks
         args.methods = QUICK_METHODS if args.methods == ",".join(METHODS) else args.methods

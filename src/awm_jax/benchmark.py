@@ -155,31 +155,64 @@ def run_benchmark(base, tasks, methods, out, resume: bool = False, verbose: bool
 
     Returns {'references': {task: refs}, 'returns': {method: [seeds, tasks] final eval returns},
     'scores': {method: [seeds, tasks] normalised}, 'curves': {(task, method): (env_steps [P],
-    normalised returns [seeds, P])}}.
+    normalised returns [seeds, P])}, 'tasks', 'methods', 'base'} (see `collect`).
     """
     from pathlib import Path
 
-    from awm_jax.results import load_run
     from awm_jax.sweep import SweepSpec, run_sweep
 
     spec = SweepSpec(base=base, tasks=tuple(tasks), methods=tuple(methods))
     spec.validate()  # every name and shape before anything is computed
-    refs = task_references(base, tasks, out, verbose=verbose)
+    task_references(base, tasks, out, verbose=verbose)
     run_sweep(spec, Path(out) / "runs", chunk_periods=chunk_periods, checkpoint_every=checkpoint_every,
               resume=resume, verbose=verbose)
+    return collect(out)
+
+
+def collect(out) -> dict:
+    """Score a finished benchmark folder (what `run_benchmark` returns, read from OUT's files)."""
+    import json
+    from pathlib import Path
+
+    from awm_jax.config import Config
+    from awm_jax.results import load_run
+    from awm_jax.sweep import SweepSpec
+
+    out = Path(out)
+    spec_d = json.loads((out / "runs" / "sweep.json").read_text())
+    spec = SweepSpec(base=Config.from_dict(spec_d["base"]), tasks=tuple(spec_d["tasks"]),
+                     methods=tuple(spec_d["methods"]))
+    refs = json.loads((out / "references.json").read_text())["tasks"]
     returns, scores, curves = {}, {}, {}
-    for m in methods:
+    for m in spec.methods:
         cols_r, cols_s = [], []
-        for t in tasks:
-            cfg = dataclasses.replace(base, task=t, method=m)
-            _, metrics = load_run(spec.folder(Path(out) / "runs", cfg, {}))
+        for t in spec.tasks:
+            cfg = dataclasses.replace(spec.base, task=t, method=m)
+            _, metrics = load_run(spec.folder(out / "runs", cfg, {}))
             ret = metrics["eval/return"]
             norm = normalized_score(ret, refs[t]["random"], refs[t]["best"])
             cols_r.append(ret[:, -1])
             cols_s.append(norm[:, -1])
             curves[(t, m)] = (metrics["eval/env_steps"][0], norm)
         returns[m], scores[m] = np.stack(cols_r, 1), np.stack(cols_s, 1)
-    return dict(references=refs, returns=returns, scores=scores, curves=curves)
+    return dict(references={t: refs[t] for t in spec.tasks}, returns=returns, scores=scores, curves=curves,
+                tasks=spec.tasks, methods=spec.methods, base=spec.base)
+
+
+def combine(results: list[dict]) -> dict:
+    """Merge benchmark results over the same tasks and references but different methods."""
+    first = results[0]
+    merged = {k: dict(first[k]) for k in ("returns", "scores", "curves")}
+    methods = list(first["methods"])
+    for r in results[1:]:
+        if tuple(r["tasks"]) != tuple(first["tasks"]) or r["references"] != first["references"]:
+            raise ValueError("benchmark folders to combine must have the same tasks and reference returns")
+        if set(r["methods"]) & set(methods):
+            raise ValueError(f"methods {sorted(set(r['methods']) & set(methods))} appear in two folders")
+        methods += list(r["methods"])
+        for k in ("returns", "scores", "curves"):
+            merged[k].update(r[k])
+    return dict(first, methods=tuple(methods), **merged)
 
 
 def write_rows(out, stem: str, rows: list[dict]) -> str:
