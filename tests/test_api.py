@@ -155,3 +155,22 @@ def test_load_run_reads_sweep_members_and_groups(tmp_path):
         np.testing.assert_allclose(member.state.hparams["policy_lr"], member.config.policy_lr)
     with pytest.raises(ValueError, match="load_sweep"):
         load_run(tmp_path)
+
+
+def test_load_run_restores_a_baseline_state(tmp_path):
+    """Model-free baselines (here ppo via rejax) keep their own state type; load_run rebuilds it the same
+    way, and the BPO-only functions say so."""
+    pytest.importorskip("awm_jax.baselines.rejax_adapter")
+    cfg = Config(task="cancer_treatment", method="ppo", seeds=2, horizon=20, total_steps=264, warmup_steps=200)
+    state, metrics = run_training(cfg, out=tmp_path, verbose=False)
+    run = load_run(tmp_path)
+    # same state class and leaves (treedefs of rejax states are not comparable: their static parts hold
+    # functions made anew by every init)
+    assert type(run.state) is type(state) and len(jax.tree.leaves(run.state)) == len(jax.tree.leaves(state))
+    for x, y in zip(jax.tree.leaves(run.state), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    jax.block_until_ready(jax.jit(jax.vmap(lambda s: run.trainer.run_chunk(s, 1)))(run.state))  # it runs on
+    np.testing.assert_array_equal(run.metrics["eval/return"], metrics["eval/return"])
+    seed_slice(run.state, 1)
+    with pytest.raises(TypeError, match="BPO methods only"):
+        run.agent(0)

@@ -19,12 +19,12 @@ Public API:
     imagine, policy_gradient_cosine, jacobians   diagnostics on one seed of a run (BPO methods)
 """
 
-from awm_jax.api import (Agent, Run, act, evaluate, imagine, jacobians, load_run, load_sweep,
-                         policy_gradient_cosine, seed_slice)
 from awm_jax import xla_cpu
 
 xla_cpu.set_default_flags()  # before anything compiles: see awm_jax/xla_cpu.py
 
+from awm_jax.api import (Agent, Run, act, evaluate, imagine, jacobians, load_run, load_sweep,  # noqa: E402
+                         policy_gradient_cosine, seed_slice)
 from awm_jax.config import METHODS, Config  # noqa: E402
 from awm_jax.trainer import Trainer, TrainState, make_train  # noqa: E402
 

@@ -211,8 +211,8 @@ def _require_bpo(trainer, what: str) -> None:
     if not isinstance(trainer, Trainer):
         method = getattr(getattr(trainer, "config", None), "method", type(trainer).__name__)
         raise TypeError(f"{what} supports the BPO methods only (awm_*, hwm_transformer, markov_*, true_bptt); "
-                        f"{method!r} is a model-free baseline with its own state type: load_run and seed_slice work "
-                        "on it, acting goes through its own trainer")
+                        f"{method!r} is a model-free baseline with its own state type (load_run restores it and "
+                        "seed_slice slices it, but act, evaluate and the gradient diagnostics do not apply)")
 
 
 def _check_one_seed(trainer, state, what: str) -> None:

@@ -8,7 +8,7 @@ Layout of a run folder:
     config.json     the Config
     metrics.json    {"seeds": S, "periods": P, "metrics": {name: [[P values] per seed]}}
     metrics.csv     one row per (seed, period): seed, period, then every metric
-    returns.png     eval/return vs env steps, mean and per seed
+    returns.png     eval/return vs env steps, mean and per seed (when matplotlib is installed)
     summary.txt     the summary line (final eval return: mean, std, min, max over seeds)
     final_state/    the final TrainState of every seed (orbax; written by `awm_jax.run.run_training`)
 
@@ -94,7 +94,12 @@ def write_run(out, config, metrics: dict, extra: dict | None = None) -> str:
         for p in range(periods):
             lines.append(",".join([str(s), str(p)] + [repr(float(m[k][s, p])) for k in names]))
     atomic_write(out / "metrics.csv", "\n".join(lines) + "\n")
-    plot_returns(out / "returns.png", m, title=f"{config.task} / {config.method}")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # e.g. a GPU image without it: every other output is still written
+        print("[awm-jax] matplotlib is not installed: returns.png not drawn")
+    else:
+        plot_returns(out / "returns.png", m, title=f"{config.task} / {config.method}")
     line = summary_line(config, metrics)
     atomic_write(out / "summary.txt", line + "\n")
     return line
