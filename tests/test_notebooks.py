@@ -3,8 +3,8 @@
 
 Each notebook runs in its own `python -m pytest --nbmake` subprocess (a fresh kernel, the stored
 notebook left untouched); its wall time is printed and recorded as the test property `seconds`.
-Timings on the 2-core development CPU (shared with other jobs, so upper bounds): quickstart ~3 min,
-gradients ~4 min, paper figures ~4.5 min, mostly XLA compilation. The quickstart runs by default;
+Timings on the 2-core development CPU (shared with other jobs, so upper bounds): quickstart 88-205 s,
+gradients 194-238 s, paper figures 196-232 s, mostly XLA compilation. The quickstart runs by default;
 the other two are marked slow (`python -m pytest -m slow tests/test_notebooks.py`).
 Set AWM_NOTEBOOK_FIGURES=DIR to keep each notebook's main figure as a PNG in DIR.
 """

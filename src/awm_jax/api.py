@@ -48,7 +48,7 @@ def seed_slice(tree, i: int):
         raise ValueError("seed_slice needs a seed-batched tree (every leaf with a leading seed axis); "
                          "this one has scalar leaves, so it is already one seed")
     n = np.shape(leaves[0])[0]
-    if not -n <= i < n:
+    if isinstance(i, (int, np.integer)) and not -n <= i < n:
         raise IndexError(f"seed {i} is out of range for {n} seeds")
     return jax.tree.map(lambda x: x[i], tree)
 
@@ -109,6 +109,11 @@ def load_run(path, state: bool = True) -> Run:
     member's seeds in sweep order (member j: rows j*seeds .. (j+1)*seeds - 1), metrics likewise.
     Raises FileNotFoundError when the folder has no config or (state=True) no saved final state.
     """
+    return _load(path, state, {})
+
+
+def _load(path, state: bool, groups: dict) -> Run:
+    """`load_run`, with the group states already restored in `groups` ({folder: state}) reused."""
     from awm_jax.results import load_run as read_files
 
     path = Path(path)
@@ -130,24 +135,37 @@ def load_run(path, state: bool = True) -> Run:
     if not state:
         return run
     if (path / "final_state").exists():
-        return dataclasses.replace(run, state=_restore(run.trainer, path / "final_state", run.seeds))
+        return _with_state(run, _restore(run.trainer, path / "final_state", run.seeds))
     if sweep is not None and member is not None:
         group = path.parent / "groups" / f"{config.task}-{config.method}" / "final_state"
         if group.exists():
             S = config.seeds
-            full = _restore(run.trainer, group, S * len(sweep.combos()))
-            return dataclasses.replace(run, state=jax.tree.map(lambda x: x[member * S:(member + 1) * S], full))
+            if group not in groups:
+                groups[group] = _restore(run.trainer, group, S * len(sweep.combos()))
+            full = groups[group]
+            return _with_state(run, jax.tree.map(lambda x: x[member * S:(member + 1) * S], full))
     raise FileNotFoundError(f"no saved final state for {path} (run_training writes final_state/ at the end of a "
                             "run); load_run(path, state=False) reads the config and metrics only")
 
 
-def load_sweep(path, state: bool = True) -> dict:
+def _with_state(run: Run, state) -> Run:
+    """`run` with its state, keeping the trainer it already built."""
+    new = dataclasses.replace(run, state=state)
+    new.__dict__["trainer"] = run.trainer  # the cached_property's slot
+    return new
+
+
+def load_sweep(path, state: bool = True, skip_unfinished: bool = False) -> dict:
     """Every member of the sweep in folder `path` (the sweep's --out): {member folder name: Run}, in
-    sweep order (tasks, then methods, then grid combinations); see `load_run`."""
+    sweep order (tasks, then methods, then grid combinations); see `load_run`. skip_unfinished: leave
+    out members without metrics yet (a sweep still running) instead of raising FileNotFoundError."""
     path = Path(path)
     spec = _spec(path / "sweep.json")
     folders = [spec.folder(path, g, c) for g in spec.groups() for c in spec.combos()]
-    return {f.name: load_run(f, state) for f in folders}
+    if skip_unfinished:
+        folders = [f for f in folders if (f / "metrics.json").exists()]
+    groups = {}  # each group's state is restored once and sliced for its members
+    return {f.name: _load(f, state, groups) for f in folders}
 
 
 def _spec(file):
