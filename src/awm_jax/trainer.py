@@ -264,10 +264,15 @@ class Trainer:
 def make_train(config: Config) -> Trainer:
     """Validate `config` and build the trainer (no tracing happens here).
 
-    Returns a `Trainer`: `trainer(key) -> (TrainState, metrics)` is pure and safe under
-    `jax.jit(jax.vmap(...))`; `trainer.init(key)` and `trainer.run_chunk(state, periods)` split it into
-    chunks with identical results. Raises ValueError for unknown tasks or methods and for shapes or
-    schedules that do not fit, naming the valid choices.
+    Returns a `Trainer`: `trainer(key) -> (TrainState, metrics)` with `key` one PRNG key ([2] uint32,
+    `jax.random.PRNGKey(s)`) is pure and safe under `jax.jit(jax.vmap(...))` over keys [seeds, 2];
+    metrics is {name: [periods]} per seed ([seeds, periods] vmapped: `eval/return`, `eval/env_steps`,
+    `model/loss`, `policy/...`, `skipped_updates`) and every TrainState leaf gains a leading seed axis.
+    `trainer.init(key, hparams=None)` and `trainer.run_chunk(state, periods)` split it into chunks with
+    identical results; `hparams` {name: scalar} overrides the numeric fields of `trainer.NUMERIC`
+    (vmap them like keys to sweep them in one program). For the model-free methods (sac, ppo, td3,
+    online_dt) it returns their trainer with the same interface. Raises ValueError for unknown tasks or
+    methods and for shapes or schedules that do not fit, naming the valid choices.
     """
     config.validate()
     task = awm_envs.make(config.task, **config.task_options())
