@@ -238,6 +238,7 @@ def add_arguments(ap, tasks: str, methods: str, seeds: int) -> None:
     ap.add_argument("--seeds", type=int, default=seeds, help="seeds per (task, method), vmapped")
     ap.add_argument("--total-steps", type=int, default=5000, help="env steps per run (paper: 5000)")
     ap.add_argument("--warmup-steps", type=int, default=1500, help="random-action env steps first (paper: 1500)")
+    ap.add_argument("--model-batch", type=int, default=64, help="episodes per world-model batch (paper: 64)")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
 
 
@@ -248,7 +249,8 @@ def base_config(args, **overrides):
     """The Config every run of an experiment shares (quick mode: short episodes and schedule)."""
     from awm_jax.config import Config
 
-    kw = dict(seeds=args.seeds, total_steps=args.total_steps, warmup_steps=args.warmup_steps)
+    kw = dict(seeds=args.seeds, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
+              model_batch=args.model_batch)
     if args.quick:
         kw.update(QUICK, model_batch=8, imagined_rollouts=4, gradient_cosine=False)
     kw.update(overrides)
