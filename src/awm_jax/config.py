@@ -58,7 +58,7 @@ class Config:
 
     # -- online decision transformer -------------------------------------------------------------
     dt_lr: float = 1e-3  # online_dt: Adam learning rate of the decision transformer
-    dt_online_target: float = 1.0  # online_dt: exploring episodes target R* + k (R* - R0) (R*: best return seen, R0: mean warm-up return)
+    dt_online_target: float = 0.2  # online_dt: exploring episodes target R* + k (R* - R0) (R*: best return seen, R0: mean warm-up return)
     dt_eval_target: float = 0.0  # online_dt: evaluation episodes target R* + k (R* - R0)
     dt_target_entropy: float | None = None  # online_dt: target entropy of the learned temperature; None: -action size (ODT)
     dt_learn_temperature: bool = True  # online_dt: tune the entropy temperature (starting at `entropy`, Adam policy_lr) as ODT; False: fixed
