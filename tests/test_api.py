@@ -157,6 +157,7 @@ def test_load_run_reads_sweep_members_and_groups(tmp_path):
         load_run(tmp_path)
 
 
+@pytest.mark.slow
 def test_load_run_restores_a_baseline_state(tmp_path):
     """Model-free baselines (here ppo via rejax) keep their own state type; load_run rebuilds it the same
     way, and the BPO-only functions say so."""

@@ -50,7 +50,7 @@ def references():
     return random_return(task, jax.random.PRNGKey(1)), best_constant_return(task, jax.random.PRNGKey(1), 41)[0]
 
 
-@pytest.mark.parametrize("method", ["sac", "td3", "ppo"])
+@pytest.mark.parametrize("method", ["sac", pytest.param("td3", marks=SLOW), pytest.param("ppo", marks=SLOW)])
 def test_learns_beyond_random_actions(method, references):
     """Each baseline closes most of the random -> best-constant gap within ~1,000 steps (seeds averaged)."""
     rand, best = references

@@ -32,7 +32,7 @@ def run_nbmake(path: Path, timeout: int = 1800):
 
 
 @pytest.mark.parametrize("name", [
-    "01_quickstart.ipynb",
+    pytest.param("01_quickstart.ipynb", marks=pytest.mark.slow),  # ~1-2 min each: keeps the default run short
     pytest.param("02_gradients.ipynb", marks=pytest.mark.slow),
     pytest.param("03_paper_figures.ipynb", marks=pytest.mark.slow),
 ])
