@@ -7,8 +7,8 @@ setting.
     python experiments/robustness.py --out /tmp/r --quick
 
 Writes: {setting}/ (a benchmark folder per setting), robustness.csv/.md (method, setting, IQM and mean
-normalised score with 95% CIs), robustness.png, config.json. References are those of the clean task
-(a distractor does not change the return; state noise does, so its references are recomputed).
+normalised score with 95% CIs), robustness.png, config.json. References are computed per setting
+(distractors leave them unchanged; state noise changes them).
 """
 
 from __future__ import annotations
