@@ -19,6 +19,12 @@ def test_flag_set_on_import_and_passed_to_compile():
     assert xla_cpu.compiler_options() == ({xla_cpu.FLAG: False} if jax.default_backend() == "cpu" else {})
 
 
+def test_compile_falls_back_without_an_unknown_option(monkeypatch):
+    monkeypatch.setattr(xla_cpu, "compiler_options", lambda: {"xla_cpu_no_such_option": False})
+    f = xla_cpu.compile(jax.jit(lambda x: 2 * x).lower(1.0))
+    assert float(f(3.0)) == 6.0
+
+
 def test_user_choice_is_kept(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", f"--{xla_cpu.FLAG}=true")
     xla_cpu.set_default_flags()

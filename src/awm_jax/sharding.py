@@ -96,12 +96,12 @@ class SeedSharding:
 
     def compile(self, fn, *args):
         """AOT-compile `fn` with every input and output sharded along the seed axis."""
-        from awm_jax.xla_cpu import compiler_options
+        from awm_jax import xla_cpu
 
         if self.mesh is None:
-            return jax.jit(fn).lower(*args).compile(compiler_options=compiler_options())
-        compiled = jax.jit(fn, in_shardings=self.sharding, out_shardings=self.sharding).lower(
-            *self.put(args)).compile(compiler_options=compiler_options())
+            return xla_cpu.compile(jax.jit(fn).lower(*args))
+        compiled = xla_cpu.compile(jax.jit(fn, in_shardings=self.sharding, out_shardings=self.sharding).lower(
+            *self.put(args)))
         return lambda *a: compiled(*self.put(a))
 
     def gather(self, tree):
