@@ -47,6 +47,10 @@ class Replay:
             count=jnp.where(done, jnp.minimum(self.count + 1, self.capacity - 1), self.count),
         )
 
+    def completed(self) -> jax.Array:
+        """[E] bool: which slots hold a completed episode (the `count` slots before `ep`)."""
+        return ((self.ep - 1 - jnp.arange(self.capacity)) % self.capacity) < self.count
+
     def sample_indices(self, key, n: int):
         """n slot indices of completed episodes, uniformly with replacement."""
         j = jax.random.randint(key, (n,), 0, jnp.maximum(self.count, 1))

@@ -86,6 +86,29 @@ def _guarded_apply(loss, grads, params, opt_state, updates, new_opt_state):
     return pick(new_params, params), pick(new_opt_state, opt_state), (~ok).astype(jnp.int32)
 
 
+def fit_normalizer(replay: Replay) -> Normalizer:
+    """Per-dimension mean and std of the model states of the completed episodes in `replay` (the
+    identity while there are none)."""
+    mask = jnp.broadcast_to(replay.completed()[:, None], replay.obs.shape[:2])
+    fitted = Normalizer.from_data(replay.obs[..., :-1], mask)
+    ident = Normalizer.identity(fitted.mean.shape[0])
+    return jax.tree.map(lambda a, b: jnp.where(replay.count > 0, a, b), fitted, ident)
+
+
+def evaluation_period(state, block, blocks: int, evaluate):
+    """The shape every trainer's evaluation period shares: `blocks` x `block(state) -> (state, metrics)`
+    in a scan, the block metrics averaged, then `evaluate(state, key) -> {name: value}` with a key split
+    off the state's key, and the env-step and skipped-update counters."""
+    state, block_metrics = jax.lax.scan(lambda s, _: block(s), state, None, length=blocks)
+    key, k_eval = jax.random.split(state.key)
+    state = state.replace(key=key)
+    metrics = {k: v.mean() for k, v in block_metrics.items()}
+    metrics.update(evaluate(state, k_eval))
+    metrics["eval/env_steps"] = state.env_steps
+    metrics["skipped_updates"] = state.skipped_updates
+    return state, metrics
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
     """`make_train`'s result: `trainer(key)` trains one seed; `init` and `run_chunk` split it up."""
@@ -132,7 +155,7 @@ class Trainer:
         uniform = lambda s, obs, k: jax.random.uniform(k, (task.action_size,), minval=-1.0, maxval=1.0)
         state = jax.lax.scan(lambda s, k: (self._env_step(s, k, uniform), None), state,
                              jax.random.split(k_warm, cfg.warmup_steps))[0]
-        return state.replace(norm=self._normalizer(state.replay))
+        return state.replace(norm=fit_normalizer(state.replay))
 
     def run_chunk(self, state: TrainState, periods: int):
         """Advance `periods` evaluation periods: (state, metrics dict of [periods] arrays)."""
@@ -150,14 +173,6 @@ class Trainer:
         return jax.lax.scan(body, task.reset(key), None, length=task.horizon)[1].sum()
 
     # -- the pieces of a period -------------------------------------------------------------------
-    def _normalizer(self, replay: Replay) -> Normalizer:
-        E = replay.capacity
-        valid = ((replay.ep - 1 - jnp.arange(E)) % E) < replay.count  # completed episodes only
-        mask = jnp.broadcast_to(valid[:, None], replay.obs.shape[:2])
-        fitted = Normalizer.from_data(replay.obs[..., :-1], mask)
-        ident = Normalizer.identity(fitted.mean.shape[0])
-        return jax.tree.map(lambda a, b: jnp.where(replay.count > 0, a, b), fitted, ident)
-
     def _policy_act(self, state, obs, key):
         return self.policy.sample(state.policy_params, policy_input(state.norm, obs, self.task.horizon), key)[0]
 
@@ -250,15 +265,8 @@ class Trainer:
         return state, {**metrics, **pm}
 
     def _period(self, state: TrainState):
-        state, block_metrics = jax.lax.scan(lambda s, _: self._block(s), state, None,
-                                            length=self.config.blocks_per_eval)
-        key, k_eval = jax.random.split(state.key)
-        state = state.replace(key=key)
-        metrics = {k: v.mean() for k, v in block_metrics.items()}
-        metrics["eval/return"] = self.evaluate(state.policy_params, state.norm, k_eval)
-        metrics["eval/env_steps"] = state.env_steps
-        metrics["skipped_updates"] = state.skipped_updates
-        return state, metrics
+        return evaluation_period(state, self._block, self.config.blocks_per_eval,
+                                 lambda s, k: {"eval/return": self.evaluate(s.policy_params, s.norm, k)})
 
 
 def make_train(config: Config) -> Trainer:

@@ -55,7 +55,7 @@ from awm_jax.networks import CausalTransformer
 from awm_jax.policy import LOG_STD_MAX, LOG_STD_MIN, Policy
 from awm_jax.replay import Replay
 from awm_jax.spaces import Normalizer, model_state
-from awm_jax.trainer import NUMERIC, Trainer, _adam, _guarded_apply
+from awm_jax.trainer import NUMERIC, _adam, _guarded_apply, evaluation_period, fit_normalizer
 
 _MID, _HALF = (LOG_STD_MAX + LOG_STD_MIN) / 2, (LOG_STD_MAX - LOG_STD_MIN) / 2
 _ACTION_EPS = 1e-6  # replayed actions are clipped to [-1 + eps, 1 - eps] before atanh
@@ -182,11 +182,11 @@ class OnlineDT:
                              jax.random.split(k_warm, cfg.warmup_steps))[0]
         # the warm-up fixes the normaliser, c and R0 (validation guarantees one completed episode)
         replay = state.replay
-        valid = ((replay.ep - 1 - jnp.arange(replay.capacity)) % replay.capacity) < replay.count
+        valid = replay.completed()
         returns = replay.rewards.sum(-1)
         ref = jnp.sum(jnp.where(valid, returns, 0.0)) / jnp.maximum(replay.count, 1)
         scale = jnp.max(jnp.where(valid, jnp.abs(returns), 0.0))
-        state = state.replace(norm=Trainer._normalizer(self, replay), ref_return=ref,
+        state = state.replace(norm=fit_normalizer(replay), ref_return=ref,
                               rtg_scale=jnp.where(scale > 0, scale, 1.0))
         # the episode in progress is conditioned on the online target from its start
         g0 = self.target(state, state.hparams["dt_online_target"])
@@ -292,19 +292,14 @@ class OnlineDT:
         return state, {k: v.mean() for k, v in info.items()}
 
     def _period(self, state: ODTState):
-        state, block_metrics = jax.lax.scan(lambda s, _: self._block(s), state, None,
-                                            length=self.config.blocks_per_eval)
-        key, k_eval = jax.random.split(state.key)
-        state = state.replace(key=key)
-        metrics = {k: v.mean() for k, v in block_metrics.items()}
-        metrics["dt/best_return"] = state.best_return
-        r = state.replay
-        metrics["dt/episode_return"] = r.rewards[(r.ep - 1) % r.capacity].sum()  # the last completed episode
-        metrics["eval/target_return"] = self.target(state, state.hparams["dt_eval_target"])
-        metrics["eval/return"] = self.evaluate(state, k_eval)
-        metrics["eval/env_steps"] = state.env_steps
-        metrics["skipped_updates"] = state.skipped_updates
-        return state, metrics
+        def evaluate(state, k_eval):
+            r = state.replay
+            return {"dt/best_return": state.best_return,
+                    "dt/episode_return": r.rewards[(r.ep - 1) % r.capacity].sum(),  # the last completed episode
+                    "eval/target_return": self.target(state, state.hparams["dt_eval_target"]),
+                    "eval/return": self.evaluate(state, k_eval)}
+
+        return evaluation_period(state, self._block, self.config.blocks_per_eval, evaluate)
 
 
 def make_online_dt(config: Config, task: awm_envs.Task) -> OnlineDT:
