@@ -91,3 +91,25 @@ def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
                             verbose=False)
     for k in metrics:
         np.testing.assert_array_equal(again[k], metrics[k], err_msg=k)
+
+
+def test_config_diff_names_what_differs_and_skips_what_is_not_read():
+    from awm_jax.checkpoint import config_diff
+
+    cfg = Config(method="true_bptt")
+    saved = cfg.to_dict()
+    assert config_diff(saved, cfg.to_dict()) == []
+    assert config_diff(saved, Config(method="true_bptt", policy_lr=1e-3).to_dict()) == [
+        "policy_lr: saved 0.0001, now 0.001"]
+    # a field the method never reads
+    changed = Config(method="true_bptt", dt_lr=0.5).to_dict()
+    assert config_diff(saved, changed, ignore=cfg.ignored_fields()) == []
+    assert config_diff(saved, changed) == ["dt_lr: saved 0.001, now 0.5"]
+    assert "rl_lr" in Config(method="online_dt").ignored_fields()
+    assert "dt_lr" in Config(method="sac").ignored_fields() and "rl_lr" not in Config(method="sac").ignored_fields()
+    # a field added to Config after the run was saved: fine while it holds its default
+    older = {k: v for k, v in saved.items() if k != "gradient_cosine"}
+    assert config_diff(older, cfg.to_dict()) == []
+    assert config_diff(older, Config(method="true_bptt", gradient_cosine=False).to_dict()) == [
+        "gradient_cosine: saved (absent), now False"]
+    assert config_diff({**saved, "retired": 1}, cfg.to_dict()) == ["retired: saved 1, now (absent)"]

@@ -37,10 +37,16 @@ def test_bad_sweeps_are_rejected_before_compiling(tmp_path):
     assert not (tmp_path / "a").exists()  # nothing written, nothing compiled
     spec = SweepSpec(Config(seeds=1, **SMALL), ("cancer_treatment",), ("true_bptt",))
     run_sweep(spec, tmp_path / "b", verbose=False)
-    with pytest.raises(ValueError, match="different sweep"):
+    with pytest.raises(ValueError, match="different sweep.*seeds: saved 1, now 2"):
         run_sweep(SweepSpec(Config(seeds=2, **SMALL), ("cancer_treatment",), ("true_bptt",)), tmp_path / "b")
+    with pytest.raises(ValueError, match="methods: saved"):
+        run_sweep(SweepSpec(Config(seeds=1, **SMALL), ("cancer_treatment",), ("markov_mlp",)), tmp_path / "b")
     with pytest.raises(ValueError, match="--resume"):
         run_sweep(spec, tmp_path / "b", verbose=False)
+    # online_dt's and rejax's fields are not read by true_bptt: resuming after changing them is fine
+    other = SweepSpec(Config(seeds=1, dt_lr=0.5, rl_lr=0.5, **SMALL), ("cancer_treatment",), ("true_bptt",))
+    rows = run_sweep(other, tmp_path / "b", resume=True, verbose=False)
+    assert len(rows) == 1
 
 
 @pytest.mark.slow  # ~2-3 min: two subprocess sweeps of 4 groups on 4 devices, then 4 reference runs

@@ -79,12 +79,25 @@ def _check_shapes(ck, abstract) -> None:
             raise ValueError(f"shape {np.shape(got)} != {want.shape}")
 
 
-def config_diff(saved: dict, current: dict) -> list[str]:
-    """Human-readable differences between two config dicts (lists and tuples compare equal)."""
+def config_diff(saved: dict, current: dict, ignore=()) -> list[str]:
+    """Human-readable differences between two config dicts (lists and tuples compare equal), leaving
+    out the fields in `ignore` and fields the saved config lacks that still hold their default (a
+    field added to Config since the run was saved)."""
+    from awm_jax.config import Config
+
+    defaults = Config().to_dict()
     norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v
-    keys = sorted(set(saved) | set(current))
-    return [f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in keys
-            if norm(saved.get(k)) != norm(current.get(k))]
+    keys = sorted((set(saved) | set(current)) - set(ignore))
+    missing = object()
+    out = []
+    for k in keys:
+        old, new = saved.get(k, missing), current.get(k, missing)
+        if old is missing and k in defaults and norm(new) == norm(defaults[k]):
+            continue
+        if old is missing or new is missing or norm(old) != norm(new):
+            show = lambda v: "(absent)" if v is missing else repr(v)
+            out.append(f"{k}: saved {show(old)}, now {show(new)}")
+    return out
 
 
 def check_resume_config(out, config) -> None:
@@ -92,7 +105,7 @@ def check_resume_config(out, config) -> None:
     path = Path(out) / CONFIG_NAME
     if not path.exists():
         return
-    diff = config_diff(json.loads(path.read_text()), config.to_dict())
+    diff = config_diff(json.loads(path.read_text()), config.to_dict(), ignore=config.ignored_fields())
     if diff:
         raise ValueError(f"{out} holds a run with a different configuration; refusing to resume. "
                          f"Differences: {'; '.join(diff)}")

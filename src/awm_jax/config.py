@@ -183,6 +183,18 @@ class Config:
             return self.replay_episodes
         return max(math.ceil(self.env_steps / horizon) + 2, self.model_batch + 1)
 
+    def ignored_fields(self) -> set[str]:
+        """Fields this method never reads: the online decision transformer's `dt_*` outside online_dt,
+        the rejax baselines' `rl_*` outside sac/ppo/td3 (resuming compares only the other fields)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        dt = {n for n in names if n.startswith("dt_")}
+        rl = {n for n in names if n.startswith("rl_")}
+        if self.method in REJAX_METHODS:
+            return dt
+        if self.method == "online_dt":
+            return rl
+        return dt | rl
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

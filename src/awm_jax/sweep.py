@@ -48,6 +48,17 @@ class SweepSpec:
         return dict(base=self.base.to_dict(), tasks=list(self.tasks), methods=list(self.methods),
                     grid=[[n, list(v)] for n, v in self.grid])
 
+    def differences(self, saved: dict) -> list[str]:
+        """What differs between this sweep and a saved `to_dict()`: tasks, methods, grid, and the base
+        config's fields that some method of the sweep reads (see `Config.ignored_fields`)."""
+        from awm_jax.checkpoint import config_diff
+
+        current = json.loads(json.dumps(self.to_dict()))
+        diff = [f"{k}: saved {saved.get(k)!r}, now {current[k]!r}" for k in ("tasks", "methods", "grid")
+                if saved.get(k) != current[k]]
+        ignore = {"task", "method"}.union(*[set.intersection(*[g.ignored_fields() for g in self.groups()])])
+        return diff + config_diff(saved.get("base", {}), current["base"], ignore=ignore)
+
     def validate(self) -> None:
         """Every check before anything compiles: names, counts, grid fields and values."""
         if not self.tasks or not self.methods:
@@ -84,9 +95,10 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
     out = Path(out)
     spec_path = out / "sweep.json"
     if spec_path.exists():
-        saved = json.loads(spec_path.read_text())
-        if saved != json.loads(json.dumps(spec.to_dict())):
-            raise ValueError(f"{out} holds a different sweep (see {spec_path}); choose another --out")
+        diff = spec.differences(json.loads(spec_path.read_text()))
+        if diff:
+            raise ValueError(f"{out} holds a different sweep (see {spec_path}); choose another --out. "
+                             f"Differences: {'; '.join(diff)}")
         if not resume:
             raise ValueError(f"{out} already holds this sweep: pass --resume to continue it")
     atomic_write(spec_path, json.dumps(spec.to_dict(), indent=2))
@@ -119,14 +131,14 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
 
 def write_aggregate(spec: SweepSpec, out) -> list[dict]:
     """summary.csv, summary.md and one return plot per task from the per-combination folders."""
-    from awm_jax.results import load_run
+    from awm_jax.results import read_run_files
 
     rows = []
     for task in spec.tasks:
         fig, ax = new_figure()
         for cfg in (g for g in spec.groups() if g.task == task):
             for combo in spec.combos():
-                _, m = load_run(spec.folder(out, cfg, combo))
+                _, m = read_run_files(spec.folder(out, cfg, combo))
                 s = summary(m)
                 label = cfg.method + "".join(f" {k}={v:g}" for k, v in combo.items())
                 rows.append(dict(task=task, method=cfg.method, **combo, mean=s["mean"], std=s["std"], min=s["min"],
