@@ -13,18 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
-from awm_jax.benchmark import (
-    add_arguments,
-    aggregate,
-    base_config,
-    run_benchmark,
-    write_rows,
-)
-from awm_jax.results import atomic_write, new_figure, save_figure
-from awm_jax.sweep import SweepSpec, parse_list
+from awm_jax.benchmark import add_arguments, base_config, run_settings, write_rows
+from awm_jax.results import new_figure, save_figure
+from awm_jax.sweep import parse_list
 
 TASKS = "cancer_treatment,timber_harvest,mould_fungicide"
 METHODS_ = "awm_transformer,awm_rnn,hwm_transformer,markov_mlp,true_bptt,sac"
@@ -47,15 +40,7 @@ def main(argv=None):
     bases = {H: dataclasses.replace(base, horizon=H, fixed_dt=True, warmup_steps=max(base.warmup_steps, H))
              for H in horizons}
     out = Path(args.out)
-    for b in bases.values():  # every setting is checked before anything runs
-        SweepSpec(base=b, tasks=tasks, methods=methods).validate()
-    atomic_write(out / "config.json", json.dumps(dict(args=vars(args), bases={H: b.to_dict() for H, b in bases.items()}),
-                                                 indent=2))
-    rows = []
-    for H, b in bases.items():
-        res = run_benchmark(b, tasks, methods, out / f"H{H}", resume=args.resume)
-        agg = aggregate(res["scores"])
-        rows += [dict(method=m, H=H, **agg[m]) for m in methods]
+    rows = run_settings(bases, tasks, methods, out, "H", args=vars(args), resume=args.resume)
     print(write_rows(out, "scaling", rows))
     fig, ax = new_figure()
     for m in methods:

@@ -15,18 +15,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
-from awm_jax.benchmark import (
-    add_arguments,
-    aggregate,
-    base_config,
-    run_benchmark,
-    write_rows,
-)
-from awm_jax.results import atomic_write, new_figure, save_figure
-from awm_jax.sweep import SweepSpec, parse_list
+from awm_jax.benchmark import add_arguments, base_config, run_settings, write_rows
+from awm_jax.results import new_figure, save_figure
+from awm_jax.sweep import parse_list
 
 TASKS = "cancer_treatment,timber_harvest,mould_fungicide"
 
@@ -46,16 +39,8 @@ def main(argv=None):
     settings = {f"distractors={d}": dataclasses.replace(base, distractor_dims=d)
                 for d in parse_list(args.distractors, int)}
     settings |= {f"noise={s:g}": dataclasses.replace(base, state_noise=s) for s in parse_list(args.noise, float)}
-    for b in settings.values():  # every setting is checked before anything runs
-        SweepSpec(base=b, tasks=tasks, methods=methods).validate()
     out = Path(args.out)
-    atomic_write(out / "config.json", json.dumps(dict(args=vars(args), settings={k: b.to_dict() for k, b in
-                                                                                  settings.items()}), indent=2))
-    rows = []
-    for name, b in settings.items():
-        res = run_benchmark(b, tasks, methods, out / name, resume=args.resume)
-        agg = aggregate(res["scores"])
-        rows += [dict(method=m, setting=name, **agg[m]) for m in methods]
+    rows = run_settings(settings, tasks, methods, out, "setting", args=vars(args), resume=args.resume)
     print(write_rows(out, "robustness", rows))
     fig, ax = new_figure(figsize=(7, 4))
     names = list(settings)

@@ -9,7 +9,7 @@ import pytest
 
 from awm_jax import Config, make_train, seed_slice
 from awm_jax.config import BPO_METHODS
-from awm_jax.results import load_run
+from awm_jax.results import read_run_files
 from awm_jax.run import run_training
 from awm_jax.trainer import Trainer
 
@@ -144,7 +144,7 @@ def test_cli_run_writes_outputs(tmp_path):
     _, metrics = run_training(cfg, out=tmp_path, chunk_periods=2, verbose=False)
     for name in ("config.json", "metrics.csv", "metrics.json", "returns.png", "summary.txt"):
         assert (tmp_path / name).stat().st_size > 0
-    loaded_cfg, loaded = load_run(tmp_path)
+    loaded_cfg, loaded = read_run_files(tmp_path)
     assert loaded_cfg == cfg
     np.testing.assert_allclose(loaded["eval/return"], np.asarray(metrics["eval/return"]), rtol=1e-6)
     rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()

@@ -114,7 +114,7 @@ def load_run(path, state: bool = True) -> Run:
 
 def _load(path, state: bool, groups: dict) -> Run:
     """`load_run`, with the group states already restored in `groups` ({folder: state}) reused."""
-    from awm_jax.results import load_run as read_files
+    from awm_jax.results import read_run_files as read_files
 
     path = Path(path)
     if (path / "sweep.json").exists() and not (path / "config.json").exists():

@@ -175,7 +175,7 @@ def collect(out) -> dict:
     from pathlib import Path
 
     from awm_jax.config import Config
-    from awm_jax.results import load_run
+    from awm_jax.results import read_run_files
     from awm_jax.sweep import SweepSpec
 
     out = Path(out)
@@ -188,7 +188,7 @@ def collect(out) -> dict:
         cols_r, cols_s = [], []
         for t in spec.tasks:
             cfg = dataclasses.replace(spec.base, task=t, method=m)
-            _, metrics = load_run(spec.folder(out / "runs", cfg, {}))
+            _, metrics = read_run_files(spec.folder(out / "runs", cfg, {}))
             ret = metrics["eval/return"]
             norm = normalized_score(ret, refs[t]["random"], refs[t]["best"])
             cols_r.append(ret[:, -1])
@@ -197,6 +197,31 @@ def collect(out) -> dict:
         returns[m], scores[m] = np.stack(cols_r, 1), np.stack(cols_s, 1)
     return dict(references={t: refs[t] for t in spec.tasks}, returns=returns, scores=scores, curves=curves,
                 tasks=spec.tasks, methods=spec.methods, base=spec.base)
+
+
+def run_settings(settings: dict, tasks, methods, out, label: str, args=None, resume: bool = False) -> list[dict]:
+    """The benchmark under several settings ({value: base Config}), each in OUT/{folder}: every setting
+    is validated before anything runs, OUT/config.json records them (and `args`), and the rows
+    [{method, label: value, IQM and mean normalised score with 95% CIs}] are returned. The folder of
+    a setting is f"{label}{value}" for numbers (H100) and the value itself for text."""
+    import json
+    from pathlib import Path
+
+    from awm_jax.results import atomic_write
+    from awm_jax.sweep import SweepSpec
+
+    for b in settings.values():  # every setting is checked before anything runs
+        SweepSpec(base=b, tasks=tuple(tasks), methods=tuple(methods)).validate()
+    out = Path(out)
+    atomic_write(out / "config.json", json.dumps(dict(args=args, settings={str(v): b.to_dict() for v, b in
+                                                                          settings.items()}), indent=2))
+    rows = []
+    for value, b in settings.items():
+        folder = f"{label}{value}" if isinstance(value, (int, float)) else str(value)
+        res = run_benchmark(b, tasks, methods, out / folder, resume=resume)
+        agg = aggregate(res["scores"])
+        rows += [dict(method=m, **{label: value}, **agg[m]) for m in methods]
+    return rows
 
 
 def combine(results: list[dict]) -> dict:

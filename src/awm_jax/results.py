@@ -1,5 +1,5 @@
 """Writing a run's outputs atomically (config, per-seed metrics as CSV and JSON, a plot, a summary),
-and reading them back with `load_run`.
+and reading them back with `read_run_files` (`awm_jax.load_run` adds the final train state).
 
 Every file is written to a temporary name in the same folder and then renamed, so a crash never
 leaves a half-written file behind.
@@ -12,8 +12,8 @@ Layout of a run folder:
     summary.txt     the summary line (final eval return: mean, std, min, max over seeds)
     final_state/    the final TrainState of every seed (orbax; written by `awm_jax.run.run_training`)
 
-`awm_jax.load_run` (in `awm_jax.api`) reads all of it back, the final state included; `load_run`
-here reads the files only.
+`awm_jax.load_run` (in `awm_jax.api`) reads all of it back, the final state included;
+`read_run_files` here reads the files only.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def restore_state(path, abstract):
         return ck.restore(Path(path).absolute(), target)
 
 
-def load_run(path) -> tuple:
+def read_run_files(path) -> tuple:
     """Read a run folder's files back: (Config, {name: [seeds, periods] float64 arrays}).
     `awm_jax.load_run` also restores the final train state."""
     from awm_jax.config import Config
