@@ -2,9 +2,14 @@
 
 XLA_FLAGS must be set before JAX starts, so each case runs in a fresh subprocess. Measured here: the
 sharded run is deterministic (bit for bit across repeats) and equals the unsharded one to float32
-rounding, not bit for bit: XLA's CPU code for a [2 seeds per device] partition and for [8 seeds] on
-one device sums in different orders (ulp-level differences that training then carries along; about
-2e-6 on the eval return after two periods). Single-seed and vmapped runs differ the same way.
+rounding, not bit for bit. XLA's CPU code is not batch-invariant (jaxlib 0.10.2): the first
+difference is 1 ulp in the warm-up normaliser (a masked mean over ~1,700 replayed states) of 2 of 8
+seeds between the 8-seed one-device program and the 2-seeds-per-device sharded one, while the same
+mean computed in a program of its own agrees; even a 2-seed block of the sharded program differs from
+a 2-seed one-device run. No XLA CPU flag of this jaxlib removed it (tried: YNNPACK and XNNPACK fusions
+off, fusion emitters off, 128-bit vectors, max ISA SSE4.2, platform-dependent math off). Training
+then carries such differences along (about 2e-6 on the eval return after two periods). Single-seed
+and vmapped runs differ the same way.
 """
 
 import json
