@@ -105,7 +105,7 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
     log = print if verbose else (lambda *a, **k: None)
     groups, combos = spec.groups(), spec.combos()
     S = spec.base.seeds
-    t0, steps_done = time.time(), 0
+    t0, steps_done, steps_here = time.time(), 0, 0  # steps_here: of groups run by this call (the rate)
     total_steps = sum(g.env_steps * S * len(combos) for g in groups)
     for gi, cfg in enumerate(groups):
         folders = [spec.folder(out, cfg, c) for c in combos]
@@ -122,8 +122,9 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
         for j, (combo, folder) in enumerate(zip(combos, folders)):
             write_run(folder, dataclasses.replace(cfg, **combo), {k: v[j * S:(j + 1) * S] for k, v in metrics.items()})
         steps_done += cfg.env_steps * S * len(combos)
+        steps_here += cfg.env_steps * S * len(combos)
         elapsed = time.time() - t0
-        eta = elapsed / max(steps_done, 1) * (total_steps - steps_done)
+        eta = elapsed / max(steps_here, 1) * (total_steps - steps_done)
         log(f"[sweep] group {gi + 1}/{len(groups)} {cfg.task}/{cfg.method} done; env steps {steps_done}/{total_steps}, "
             f"elapsed {elapsed:.0f}s, about {eta:.0f}s left")
     return write_aggregate(spec, out)
