@@ -66,8 +66,14 @@ def test_vmapped_seeds_equal_single_runs(method):
     cfg, trainer, vstate, vmetrics = _run(method)
     state1, metrics1 = jax.jit(trainer)(KEYS[1])
     for k in metrics1:
-        np.testing.assert_allclose(vmetrics[k][1], metrics1[k], rtol=1e-4, atol=1e-4, err_msg=k)
-    _close(seed_slice(vstate, 1).ts.actor_ts.params, state1.ts.actor_ts.params, rtol=1e-3, atol=1e-4)
+        # float32 rounding differs between the two program shapes and training carries it along: about
+        # 1e-3 on the eval return after 16 periods on an AMD EPYC host (1e-5 elsewhere); seeds differ by O(1)
+        np.testing.assert_allclose(vmetrics[k][1], metrics1[k], rtol=5e-3, atol=1e-3, err_msg=k)
+    # the parameters: much closer to the single run of the same seed than to another seed's
+    flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])
+    v0, v1 = flat(seed_slice(vstate, 0).ts.actor_ts.params), flat(seed_slice(vstate, 1).ts.actor_ts.params)
+    same, cross = np.linalg.norm(v1 - flat(state1.ts.actor_ts.params)), np.linalg.norm(v1 - v0)
+    assert same < 0.02 * cross, (same, cross)
     assert not np.allclose(vmetrics["eval/return"][0], vmetrics["eval/return"][1])  # seeds differ
 
 

@@ -60,7 +60,7 @@ def test_sharded_equals_unsharded(method, seeds):
     assert r["shape"] == [seeds, 2] and r["devices"] == 4 and r["repeat"]
     np.testing.assert_allclose(r["sharded"], r["single"], rtol=1e-5)
     np.testing.assert_allclose(r["loss_sharded"], r["loss_single"], rtol=1e-3, atol=1e-7)
-    assert r["param_rel_diff"] < 1e-4
+    assert r["param_rel_diff"] < 2e-3  # 3.3e-4 measured on an AMD EPYC host, < 1e-4 on others; a seed mix-up gives O(1)
 
 
 TWO_PROCESS = textwrap.dedent("""
