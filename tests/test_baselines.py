@@ -20,11 +20,6 @@ KEYS = jax.random.split(jax.random.PRNGKey(0), 2)
 SLOW = pytest.mark.slow
 
 
-def _close(a, b, rtol=2e-5, atol=1e-5):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
-
-
 def _equal(a, b):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
