@@ -56,7 +56,7 @@ class SweepSpec:
         current = json.loads(json.dumps(self.to_dict()))
         diff = [f"{k}: saved {saved.get(k)!r}, now {current[k]!r}" for k in ("tasks", "methods", "grid")
                 if saved.get(k) != current[k]]
-        ignore = {"task", "method"}.union(*[set.intersection(*[g.ignored_fields() for g in self.groups()])])
+        ignore = {"task", "method"} | set.intersection(*[g.ignored_fields() for g in self.groups()])
         return diff + config_diff(saved.get("base", {}), current["base"], ignore=ignore)
 
     def validate(self) -> None:
