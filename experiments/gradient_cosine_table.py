@@ -69,7 +69,7 @@ def main(argv=None):
     test_s, test_a = random_episodes(task, jax.random.fold_in(key, 2), 32)
     norm = Normalizer.from_data(train_s)
     n = task.obs_size - 1
-    policy = Policy(n + 1, task.action_size)
+    policy = Policy(n + 1, task.action_size, horizon=task.horizon)
     pparams = policy.init(jax.random.fold_in(key, 3))
     s0 = test_s[:16, 0]
     rows = []

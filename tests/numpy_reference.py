@@ -5,8 +5,11 @@ the package's dynamics code), so that tests comparing the package against it cat
 
 Conventions (TASKS.md "Conventions" + myriad.py docstring):
 - H steps (default 100), dt = T / H, or T / 100 with ``fixed_dt``.
-- Explicit Euler x_{t+1} = clip(x_t + dt f(x_t, u_t, t dt), state bounds); invasive_plant is
-  discrete-time, x_{t+1} = f(x_t, u_t), dt = 1, horizon 10.
+- Explicit Euler x_{t+1} = clip(x_t + dt f(x_t, u_t, t dt), state bounds).
+- The task names give the paper's copies (TASKS.md "The paper's copies differ"): glucose l = 0.4,
+  predator_prey T = 100, invasive_plant Euler-steps the difference (x + k x/(eps+x))(1-u) - x with
+  T = 10, horizon 100, cost times dt. ``MYRIAD_ORIGINALS`` holds Myriad's originals of those three
+  (invasive_plant discrete-time, x_{t+1} = f(x_t, u_t), dt = 1, horizon 10); ``variant="myriad"``.
 - u = lo + (a + 1)(hi - lo) / 2 for a in [-1, 1].
 - r_t = -c(x_t, u_t, t dt) dt; at t = H - 1 also -g_T(x_{H-1}) (state *before* the last transition)
   and, for systems with a Myriad terminal-state constraint x_T, also
@@ -113,8 +116,8 @@ def _bacteria():
     )
 
 
-def _glucose():
-    a, b, c, A, l = 1.0, 1.0, 1.0, 2.0, 0.5
+def _glucose(l=0.4):
+    a, b, c, A = 1.0, 1.0, 1.0, 2.0
     return dict(
         T=0.2, x0=_arr(0.75, 0.0), u_lo=_arr(0.0), u_hi=_arr(0.01), x_lo=_arr(0, 0), x_hi=_arr(1, 1),
         f=lambda x, u, t: _arr(-a * x[0] - b * x[1], -c * x[1] + u[0]),
@@ -131,10 +134,10 @@ def _harvest():
     )
 
 
-def _predator_prey():
+def _predator_prey(T=100.0):
     d1, d2, A = 0.1, 0.1, 1.0
     return dict(
-        T=10.0, x0=_arr(10, 1, 0), u_lo=_arr(0.0), u_hi=_arr(1.0), x_lo=_arr(0, 0, 0), x_hi=_arr(11, 11, 5),
+        T=T, x0=_arr(10, 1, 0), u_lo=_arr(0.0), u_hi=_arr(1.0), x_lo=_arr(0, 0, 0), x_hi=_arr(11, 11, 5),
         f=lambda x, u, t: _arr(
             (1 - x[1]) * x[0] - d1 * x[0] * u[0], (x[0] - 1) * x[1] - d2 * x[1] * u[0], u[0]
         ),
@@ -152,15 +155,14 @@ def _timber():
     )
 
 
-def _invasive():
+def _invasive(discrete=False):
     k, eps, B = 1.0, 0.01, 1.0
-    return dict(
-        discrete=True, horizon=10, x0=_arr(0.5, 1, 1.5, 2, 10), u_lo=np.zeros(5), u_hi=np.ones(5),
-        x_lo=None, x_hi=None,
-        f=lambda x, u, t: (x + k * x / (eps + x)) * (1 - u),
-        c=lambda x, u, t: B * np.sum(u**2),
-        g=lambda x: np.sum(x),
-    )
+    nxt = lambda x, u, t: (x + k * x / (eps + x)) * (1 - u)
+    common = dict(x0=_arr(0.5, 1, 1.5, 2, 10), u_lo=np.zeros(5), u_hi=np.ones(5), x_lo=None, x_hi=None,
+                  c=lambda x, u, t: B * np.sum(u**2), g=lambda x: np.sum(x))
+    if discrete:  # Myriad's original
+        return dict(discrete=True, horizon=10, f=nxt, **common)
+    return dict(T=10.0, f=lambda x, u, t: nxt(x, u, t) - x, **common)  # the paper's copy
 
 
 def _seirn(bounded):
@@ -312,6 +314,9 @@ MYRIAD = {
     "simple_case_with_bounds": _simple_case_with_bounds(),
 }
 
+MYRIAD_ORIGINALS = {"glucose": _glucose(l=0.5), "predator_prey": _predator_prey(T=10.0),
+                    "invasive_plant": _invasive(discrete=True)}
+
 TOY_HORIZONS = {"double_pendulum": 10, "one_bounce": 10, "credit_assignment": 20}
 TASK_NAMES = list(MYRIAD) + list(TOY_HORIZONS)
 
@@ -328,9 +333,9 @@ def default_horizon(name: str) -> int:
     return MYRIAD[name].get("horizon", 100)
 
 
-def myriad_rollout(name, actions, horizon=None, fixed_dt=False):
+def myriad_rollout(name, actions, horizon=None, fixed_dt=False, variant="paper"):
     """Return (xs [H+1, n] with xs[t] = x_t, rewards [H]) for a Myriad system in float64."""
-    sys = MYRIAD[name]
+    sys = MYRIAD_ORIGINALS.get(name, MYRIAD[name]) if variant == "myriad" else MYRIAD[name]
     actions = np.asarray(actions, dtype=np.float64).reshape(-1, len(sys["u_lo"]))
     H = actions.shape[0] if horizon is None else int(horizon)
     assert actions.shape[0] == H
@@ -440,14 +445,15 @@ def credit_assignment_return(actions, distractors, target=0.5, final_scale=20.0,
 # ----------------------------------------------------------------------------------------------------
 
 
-def reference_return(name, actions, horizon=None, fixed_dt=False, distractors=None):
-    """Undiscounted float64 return of `actions` [H, action_size] (values in [-1, 1]) for task `name`.
+def reference_return(name, actions, horizon=None, fixed_dt=False, distractors=None, variant="paper"):
+    """Undiscounted float64 return of `actions` [H, action_size] (values in [-1, 1]) for task `name`
+    (variant "paper" or "myriad", see MYRIAD_ORIGINALS).
 
     `distractors` (credit_assignment only): the distractor d_t observed at every step t = 0..H-1.
     """
     actions = np.asarray(actions, dtype=np.float64)
     if name in MYRIAD:
-        return float(np.sum(myriad_rollout(name, actions, horizon, fixed_dt)[1]))
+        return float(np.sum(myriad_rollout(name, actions, horizon, fixed_dt, variant)[1]))
     H = actions.shape[0] if horizon is None else int(horizon)
     if name == "double_pendulum":
         return double_pendulum_return(actions, H)

@@ -17,7 +17,10 @@ def test_names_and_defaults():
     assert len(NAMES) == 24 and len(set(NAMES)) == 24
     assert BRAX == ["brax_pendulum_swingup", "brax_double_pendulum", "brax_reacher"]
     assert awm_envs.make("cancer_treatment").horizon == 100
-    assert awm_envs.make("invasive_plant").horizon == 10
+    assert awm_envs.make("invasive_plant").horizon == 100  # the paper's copy (Myriad's original: 10 steps)
+    assert awm_envs.make("invasive_plant", variant="myriad").horizon == 10
+    with pytest.raises(ValueError, match="valid variants: paper, myriad"):
+        awm_envs.make("glucose", variant="original")
     assert awm_envs.make("credit_assignment").horizon == 20
     t = awm_envs.make("cancer_treatment", horizon=50)
     assert t.dt == pytest.approx(20 / 50)
@@ -110,7 +113,7 @@ def _fd_check(task, actions, key, eps=1e-6, rtol=1e-5, atol=1e-7):
         ("cancer_treatment", dict(horizon=20)),
         ("van_der_pol", dict(horizon=20)),
         ("bear_populations", dict(horizon=10)),
-        ("invasive_plant", dict()),
+        ("invasive_plant", dict(horizon=10)),
         ("double_pendulum", dict(horizon=4)),
         ("one_bounce", dict()),
         ("credit_assignment", dict(horizon=6)),

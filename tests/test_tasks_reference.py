@@ -183,3 +183,59 @@ def test_double_pendulum_goal_state():
     """goal_state = x_{H-1} from goal_action = 0.3, by the reference's own RK4 (chaotic: loose atol)."""
     goal = np.asarray(_task("double_pendulum").params["goal_state"], np.float64)
     np.testing.assert_allclose(goal, double_pendulum_goal_state(10), rtol=1e-3, atol=1e-3)
+
+
+# -- the paper's copies and Myriad's originals ---------------------------------------------------------
+VARIANT_TASKS = ["glucose", "predator_prey", "invasive_plant"]
+
+
+@pytest.mark.parametrize("variant", ["paper", "myriad"])
+@pytest.mark.parametrize("horizon", [100, 10])
+@pytest.mark.parametrize("name", VARIANT_TASKS)
+def test_variants_match_reference(name, horizon, variant):
+    """Both versions of the three systems the paper's code changed, at H = 100 and 10, against numpy."""
+    task = awm_envs.make(name, horizon=horizon, variant=variant)
+    ret = jax.jit(task.episode_return)
+    rng = np.random.default_rng(horizon)
+    for actions in [np.full((horizon, task.action_size), v, np.float32) for v in (-1, 0, 1)] + \
+            [rng.uniform(-1, 1, (horizon, task.action_size)).astype(np.float32)]:
+        got = float(ret(KEY, jnp.asarray(actions)))
+        ref = reference_return(name, actions, horizon=horizon, variant=variant)
+        assert abs(got - ref) <= ATOL + RTOL * abs(ref), (name, horizon, variant, got, ref)
+
+
+def test_variants_differ_where_the_paper_changed_them():
+    """The variant matters at H = 100 for all three; invasive_plant's two versions agree at H = 10."""
+    acts = lambda task: jnp.zeros((task.horizon, task.action_size))
+    for name in VARIANT_TASKS:
+        paper, myriad = (awm_envs.make(name, horizon=100, variant=v) for v in ("paper", "myriad"))
+        assert abs(float(paper.episode_return(KEY, acts(paper))) - float(myriad.episode_return(KEY, acts(myriad)))) > 1e-2
+    paper, myriad = (awm_envs.make("invasive_plant", horizon=10, variant=v) for v in ("paper", "myriad"))
+    np.testing.assert_allclose(paper.episode_return(KEY, acts(paper)), myriad.episode_return(KEY, acts(myriad)),
+                               rtol=1e-6)
+
+
+# Returns of the paper's own environment code under constant actions a (H = 100), measured by running
+# its Myriad wrapper unchanged (shared/reference/paper_env_returns.md): an external reference.
+PAPER_CODE_RETURNS = {
+    "cancer_treatment": [-59.501, -23.3074, -26.9796, -48.4999, -82.2333],
+    "bioreactor": [1.38823, 1.16497, 1, 0.89824, 0.861758],
+    "hiv_treatment": [811.424, 814.698, 810.078, 794.757, 779.772],
+    "mould_fungicide": [-982.119, -174.699, -88.1111, -98.788, -142.152],
+    "bacteria": [2.67803, 2.24661, -1, -2.25, -4],
+    "harvest": [0, 5.28774, 3.90469, 0.432758, -4.43097],
+    "timber_harvest": [500, 739.021, 1081.37, 1290.06, 0],
+    "invasive_plant": [-64.3989, -18.0749, -17.5145, -29.7486, -50.0004],
+    "bear_populations": [-16.9655, -633.026, -2506.05, -5632.7, -10011.4],
+    "glucose": [-3206.2, -3206.02, -3206.11, -3206.45, -3207.03],
+    "predator_prey": [0, -3.125, -12.5, -28.125, -50],
+    "epidemic_seirn": [-13.4431, -14.2757, -17.1896, -22.1619, -29.1807],
+}
+
+
+@pytest.mark.parametrize("name", list(PAPER_CODE_RETURNS))
+def test_constant_actions_match_the_paper_code(name):
+    task = awm_envs.make(name, horizon=100)
+    ret = jax.jit(jax.vmap(lambda a: task.episode_return(KEY, jnp.full((100, task.action_size), a))))
+    got = np.asarray(ret(jnp.asarray([-1.0, -0.5, 0.0, 0.5, 1.0])))
+    np.testing.assert_allclose(got, PAPER_CODE_RETURNS[name], rtol=2e-5, atol=1e-4)

@@ -122,7 +122,7 @@ class MarkovAsRNNAWM(WorldModel):
 def _setup_bpo(task_name="cancer_treatment", horizon=12, seed=0):
     task = awm_envs.make(task_name, horizon=horizon)
     n = task.obs_size - 1
-    policy = Policy(n + 1, task.action_size)
+    policy = Policy(n + 1, task.action_size, horizon=task.horizon)
     pparams = policy.init(jax.random.PRNGKey(seed))
     norm = Normalizer.identity(n)
     s0 = jnp.tile(task.reset(KEY).obs[:-1], (4, 1))
@@ -165,7 +165,7 @@ def test_true_bptt_gradient_matches_finite_differences(x64):
     stop-gradient on the policy's state input the gradient is deliberately a different (partial) one."""
     task = awm_envs.make("cancer_treatment", horizon=15, dtype="float64")
     n = task.obs_size - 1
-    policy = Policy(n + 1, task.action_size)
+    policy = Policy(n + 1, task.action_size, horizon=task.horizon)
     pparams = policy.init(jax.random.PRNGKey(1))
     # a policy far enough from zero that the gradient is informative
     pparams = jax.tree.map(lambda p: p * 30.0 if p.ndim == 2 and p.shape[-1] == 2 else p, pparams)

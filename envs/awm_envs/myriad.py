@@ -3,7 +3,7 @@
 Each problem  min g_T(x_T) + int_0^T c(x, u, t) dt,  dx/dt = f(x, u, t)  becomes a task by the paper's
 conventions:
 - explicit Euler, x_{t+1} = clip(x_t + dt f(x_t, u_t, t dt), state bounds), dt = T / horizon
-  (or T / 100 with ``fixed_dt``); invasive_plant is discrete-time, x_{t+1} = f(x_t, u_t);
+  (or T / 100 with ``fixed_dt``);
 - u = lo + (a + 1)(hi - lo) / 2 for an action a in [-1, 1];
 - r_t = -c(x_t, u_t, t dt) dt, and at the last step t = H - 1 also -g_T(x_{H-1}) (the reference
   implementation scores the state before the last transition);
@@ -15,6 +15,16 @@ conventions:
   dx/dt = -x^2/2 + C u blows up before T = 1 for u <= -2 but not for u >= -1.
 
 Parameters are Myriad's defaults; every one can be overridden by name in `awm_envs.make`.
+
+The paper's copies of three systems differ from Myriad's (shared TASKS.md), and the task names give
+the paper's versions, which its benchmark used; `awm_envs.make(name, variant="myriad")` gives Myriad's
+originals (`ORIGINALS`):
+- glucose: l = 0.4 (Myriad 0.5);
+- predator_prey: T = 100 (Myriad 10), so dt = 1 at H = 100;
+- invasive_plant: Euler steps of the difference, x_{t+1} = x_t + dt ((x_t + k x_t/(eps + x_t))(1 - u_t) - x_t)
+  with dt = T / H, T = 10, H = 100 by default, and the running cost times dt like every other task
+  (Myriad's original is discrete-time, x_{t+1} = f(x_t, u_t), 10 steps, cost not scaled; the two agree at
+  H = 10).
 """
 
 from __future__ import annotations
@@ -172,12 +182,14 @@ def _sum_u2(u):
     return jnp.sum(u**2)
 
 
-SYSTEMS: dict[str, MyriadSystem] = {}
+SYSTEMS: dict[str, MyriadSystem] = {}  # the paper's versions
+ORIGINALS: dict[str, MyriadSystem] = {}  # Myriad's originals where the paper's copies differ (variant="myriad")
+VARIANTS = ("paper", "myriad")
 
 
-def _add(**kw):
+def _add(registry=SYSTEMS, **kw):
     s = MyriadSystem(**kw)
-    SYSTEMS[s.name] = s
+    registry[s.name] = s
 
 
 _add(name="cancer_treatment", state_size=1, action_size=1, time_span=20.0, x0=(0.975,), u_lo=(0.0,), u_hi=(2.0,),
@@ -204,27 +216,36 @@ _add(name="bacteria", state_size=1, action_size=1, time_span=1.0, x0=(1.0,), u_l
      x_lo=(0.0,), x_hi=(10.0,), default_params=dict(r=1.0, A=1.0, B=12.0, C=1.0),
      f=lambda x, u, t, p: p["r"] * x + p["A"] * u * x - p["B"] * u**2 * jnp.exp(-x),
      cost=lambda x, u, t, p: u[0] ** 2, terminal=lambda x, p: -p["C"] * x[0])
-_add(name="glucose", state_size=2, action_size=1, time_span=0.2, x0=(0.75, 0.0), u_lo=(0.0,), u_hi=(0.01,),
-     x_lo=(0.0, 0.0), x_hi=(1.0, 1.0), default_params=dict(a=1.0, b=1.0, c=1.0, A=2.0, l=0.5),
-     f=lambda x, u, t, p: vec(-p["a"] * x[0] - p["b"] * x[1], -p["c"] * x[1] + u[0]),
-     cost=lambda x, u, t, p: 1e5 * (p["A"] * (x[0] - p["l"]) ** 2 + u[0] ** 2))
+_GLUCOSE = dict(name="glucose", state_size=2, action_size=1, time_span=0.2, x0=(0.75, 0.0), u_lo=(0.0,),
+                u_hi=(0.01,), x_lo=(0.0, 0.0), x_hi=(1.0, 1.0),
+                f=lambda x, u, t, p: vec(-p["a"] * x[0] - p["b"] * x[1], -p["c"] * x[1] + u[0]),
+                cost=lambda x, u, t, p: 1e5 * (p["A"] * (x[0] - p["l"]) ** 2 + u[0] ** 2))
+_add(**_GLUCOSE, default_params=dict(a=1.0, b=1.0, c=1.0, A=2.0, l=0.4))
+_add(ORIGINALS, **_GLUCOSE, default_params=dict(a=1.0, b=1.0, c=1.0, A=2.0, l=0.5))
 _add(name="harvest", state_size=1, action_size=1, time_span=10.0, x0=(0.4,), u_lo=(0.0,), u_hi=(1.0,),
      x_lo=None, x_hi=None, default_params=dict(m=0.2, A=5.0, k=10.0),
      f=lambda x, u, t, p: -(p["m"] + u) * x,
      cost=lambda x, u, t, p: -p["A"] * (p["k"] * t / (t + 1)) * x[0] * u[0] + u[0] ** 2)
-_add(name="predator_prey", state_size=3, action_size=1, time_span=10.0, x0=(10.0, 1.0, 0.0), u_lo=(0.0,),
-     u_hi=(1.0,), x_lo=(0.0, 0.0, 0.0), x_hi=(11.0, 11.0, 5.0), default_params=dict(d1=0.1, d2=0.1, A=1.0),
-     f=lambda x, u, t, p: vec((1 - x[1]) * x[0] - p["d1"] * x[0] * u[0], (x[0] - 1) * x[1] - p["d2"] * x[1] * u[0], u[0]),
-     cost=lambda x, u, t, p: p["A"] / 2 * u[0] ** 2, terminal=lambda x, p: x[0])
+_PREDATOR_PREY = dict(
+    name="predator_prey", state_size=3, action_size=1, x0=(10.0, 1.0, 0.0), u_lo=(0.0,),
+    u_hi=(1.0,), x_lo=(0.0, 0.0, 0.0), x_hi=(11.0, 11.0, 5.0), default_params=dict(d1=0.1, d2=0.1, A=1.0),
+    f=lambda x, u, t, p: vec((1 - x[1]) * x[0] - p["d1"] * x[0] * u[0], (x[0] - 1) * x[1] - p["d2"] * x[1] * u[0], u[0]),
+    cost=lambda x, u, t, p: p["A"] / 2 * u[0] ** 2, terminal=lambda x, p: x[0])
+_add(**_PREDATOR_PREY, time_span=100.0)
+_add(ORIGINALS, **_PREDATOR_PREY, time_span=10.0)
 _add(name="timber_harvest", state_size=1, action_size=1, time_span=5.0, x0=(100.0,), u_lo=(0.0,), u_hi=(1.0,),
      x_lo=(0.0,), x_hi=(20000.0,), default_params=dict(k=1.0, r=0.0),
      f=lambda x, u, t, p: p["k"] * x * u,
      cost=lambda x, u, t, p: -jnp.exp(-p["r"] * t) * x[0] * (1 - u[0]))
-_add(name="invasive_plant", state_size=5, action_size=5, time_span=None, default_horizon=10,
-     x0=(0.5, 1.0, 1.5, 2.0, 10.0), u_lo=(0.0,) * 5, u_hi=(1.0,) * 5, x_lo=None, x_hi=None,
-     default_params=dict(k=1.0, eps=0.01, B=1.0),
-     f=lambda x, u, t, p: (x + p["k"] * x / (p["eps"] + x)) * (1 - u),
-     cost=lambda x, u, t, p: p["B"] * _sum_u2(u), terminal=lambda x, p: jnp.sum(x))
+def _invasive_next(x, u, t, p):
+    return (x + p["k"] * x / (p["eps"] + x)) * (1 - u)
+
+
+_INVASIVE = dict(name="invasive_plant", state_size=5, action_size=5, x0=(0.5, 1.0, 1.5, 2.0, 10.0), u_lo=(0.0,) * 5,
+                 u_hi=(1.0,) * 5, x_lo=None, x_hi=None, default_params=dict(k=1.0, eps=0.01, B=1.0),
+                 cost=lambda x, u, t, p: p["B"] * _sum_u2(u), terminal=lambda x, p: jnp.sum(x))
+_add(**_INVASIVE, time_span=10.0, default_horizon=100, f=lambda x, u, t, p: _invasive_next(x, u, t, p) - x)
+_add(ORIGINALS, **_INVASIVE, time_span=None, default_horizon=10, f=_invasive_next)
 _SEIRN = dict(b=0.525, d=0.5, c=1e-4, e=0.5, g=0.1, a=0.2, A=0.1)
 _add(name="epidemic_seirn", state_size=4, action_size=1, time_span=20.0, x0=(1000.0, 100.0, 50.0, 1165.0),
      u_lo=(0.0,), u_hi=(0.9,), x_lo=None, x_hi=None, default_params=dict(_SEIRN), f=_seirn_f,

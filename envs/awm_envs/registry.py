@@ -12,10 +12,10 @@ import numpy as np
 
 from awm_envs.brax_tasks import BRAX_SYSTEMS
 from awm_envs.core import System, Task
-from awm_envs.myriad import SYSTEMS
+from awm_envs.myriad import ORIGINALS, SYSTEMS, VARIANTS
 from awm_envs.toys import TOYS
 
-GENERIC_OPTIONS = ("horizon", "fixed_dt", "distractor_dims", "state_noise", "dtype")
+GENERIC_OPTIONS = ("horizon", "fixed_dt", "distractor_dims", "state_noise", "dtype", "variant")
 _DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 
 
@@ -28,11 +28,15 @@ def names() -> list[str]:
     return list(_systems())
 
 
-def get_system(name: str) -> System:
+def get_system(name: str, variant: str = "paper") -> System:
+    """The system behind task `name`: the paper's version, or with variant="myriad" Myriad's original
+    (the same system where the two agree; see `awm_envs.myriad`)."""
     systems = _systems()
     if name not in systems:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(systems)}")
-    return systems[name]
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} of task {name!r}; valid variants: {', '.join(VARIANTS)}")
+    return ORIGINALS.get(name, systems[name]) if variant == "myriad" else systems[name]
 
 
 def _dtype(dtype):
@@ -45,9 +49,10 @@ def _dtype(dtype):
 
 
 def make(name: str, **options) -> Task:
-    """Build task `name`. Options: horizon, fixed_dt, distractor_dims, state_noise, dtype, and any of
-    the system's own parameters by name (`awm_envs.make(name).params` lists them)."""
-    system = get_system(name)
+    """Build task `name`. Options: horizon, fixed_dt, distractor_dims, state_noise, dtype, variant
+    ("paper", the default, or "myriad": Myriad's original of glucose, predator_prey and invasive_plant),
+    and any of the system's own parameters by name (`awm_envs.make(name).params` lists them)."""
+    system = get_system(name, options.pop("variant", "paper"))
     if hasattr(system, "require"):
         system.require()  # e.g. build a Brax model: fails here where brax is absent
     valid = list(GENERIC_OPTIONS) + list(system.default_params)

@@ -34,7 +34,7 @@ from flax import struct
 
 from awm_jax.config import Config
 from awm_jax.policy import Policy
-from awm_jax.spaces import Normalizer, policy_input
+from awm_jax.spaces import Normalizer
 
 
 def seed_slice(tree, i: int):
@@ -263,7 +263,7 @@ def act(agent: Agent, obs, key=None):
     obs = jnp.asarray(obs)
     if obs.shape[-1:] != (agent.policy.input_size,):
         raise ValueError(f"obs has shape {obs.shape}; the policy expects [..., {agent.policy.input_size}]")
-    x = policy_input(agent.norm, obs, agent.horizon)
+    x = agent.policy.features(agent.norm, obs)
     if key is None:
         return agent.policy.mode(agent.params, x)
     return agent.policy.sample(agent.params, x, key)[0]
@@ -290,7 +290,7 @@ def evaluate(agent: Agent, task, key, episodes: int = 1):
 def _evaluate(agent, task, keys):
     def episode(key):
         def body(env, _):
-            env = task.step(env, agent.policy.mode(agent.params, policy_input(agent.norm, env.obs, agent.horizon)))
+            env = task.step(env, agent.policy.mode(agent.params, agent.policy.features(agent.norm, env.obs)))
             return env, env.reward
 
         return jax.lax.scan(body, task.reset(key), None, length=task.horizon)[1].sum()
@@ -308,7 +308,7 @@ def _model(trainer, state, through: str, key):
         raise ValueError(f"through must be 'model' or 'true', got {through!r}")
     if through == "true" or trainer.config.model_kind is None:
         true = TrueTask.of(trainer.task)
-        return true, true.params(state.norm, key)
+        return true, true.params(trainer.model_norm(state), key)
     return trainer.model, state.model_params
 
 
@@ -327,9 +327,9 @@ def imagine(trainer, state, key, s0=None, through: str = "model"):
     _check_one_seed(trainer, state, "imagine")
     k_s0, k_task, k_pi = jax.random.split(key, 3)
     model, params = _model(trainer, state, through, k_task)
-    return imagine_model(model, params, trainer.policy, state.policy_params, trainer.task, state.norm,
+    return imagine_model(model, params, trainer.policy, state.policy_params, trainer.task, trainer.model_norm(state),
                          _start(trainer, s0, k_s0), k_pi, trainer.task.horizon,
-                         stop_state_grad=trainer.config.stop_state_grad)
+                         stop_state_grad=trainer.config.stop_state_grad, pnorm=state.norm)
 
 
 def policy_gradient_cosine(trainer, state, key, rollouts: int | None = None) -> dict:
@@ -346,9 +346,9 @@ def policy_gradient_cosine(trainer, state, key, rollouts: int | None = None) -> 
     s0 = state.replay.obs[idx, 0, :-1]
     model, params = _model(trainer, state, "model", k_task)
     kw = dict(alpha=state.hparams["entropy"], gamma=state.hparams["gamma"],
-              stop_state_grad=trainer.config.stop_state_grad)
+              stop_state_grad=trainer.config.stop_state_grad, pnorm=state.norm)
     return policy_gradient_comparison(trainer.policy, state.policy_params, model, params, trainer.task,
-                                      state.norm, s0, k_loss, **kw)[2]
+                                      trainer.model_norm(state), s0, k_loss, **kw)[2]
 
 
 def jacobians(trainer, state, actions, s0=None, through: str = "model", key=None):
@@ -363,4 +363,4 @@ def jacobians(trainer, state, actions, s0=None, through: str = "model", key=None
     key = jax.random.PRNGKey(0) if key is None else key
     k_s0, k_task = jax.random.split(key)
     model, params = _model(trainer, state, through, k_task)
-    return state_jacobians(model, params, state.norm, _start(trainer, s0, k_s0), jnp.asarray(actions))
+    return state_jacobians(model, params, trainer.model_norm(state), _start(trainer, s0, k_s0), jnp.asarray(actions))

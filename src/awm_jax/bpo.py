@@ -7,9 +7,15 @@ gradient flows reward -> predicted state -> earlier actions -> policy, and rewar
 it with the task's true reward function, and advances the model one step.
 
 Objectives (to minimise; all take the policy parameters first):
-- `bpo_loss`: -mean over start states of sum_t gamma^t (r_t - alpha log pi(a_t | s_t)), the full
-  unroll of the paper (through a world model, or through the task itself for `true_bptt`);
-- `svg_loss`: the k-step unroll through a model plus a learned critic at the last state (markov_svg).
+- `bpo_loss`: -mean over start states of [sum_t gamma^t r_t + alpha * (1/H) sum_t gamma^t (-log pi(a_t | s_t))],
+  the full unroll of the paper (through a world model, or through the task itself for `true_bptt`).
+  The entropy bonus is alpha times the MEAN over the H steps of the per-step entropy estimate, as in
+  the paper's code (alpha = 0.1 is 0.001 per step at H = 100);
+- `svg_loss`: the k-step unroll through a model plus a learned critic at the last state (markov_svg),
+  with the same per-step entropy weight alpha / H.
+
+`norm` maps model states to raw ones (the world model's scaling); `pnorm` (default: `norm`) is the
+normaliser the policy's features use (`Policy.features`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from awm_jax.spaces import Normalizer, policy_input, to_obs
+from awm_jax.spaces import Normalizer, to_obs
 
 
 class Rollout(NamedTuple):
@@ -34,7 +40,7 @@ class Rollout(NamedTuple):
 
 
 def imagine(model, model_params, policy, policy_params, task, norm: Normalizer, s0, key, length: int,
-            t0=0, stop_state_grad: bool = True) -> Rollout:
+            t0=0, stop_state_grad: bool = True, pnorm: Normalizer | None = None) -> Rollout:
     """Roll `policy` out for `length` steps through `model` from raw model state s0 [n] at step t0.
 
     For an actions world model with a parallel training pass (the transformer AWM) and the stop-gradient
@@ -42,21 +48,22 @@ def imagine(model, model_params, policy, policy_params, task, norm: Normalizer, 
     (`_imagine_parallel`): same values, same gradient, and the backward pass goes through one full
     causal pass instead of `length` cached steps (4x faster on CPU)."""
     if stop_state_grad and model.parallel_predict and not model.feeds_back_predictions and t0 == 0:
-        return _imagine_parallel(model, model_params, policy, policy_params, task, norm, s0, key, length)
+        return _imagine_parallel(model, model_params, policy, policy_params, task, norm, s0, key, length, pnorm)
     return imagine_sequential(model, model_params, policy, policy_params, task, norm, s0, key, length, t0,
-                              stop_state_grad)
+                              stop_state_grad, pnorm)
 
 
 def imagine_sequential(model, model_params, policy, policy_params, task, norm: Normalizer, s0, key, length: int,
-                       t0=0, stop_state_grad: bool = True) -> Rollout:
+                       t0=0, stop_state_grad: bool = True, pnorm: Normalizer | None = None) -> Rollout:
     """`imagine` one step at a time (the model's `start`/`step`, e.g. with a key/value cache)."""
+    pnorm = norm if pnorm is None else pnorm
 
     def body(carry, inp):
         mcarry, s = carry
         i, k = inp
         t = t0 + i
         obs = to_obs(s, t)
-        pin = policy_input(norm, jax.lax.stop_gradient(obs) if stop_state_grad else obs, task.horizon)
+        pin = policy.features(pnorm, jax.lax.stop_gradient(obs) if stop_state_grad else obs)
         a, logp = policy.sample(policy_params, pin, k)
         r = task.reward(obs, a)
         mcarry, z = model.step(model_params, mcarry, a, i)
@@ -68,7 +75,7 @@ def imagine_sequential(model, model_params, policy, policy_params, task, norm: N
     return Rollout(obs, acts, logp, rew, to_obs(s_last, t0 + length))
 
 
-def _imagine_parallel(model, model_params, policy, policy_params, task, norm, s0, key, length):
+def _imagine_parallel(model, model_params, policy, policy_params, task, norm, s0, key, length, pnorm=None):
     """`imagine` for a model that never reads its own predictions, with the policy's state input
     stop-gradiented. Pass 1 generates the trajectory step by step without gradients; pass 2 recomputes
     the actions a_t = pi(sg(obs_t), eps_t) for all t at once and the predictions s^_1..s^_T from s_0
@@ -76,10 +83,12 @@ def _imagine_parallel(model, model_params, policy, policy_params, task, norm, s0
     the gradient is the sequential one: actions depend on the parameters only through the policy, and
     predictions on the actions only through the model."""
     sg = jax.lax.stop_gradient
-    first = imagine_sequential(model, sg(model_params), policy, sg(policy_params), task, norm, s0, key, length)
+    pnorm = norm if pnorm is None else pnorm
+    first = imagine_sequential(model, sg(model_params), policy, sg(policy_params), task, norm, s0, key, length,
+                               pnorm=pnorm)
     obs = sg(first.obs)  # [T, n + 1]
     keys = jax.random.split(key, length)  # the same per-step noise as pass 1
-    pin = policy_input(norm, obs, task.horizon)
+    pin = policy.features(pnorm, obs)
     acts, logp = jax.vmap(lambda x, k: policy.sample(policy_params, x, k))(pin, keys)
     z0 = norm.norm(s0)
     states_in = jnp.concatenate([z0[None], jnp.zeros((length, z0.shape[-1]), z0.dtype)])  # only s_0 is read
@@ -96,31 +105,34 @@ def discounted_sum(x, gamma):
 
 
 def bpo_loss(policy_params, policy, model, model_params, task, norm, s0, key, *, alpha=0.1, gamma=1.0,
-             stop_state_grad=True):
-    """Full-unroll BPO loss over start states s0 [B, n]: returns (loss, info dict of scalars)."""
+             stop_state_grad=True, pnorm=None):
+    """Full-unroll BPO loss over start states s0 [B, n]: returns (loss, info dict of scalars).
+    loss = -mean_B [sum_t gamma^t r_t - (alpha / H) sum_t gamma^t log pi(a_t | s_t)]."""
     keys = jax.random.split(key, s0.shape[0])
     ro = jax.vmap(lambda s, k: imagine(model, model_params, policy, policy_params, task, norm, s, k,
-                                       task.horizon, 0, stop_state_grad))(s0, keys)
+                                       task.horizon, 0, stop_state_grad, pnorm))(s0, keys)
     ret = discounted_sum(ro.rewards, gamma)
     entropy = -ro.logp.mean()
-    loss = -jnp.mean(ret - alpha * discounted_sum(ro.logp, gamma))
+    loss = -jnp.mean(ret - alpha / task.horizon * discounted_sum(ro.logp, gamma))
     return loss, {"imagined_return": ret.mean(), "entropy": entropy}
 
 
 def svg_loss(policy_params, policy, model, model_params, critic, critic_params, task, norm, s, t, key, *,
-             k=2, alpha=0.1, gamma=1.0, stop_state_grad=True):
+             k=2, alpha=0.1, gamma=1.0, stop_state_grad=True, pnorm=None):
     """k-step SVG loss from raw model states s [B, n] at step indices t [B]: the imagined k-step
-    return plus gamma^k V(s_{t+k}) (zero past the episode's end). Returns (loss, info)."""
+    return plus gamma^k V(s_{t+k}) (zero past the episode's end), entropy weight alpha / H per step.
+    Returns (loss, info)."""
     keys = jax.random.split(key, s.shape[0])
     ro = jax.vmap(lambda s_, t_, k_: imagine(model, model_params, policy, policy_params, task, norm, s_, k_, k,
-                                             t_, stop_state_grad))(s, t, keys)
-    total, ret = k_step_return(ro, t, k, task.horizon, gamma, alpha,
-                               critic.value(critic_params, norm, ro.last_obs, task.horizon))
+                                             t_, stop_state_grad, pnorm))(s, t, keys)
+    fnorm = norm if pnorm is None else pnorm  # the critic sees the policy's normalised features
+    total, ret = k_step_return(ro, t, k, task.horizon, gamma, alpha / task.horizon,
+                               critic.value(critic_params, fnorm, ro.last_obs, task.horizon))
     return -jnp.mean(total), {"imagined_return": ret.mean(), "entropy": -ro.logp.mean()}
 
 
 def k_step_return(ro: Rollout, t, k: int, horizon: int, gamma, alpha, last_value):
-    """k-step imagined returns from step indices t [B]: (sum_{i<k} gamma^i (r - alpha log pi) + gamma^k V(s_{t+k}),
+    """k-step imagined returns from step indices t [B]: (sum_{i<k} gamma^i (r - alpha log pi) (alpha: per step) + gamma^k V(s_{t+k}),
     the same without the bootstrap), both [B]; steps and the bootstrap past the episode's end count zero."""
     alive = (jnp.arange(k)[None] + t[:, None]) < horizon
     ret = discounted_sum(ro.rewards * alive, gamma) - alpha * discounted_sum(ro.logp * alive, gamma)

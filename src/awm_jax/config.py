@@ -18,6 +18,15 @@ BASELINES = REJAX_METHODS + ("online_dt",)  # online_dt: awm_jax.baselines.onlin
 METHODS = BPO_METHODS + BASELINES
 # method -> world model kind (None: no model)
 MODEL_OF = {m: m for m in BPO_METHODS[:6]} | {"markov_svg": "markov_mlp", "true_bptt": None} | dict.fromkeys(BASELINES)
+PARAMETERISATIONS = ("normalized", "paper")  # see awm_jax.policy
+# The policy learning rate each parameterisation gets when `policy_lr` is None: the paper's 1e-4 for its
+# own raw-input policy; for ours the rate chosen by the sweep over the 8 benchmark tasks (README,
+# docs/results.md "Policy learning rate").
+POLICY_LR = {"normalized": 3e-3, "paper": 1e-4}
+PAPER_POLICY_LR = 1e-4  # the model-free baselines' policy_lr default (online_dt's temperature)
+WARMUP_POLICIES = ("policy", "uniform")
+MODEL_SCALINGS = ("zscore", "raw")
+NUMERIC = ("model_lr", "policy_lr", "critic_lr", "entropy", "gamma", "grad_clip", "target_tau")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,11 +36,13 @@ class Config:
     fixed_dt: bool = False  # keep dt = T / 100 and run `horizon` steps (scales the horizon)
     distractor_dims: int = 0  # extra N(0, 1) observation dimensions
     state_noise: float = 0.0  # std of Gaussian noise added to the state each step
+    task_variant: str = "paper"  # "paper": the paper's copies of the tasks; "myriad": Myriad's originals (glucose, predator_prey, invasive_plant differ)
     method: str = "awm_transformer"  # awm_transformer, awm_rnn, awm_gru, awm_lstm, hwm_transformer, markov_mlp, markov_svg, true_bptt; model-free: sac, ppo, td3, online_dt
     seeds: int = 1  # seeds trained together as one vmapped program
     seed: int = 0  # the run's base seed: seed keys are split(PRNGKey(seed), seeds)
     total_steps: int = 5000  # real env steps (rounded up to whole evaluation periods)
-    warmup_steps: int = 1500  # env steps with uniformly random actions before any update
+    warmup_steps: int = 1500  # env steps before any update (acting as `warmup_policy` says)
+    warmup_policy: str = "policy"  # "policy": the initial stochastic policy acts (the paper); "uniform": uniformly random actions
     model_every: int = 2  # env steps per world-model update
     policy_every: int = 16  # env steps per policy update
     eval_every: int = 64  # env steps per evaluation (rounded to whole policy periods)
@@ -39,9 +50,12 @@ class Config:
     imagined_rollouts: int = 16  # imagined rollouts (start states) per policy update
     replay_episodes: int | None = None  # replay size in episodes; None: every episode of the run
     model_lr: float = 1e-3  # Adam learning rate of the world model
-    policy_lr: float = 1e-4  # Adam learning rate of the policy
+    policy_lr: float | None = None  # Adam learning rate of the policy; None: the parameterisation's (POLICY_LR: normalized 3e-3, paper 1e-4)
     critic_lr: float = 3e-4  # Adam learning rate of the critic (markov_svg)
-    entropy: float = 0.1  # entropy bonus coefficient
+    entropy: float = 0.1  # entropy bonus: alpha times the mean over steps of the per-step entropy (the paper's 0.1)
+    parameterisation: str = "normalized"  # policy: "normalized" ([z-scored state, t/H], small last layer) or "paper" (raw [state, t], brax NormalTanh)
+    model_scaling: str = "zscore"  # world-model states: "zscore" (warm-up mean and std) or "raw" (the paper)
+    model_pretrain_updates: int = 0  # world-model updates on the warm-up data before the first policy period
     gamma: float = 1.0  # discount of the imagined return
     grad_clip: float = 100.0  # global-norm clip of the policy gradient
     stop_state_grad: bool = True  # stop the gradient through the policy's state input (as the paper)
@@ -52,6 +66,8 @@ class Config:
     heads: int = 3  # attention heads
     rnn_hidden: int = 48  # hidden size of the recurrent AWMs
     max_positions: int | None = None  # transformer position table length; None: the horizon
+    position_std: float = 0.02  # std of the transformer's position table init (GPT-2: 0.02; the paper's lecun-uniform: ~0.1)
+    token_mixer: bool = True  # transformer: a shared Dense on the token embeddings before the blocks (the paper's AWM has none)
     mlp_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of model MLPs (embeddings, decoder, Markov, critic)
     policy_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the policy MLP
     gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
@@ -77,8 +93,21 @@ class Config:
     def model_kind(self):
         return MODEL_OF[self.method]
 
+    @property
+    def policy_lr_value(self) -> float:
+        """The policy learning rate in force: `policy_lr`, or the parameterisation's tuned rate (BPO
+        methods) / the paper's 1e-4 (model-free baselines) when it is None."""
+        if self.policy_lr is not None:
+            return self.policy_lr
+        return POLICY_LR[self.parameterisation] if self.method in BPO_METHODS else PAPER_POLICY_LR
+
+    def numeric(self) -> dict:
+        """The numeric (traceable) hyperparameters {name: float} with defaults resolved (see NUMERIC)."""
+        return {k: (self.policy_lr_value if k == "policy_lr" else float(getattr(self, k))) for k in NUMERIC}
+
     def task_options(self) -> dict:
-        opts = dict(fixed_dt=self.fixed_dt, distractor_dims=self.distractor_dims, state_noise=self.state_noise)
+        opts = dict(fixed_dt=self.fixed_dt, distractor_dims=self.distractor_dims, state_noise=self.state_noise,
+                    variant=self.task_variant)
         if self.horizon is not None:
             opts["horizon"] = self.horizon
         return opts
@@ -111,6 +140,11 @@ class Config:
             raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(awm_envs.names())}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
+        for name, value, valid in (("parameterisation", self.parameterisation, PARAMETERISATIONS),
+                                   ("warmup_policy", self.warmup_policy, WARMUP_POLICIES),
+                                   ("model_scaling", self.model_scaling, MODEL_SCALINGS)):
+            if value not in valid:
+                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
         for name in ("seeds", "total_steps", "model_every", "policy_every", "eval_every", "model_batch",
                      "imagined_rollouts", "width", "layers", "heads", "rnn_hidden", "svg_k"):
             v = getattr(self, name)
@@ -122,9 +156,12 @@ class Config:
             raise ValueError(f"policy_every ({self.policy_every}) must be a multiple of model_every ({self.model_every})")
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
-        for name in ("model_lr", "policy_lr", "critic_lr", "grad_clip"):
+        if isinstance(self.model_pretrain_updates, bool) or not isinstance(self.model_pretrain_updates, int) \
+                or self.model_pretrain_updates < 0:
+            raise ValueError(f"model_pretrain_updates must be a non-negative integer, got {self.model_pretrain_updates!r}")
+        for name in ("model_lr", "policy_lr_value", "critic_lr", "grad_clip", "position_std"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ValueError(f"{name.removesuffix('_value')} must be > 0, got {getattr(self, name)}")
         if self.entropy < 0 or not 0 < self.gamma <= 1 or not 0 < self.target_tau <= 1:
             raise ValueError("need entropy >= 0, 0 < gamma <= 1 and 0 < target_tau <= 1")
         if self.method == "online_dt":  # online decision transformer

@@ -35,19 +35,22 @@ class MLP(nn.Module):
 
 
 class CausalTransformer(nn.Module):
-    """Pre-LayerNorm GPT-2 blocks over linearly embedded tokens plus a learned position table."""
+    """Pre-LayerNorm GPT-2 blocks over linearly embedded tokens plus a learned position table
+    (`embed_input=False`: the tokens come in embedded already, at width `width`)."""
 
     width: int = 48
     layers: int = 2
     heads: int = 3
     max_len: int = 101
     mlp_ratio: int = 4
+    pos_std: float = 0.02  # std of the position table's normal init (GPT-2's 0.02)
+    embed_input: bool = True  # a Dense from the inputs to the width (False: inputs are already width-sized)
 
     def setup(self):
         if self.width % self.heads:
             raise ValueError(f"transformer width {self.width} must be divisible by heads {self.heads}")
-        self.embed = nn.Dense(self.width, name="embed")
-        self.pos = self.param("pos", nn.initializers.normal(0.02), (self.max_len, self.width))
+        self.embed = nn.Dense(self.width, name="embed") if self.embed_input else (lambda x: x)
+        self.pos = self.param("pos", nn.initializers.normal(self.pos_std), (self.max_len, self.width))
         self.ln1 = [nn.LayerNorm(name=f"ln1_{i}") for i in range(self.layers)]
         self.qkv = [nn.Dense(3 * self.width, name=f"qkv_{i}") for i in range(self.layers)]
         self.proj = [nn.Dense(self.width, name=f"proj_{i}") for i in range(self.layers)]

@@ -4,8 +4,10 @@
     state, metrics = jax.jit(jax.vmap(trainer))(jax.random.split(key, 8))   # 8 seeds, one program
 
 Schedule (static: nested scans of fixed length, no branch on a traced value):
-    init(key):  parameters, optimisers, empty replay, then `warmup_steps` env steps with uniformly
-                random actions (the warm-up data also fixes the state normaliser for the whole run)
+    init(key):  parameters, optimisers, empty replay, then `warmup_steps` env steps acted by the
+                initial stochastic policy (the paper; `warmup_policy="uniform"`: uniformly random
+                actions); the warm-up data fixes the state normaliser for the whole run; then
+                `model_pretrain_updates` world-model updates (0 by default)
     run_chunk(state, periods): `periods` x evaluation period =
         blocks_per_eval x block = [policy_every env steps with the current (stochastic) policy,
                                    policy_every / model_every world-model updates on replayed episodes,
@@ -33,15 +35,15 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from awm_jax.bpo import bpo_loss, svg_loss
-from awm_jax.config import BASELINES, Config
+from awm_jax.config import BASELINES, NUMERIC, Config
 from awm_jax.critic import Critic, critic_loss, polyak
 from awm_jax.policy import Policy
 from awm_jax.replay import Replay
-from awm_jax.spaces import Normalizer, policy_input
+from awm_jax.spaces import Normalizer
 from awm_jax.world_models import make_world_model
 from awm_jax.world_models.true_task import TrueTask
 
-NUMERIC = ("model_lr", "policy_lr", "critic_lr", "entropy", "gamma", "grad_clip", "target_tau")
+__all__ = ["NUMERIC", "TrainState", "Trainer", "evaluation_period", "fit_normalizer", "make_train"]
 
 
 @struct.dataclass
@@ -95,6 +97,18 @@ def fit_normalizer(replay: Replay) -> Normalizer:
     return jax.tree.map(lambda a, b: jnp.where(replay.count > 0, a, b), fitted, ident)
 
 
+def running_normalizer(replay: Replay, t) -> Normalizer:
+    """The normaliser of every model state written so far: the completed episodes and steps 0..t of the
+    episode being written (t: the current step index; the identity before any state is written). The
+    warm-up policy sees states through it, so z-scores stay bounded before the run's normaliser exists."""
+    rows = jnp.arange(replay.obs.shape[1])
+    current = (jnp.arange(replay.capacity) == replay.ep)[:, None] & (rows <= t)[None, :] & (t > 0)
+    mask = replay.completed()[:, None] | current
+    fitted = Normalizer.from_data(replay.obs[..., :-1], mask)
+    ident = Normalizer.identity(fitted.mean.shape[0])
+    return jax.tree.map(lambda a, b: jnp.where(mask.any(), a, b), fitted, ident)
+
+
 def evaluation_period(state, block, blocks: int, evaluate):
     """The shape every trainer's evaluation period shares: `blocks` x `block(state) -> (state, metrics)`
     in a scan, the block metrics averaged, then `evaluate(state, key) -> {name: value}` with a key split
@@ -127,9 +141,9 @@ class Trainer:
     def init(self, key, hparams: dict | None = None) -> TrainState:
         """Parameters, optimisers and the warm-up: a state ready for `run_chunk`."""
         cfg, task = self.config, self.task
-        hp = {k: jnp.asarray(getattr(cfg, k), jnp.float32) for k in NUMERIC}
+        hp = {k: jnp.asarray(v, jnp.float32) for k, v in cfg.numeric().items()}
         hp.update({k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()})
-        k_model, k_policy, k_critic, k_env, k_warm, key = jax.random.split(key, 6)
+        k_model, k_policy, k_critic, k_env, k_warm, k_pre, key = jax.random.split(key, 7)
         model_params = self.model.init(k_model) if cfg.model_kind else {}
         policy_params = self.policy.init(k_policy)
         critic_params = self.critic.init(k_critic) if self.critic else {}
@@ -152,10 +166,17 @@ class Trainer:
             env_steps=jnp.zeros((), jnp.int32),
             skipped_updates=jnp.zeros((), jnp.int32),
         )
-        uniform = lambda s, obs, k: jax.random.uniform(k, (task.action_size,), minval=-1.0, maxval=1.0)
-        state = jax.lax.scan(lambda s, k: (self._env_step(s, k, uniform), None), state,
+        if cfg.warmup_policy == "uniform":
+            act = lambda s, obs, k: jax.random.uniform(k, (task.action_size,), minval=-1.0, maxval=1.0)
+        else:  # the initial policy, on the states seen so far
+            act = lambda s, obs, k: self.policy.sample(
+                s.policy_params, self.policy.features(running_normalizer(s.replay, s.env.t), obs), k)[0]
+        state = jax.lax.scan(lambda s, k: (self._env_step(s, k, act), None), state,
                              jax.random.split(k_warm, cfg.warmup_steps))[0]
-        return state.replace(norm=fit_normalizer(state.replay))
+        state = state.replace(norm=fit_normalizer(state.replay))
+        if cfg.model_pretrain_updates and cfg.model_kind is not None:
+            state = jax.lax.scan(self._model_update, state, jax.random.split(k_pre, cfg.model_pretrain_updates))[0]
+        return state
 
     def run_chunk(self, state: TrainState, periods: int):
         """Advance `periods` evaluation periods: (state, metrics dict of [periods] arrays)."""
@@ -166,15 +187,22 @@ class Trainer:
         task = self.task
 
         def body(env, _):
-            a = self.policy.mode(policy_params, policy_input(norm, env.obs, task.horizon))
+            a = self.policy.mode(policy_params, self.policy.features(norm, env.obs))
             env = task.step(env, a)
             return env, env.reward
 
         return jax.lax.scan(body, task.reset(key), None, length=task.horizon)[1].sum()
 
+    def model_norm(self, state: TrainState) -> Normalizer:
+        """How model states are scaled for the world model: the run's normaliser (`model_scaling`
+        "zscore") or the identity ("raw"). The policy's features always use `state.norm`."""
+        if self.config.model_scaling == "raw":
+            return Normalizer.identity(state.norm.mean.shape[-1], state.norm.mean.dtype)
+        return state.norm
+
     # -- the pieces of a period -------------------------------------------------------------------
     def _policy_act(self, state, obs, key):
-        return self.policy.sample(state.policy_params, policy_input(state.norm, obs, self.task.horizon), key)[0]
+        return self.policy.sample(state.policy_params, self.policy.features(state.norm, obs), key)[0]
 
     def _env_step(self, state: TrainState, key, act_fn) -> TrainState:
         k_act, k_reset = jax.random.split(key)
@@ -188,7 +216,7 @@ class Trainer:
 
     def _model_update(self, state: TrainState, key):
         obs, acts, _ = state.replay.sample(key, self.config.model_batch)
-        s = state.norm.norm(obs[..., :-1])
+        s = self.model_norm(state).norm(obs[..., :-1])
         mask = jnp.ones(acts.shape[:2], s.dtype)
         loss, g = jax.value_and_grad(self.model.loss)(state.model_params, s, acts, mask)
         tx = _adam()(learning_rate=state.hparams["model_lr"])
@@ -199,14 +227,15 @@ class Trainer:
 
     def _true_model(self, state, key):
         true = TrueTask.of(self.task)
-        return true, true.params(state.norm, key)
+        return true, true.params(self.model_norm(state), key)
 
     def _policy_update(self, state: TrainState, key):
         cfg, task, hp = self.config, self.task, state.hparams
         k_idx, k_t, k_loss, k_true, k_critic = jax.random.split(key, 5)
         R = cfg.imagined_rollouts
         idx = state.replay.sample_indices(k_idx, R)
-        kw = dict(alpha=hp["entropy"], gamma=hp["gamma"], stop_state_grad=cfg.stop_state_grad)
+        kw = dict(alpha=hp["entropy"], gamma=hp["gamma"], stop_state_grad=cfg.stop_state_grad, pnorm=state.norm)
+        mnorm = self.model_norm(state)
         true_model, true_params = self._true_model(state, k_true)
         if cfg.method == "true_bptt":
             model, model_params = true_model, true_params
@@ -217,14 +246,14 @@ class Trainer:
             t = jax.random.randint(k_t, (R,), 0, task.horizon)
             s = state.replay.obs[idx, t, :-1]
             loss_fn = lambda p: svg_loss(p, self.policy, model, model_params, self.critic, state.critic_params, task,
-                                         state.norm, s, t, k_loss, k=cfg.svg_k, **kw)
+                                         mnorm, s, t, k_loss, k=cfg.svg_k, **kw)
         else:
-            loss_fn = lambda p: bpo_loss(p, self.policy, model, model_params, task, state.norm, s0, k_loss, **kw)
+            loss_fn = lambda p: bpo_loss(p, self.policy, model, model_params, task, mnorm, s0, k_loss, **kw)
         (loss, info), g = jax.value_and_grad(loss_fn, has_aux=True)(state.policy_params)
         metrics = {"policy/loss": loss, "policy/imagined_return": info["imagined_return"],
                    "policy/entropy": info["entropy"], "policy/grad_norm": optax.tree.norm(g)}
         if cfg.gradient_cosine and cfg.method != "true_bptt":
-            g_true = jax.grad(lambda p: bpo_loss(p, self.policy, true_model, true_params, task, state.norm, s0, k_loss,
+            g_true = jax.grad(lambda p: bpo_loss(p, self.policy, true_model, true_params, task, mnorm, s0, k_loss,
                                                  **kw)[0])(state.policy_params)
             vm, vt = ravel_pytree(g)[0], ravel_pytree(g_true)[0]
             metrics["policy/true_grad_norm"] = jnp.linalg.norm(vt)
@@ -242,7 +271,8 @@ class Trainer:
         cfg, hp = self.config, state.hparams
         loss, g = jax.value_and_grad(critic_loss)(
             state.critic_params, self.critic, state.critic_target, self.policy, state.policy_params, self.model,
-            state.model_params, self.task, state.norm, s, t, key, k=cfg.svg_k, alpha=hp["entropy"], gamma=hp["gamma"])
+            state.model_params, self.task, self.model_norm(state), s, t, key, k=cfg.svg_k, alpha=hp["entropy"],
+            gamma=hp["gamma"], pnorm=state.norm)
         tx = _adam()(learning_rate=hp["critic_lr"])
         upd, opt = tx.update(g, state.critic_opt, state.critic_params)
         params, opt, skipped = _guarded_apply(loss, g, state.critic_params, state.critic_opt, upd, opt)
@@ -294,15 +324,15 @@ def make_train(config: Config) -> Trainer:
     if kind is None:
         model = TrueTask.of(task)
     else:
+        transformer = dict(width=config.width, layers=config.layers, heads=config.heads, decoder=config.mlp_hidden,
+                           position_std=config.position_std)
         sizes = {
-            "awm_transformer": dict(width=config.width, layers=config.layers, heads=config.heads,
-                                    decoder=config.mlp_hidden),
-            "hwm_transformer": dict(width=config.width, layers=config.layers, heads=config.heads,
-                                    decoder=config.mlp_hidden),
+            "awm_transformer": dict(transformer, token_mixer=config.token_mixer),
+            "hwm_transformer": transformer,
             "markov_mlp": dict(hidden=config.mlp_hidden),
         }.get(kind, dict(hidden=config.rnn_hidden, embed=config.mlp_hidden, decoder=config.mlp_hidden))
         model = make_world_model(kind, n, m, config.max_positions or H, **sizes)
         model.check_horizon(H)
-    policy = Policy(n + 1, m, tuple(config.policy_hidden))
+    policy = Policy(n + 1, m, tuple(config.policy_hidden), horizon=H, parameterisation=config.parameterisation)
     critic = Critic(n + 1, tuple(config.mlp_hidden)) if config.method == "markov_svg" else None
     return Trainer(config, task, model, policy, critic)

@@ -55,7 +55,7 @@ from awm_jax.networks import CausalTransformer
 from awm_jax.policy import LOG_STD_MAX, LOG_STD_MIN, Policy
 from awm_jax.replay import Replay
 from awm_jax.spaces import Normalizer, model_state
-from awm_jax.trainer import NUMERIC, _adam, _guarded_apply, evaluation_period, fit_normalizer
+from awm_jax.trainer import _adam, _guarded_apply, evaluation_period, fit_normalizer
 
 _MID, _HALF = (LOG_STD_MAX + LOG_STD_MIN) / 2, (LOG_STD_MAX - LOG_STD_MIN) / 2
 _ACTION_EPS = 1e-6  # replayed actions are clipped to [-1 + eps, 1 - eps] before atanh
@@ -154,7 +154,8 @@ class OnlineDT:
     def init(self, key, hparams: dict | None = None) -> ODTState:
         """Parameters, optimisers and the random-action warm-up: a state ready for `run_chunk`."""
         cfg, task, H = self.config, self.task, self.task.horizon
-        hp = {k: jnp.asarray(getattr(cfg, k), jnp.float32) for k in NUMERIC + ODT_NUMERIC}
+        hp = {**cfg.numeric(), **{k: getattr(cfg, k) for k in ODT_NUMERIC}}
+        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
         hp.update({k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()})
         k_net, k_env, k_warm, key = jax.random.split(key, 4)
         params = self.net.init(k_net, jnp.zeros((H, self.token_size)))

@@ -1,7 +1,8 @@
 """Transformer Actions World Model: s^_t = g(s_0, a_0, ..., a_{t-1}) with a causal transformer.
 
-Token 0 embeds s_0 and token t (t >= 1) embeds a_{t-1} (separate linear embeddings, then a shared
-width-`width` stream with a learned position table); the feature at position t decodes, through an
+Token 0 embeds s_0 and token t (t >= 1) embeds a_{t-1} (separate linear embeddings, by default
+followed by a shared Dense, `token_mixer`; the paper's model has none; then a width-`width` stream with
+a learned position table); the feature at position t decodes, through an
 MLP, to the absolute state s^_t. Predictions never become inputs, so the gradient from s^_t to a_k
 stays inside the network. Imagination runs one token per step with a key/value cache.
 """
@@ -25,11 +26,14 @@ class TransformerAWMNet(nn.Module):
     heads: int = 3
     max_len: int = 101
     decoder: tuple = (64, 64)
+    position_std: float = 0.02
+    token_mixer: bool = True
 
     def setup(self):
         self.embed_s = nn.Dense(self.width)
         self.embed_a = nn.Dense(self.width)
-        self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len)
+        self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len, pos_std=self.position_std,
+                                      embed_input=self.token_mixer)
         self.head = MLP(self.decoder, self.state_size, "relu")
 
     def __call__(self, s0, actions):
@@ -50,11 +54,12 @@ class TransformerAWMNet(nn.Module):
 class TransformerAWM(TransformerWorldModel):
     feeds_back_predictions = False
     parallel_predict = True
+    token_mixer: bool = True  # a shared Dense after the per-type token embeddings (the paper's has none)
 
     @property
     def net(self):
         return TransformerAWMNet(self.state_size, self.action_size, self.width, self.layers, self.heads,
-                                 self.max_horizon + 1, tuple(self.decoder))
+                                 self.max_horizon + 1, tuple(self.decoder), self.position_std, self.token_mixer)
 
     def init(self, key):
         s0 = jnp.zeros((self.state_size,))

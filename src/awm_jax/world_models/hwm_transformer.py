@@ -24,9 +24,10 @@ class TransformerHWMNet(nn.Module):
     heads: int = 3
     max_len: int = 100
     decoder: tuple = (64, 64)
+    position_std: float = 0.02
 
     def setup(self):
-        self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len)
+        self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len, pos_std=self.position_std)
         self.head = MLP(self.decoder, self.state_size, "relu")
 
     def __call__(self, states, actions):
@@ -43,7 +44,7 @@ class TransformerHWM(TransformerWorldModel):
     @property
     def net(self):
         return TransformerHWMNet(self.state_size, self.width, self.layers, self.heads, self.max_horizon,
-                                 tuple(self.decoder))
+                                 tuple(self.decoder), self.position_std)
 
     def init(self, key):
         H = self.max_horizon

@@ -1,0 +1,151 @@
+"""The paper's objective and procedure: the entropy bonus as a mean over steps, the two policy
+parameterisations, the warm-up acted by the initial policy, the policy learning rate per parameterisation."""
+
+import dataclasses
+
+import awm_envs
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from awm_jax import Config, make_train
+from awm_jax.bpo import bpo_loss, imagine
+from awm_jax.config import POLICY_LR
+from awm_jax.policy import MIN_STD, Policy
+from awm_jax.replay import Replay
+from awm_jax.spaces import Normalizer
+from awm_jax.trainer import running_normalizer
+from awm_jax.world_models.true_task import TrueTask
+
+KEY = jax.random.PRNGKey(0)
+
+
+def _setup(parameterisation="normalized", horizon=12):
+    task = awm_envs.make("cancer_treatment", horizon=horizon)
+    policy = Policy(task.obs_size, task.action_size, horizon=horizon, parameterisation=parameterisation)
+    params = policy.init(jax.random.PRNGKey(1))
+    true = TrueTask.of(task)
+    norm = Normalizer(jnp.array([0.5]), jnp.array([0.2]))
+    s0 = jnp.array([[0.975], [0.6], [0.3]])
+    return task, policy, params, true, true.params(norm, KEY), norm, s0
+
+
+@pytest.mark.parametrize("parameterisation", ["normalized", "paper"])
+def test_entropy_bonus_is_alpha_times_the_mean_over_steps(parameterisation):
+    """loss = -mean_B [sum_t r_t + alpha * mean_t(-log pi_t)], checked on the rollouts `imagine` builds
+    with the same keys, and d loss / d alpha = mean over rollouts and steps of log pi."""
+    task, policy, params, true, tparams, norm, s0 = _setup(parameterisation)
+    key = jax.random.PRNGKey(3)
+    keys = jax.random.split(key, s0.shape[0])
+    ros = [imagine(true, tparams, policy, params, task, norm, s, k, task.horizon) for s, k in zip(s0, keys)]
+    rewards = np.stack([np.asarray(r.rewards, np.float64) for r in ros])  # [B, H]
+    logp = np.stack([np.asarray(r.logp, np.float64) for r in ros])
+    alpha = 0.37
+    want = -np.mean(rewards.sum(1) + alpha * np.mean(-logp, axis=1))
+    loss = lambda a: bpo_loss(params, policy, true, tparams, task, norm, s0, key, alpha=a)[0]
+    np.testing.assert_allclose(loss(alpha), want, rtol=1e-5)
+    np.testing.assert_allclose(jax.grad(loss)(alpha), logp.mean(), rtol=1e-4)
+
+
+def test_paper_policy_feeds_the_raw_observation_with_brax_normal_tanh():
+    task, policy, params, *_ = _setup("paper")
+    obs = jnp.array([[0.8, 0.0], [0.31, 57.0]])  # [x, t] with the raw step index
+    norm = Normalizer(jnp.array([0.5]), jnp.array([0.2]))
+    np.testing.assert_array_equal(policy.features(norm, obs), obs)
+    # the network, by hand in numpy: swish MLP on the raw obs, mean and softplus(raw) + 0.001
+    layers = [params["params"][f"Dense_{i}"] for i in range(3)]
+    h = np.asarray(obs, np.float64)
+    for i, layer in enumerate(layers):
+        h = h @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+        if i < 2:
+            h = h / (1 + np.exp(-h))
+    mu, raw = h[:, :1], h[:, 1:]
+    got_mu, got_log_std = policy.dist(params, obs)
+    np.testing.assert_allclose(got_mu, mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.exp(got_log_std), np.log1p(np.exp(raw)) + MIN_STD, rtol=1e-5)
+    # ordinary lecun-uniform last layer (not scaled down): bound sqrt(3 / fan_in), spread close to it
+    kernel = np.asarray(layers[2]["kernel"])
+    bound = np.sqrt(3 / kernel.shape[0])
+    assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.8 * bound
+
+
+def test_normalized_policy_feeds_zscores_and_t_over_h():
+    task, policy, params, *_ = _setup("normalized", horizon=12)
+    norm = Normalizer(jnp.array([0.5]), jnp.array([0.2]))
+    np.testing.assert_allclose(policy.features(norm, jnp.array([0.8, 6.0])), [1.5, 0.5], rtol=1e-6)
+
+
+def test_running_normalizer_is_the_statistics_of_the_states_written_so_far():
+    rng = np.random.default_rng(0)
+    replay = Replay.empty(4, 5, 2, 1)  # obs_size 2: one model-state dimension and t
+    written = []
+    for ep in range(2):
+        for t in range(5):
+            obs, nxt = rng.normal(size=2).astype(np.float32), rng.normal(size=2).astype(np.float32)
+            replay = replay.add(t, jnp.asarray(obs), jnp.zeros(1), 0.0, jnp.asarray(nxt), t == 4)
+            if ep == 1 and t == 2:
+                partial = replay
+    # after 2 completed episodes: every row of both
+    states = np.asarray(replay.obs[:2, :, 0], np.float64).ravel()
+    got = running_normalizer(replay, jnp.asarray(0))
+    np.testing.assert_allclose([got.mean[0], got.std[0]], [states.mean(), states.std()], rtol=1e-5)
+    # mid-episode (episode 1 at step t = 3: rows 0..3 written): the completed episode and those rows
+    rows = np.concatenate([np.asarray(partial.obs[0, :, 0]), np.asarray(partial.obs[1, :4, 0])]).astype(np.float64)
+    got = running_normalizer(partial, jnp.asarray(3))
+    np.testing.assert_allclose([got.mean[0], got.std[0]], [rows.mean(), rows.std()], rtol=1e-5)
+    empty = running_normalizer(Replay.empty(4, 5, 2, 1), jnp.asarray(0))
+    np.testing.assert_array_equal([empty.mean[0], empty.std[0]], [0.0, 1.0])
+
+
+SMALL = dict(task="cancer_treatment", horizon=10, total_steps=200, warmup_steps=100, eval_every=32, model_batch=4,
+             imagined_rollouts=2, width=12, heads=2, layers=1)
+
+
+def test_warmup_acts_with_the_initial_policy():
+    """The paper's warm-up: every warm-up action is a sample of the initial policy (the "paper" policy
+    ignores the normaliser, so each sample is recomputed from the recorded observation and its key)."""
+    cfg = Config(method="true_bptt", parameterisation="paper", **SMALL)
+    trainer = make_train(cfg)
+    state = jax.jit(trainer.init)(KEY)
+    k_warm = jax.random.split(KEY, 7)[4]
+    k_act = jax.vmap(lambda k: jax.random.split(k)[0])(jax.random.split(k_warm, cfg.warmup_steps))
+    H = trainer.task.horizon
+    obs = state.replay.obs[:, :H].reshape(-1, trainer.task.obs_size)[: cfg.warmup_steps]
+    want = jax.vmap(lambda o, k: trainer.policy.sample(state.policy_params, o, k)[0])(obs, k_act)
+    got = state.replay.actions.reshape(-1, 1)[: cfg.warmup_steps]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # the uniform option draws something else from the same keys
+    uniform = jax.jit(make_train(dataclasses.replace(cfg, warmup_policy="uniform")).init)(KEY)
+    assert not np.allclose(uniform.replay.actions, state.replay.actions)
+    np.testing.assert_array_equal(uniform.policy_params["params"]["Dense_0"]["kernel"],
+                                  state.policy_params["params"]["Dense_0"]["kernel"])
+
+
+def test_policy_learning_rate_follows_the_parameterisation():
+    assert Config().numeric()["policy_lr"] == POLICY_LR["normalized"]
+    assert Config(parameterisation="paper").numeric()["policy_lr"] == POLICY_LR["paper"] == 1e-4
+    assert Config(parameterisation="paper", policy_lr=3e-4).numeric()["policy_lr"] == 3e-4
+    assert Config(method="online_dt").numeric()["policy_lr"] == 1e-4  # the baselines keep the paper's
+    state = jax.jit(make_train(Config(method="true_bptt", parameterisation="paper", **SMALL)).init)(KEY)
+    assert float(state.hparams["policy_lr"]) == pytest.approx(1e-4)
+    for bad in (dict(parameterisation="raw"), dict(warmup_policy="random"), dict(model_scaling="log"),
+                dict(policy_lr=0.0)):
+        with pytest.raises(ValueError, match="valid|must be > 0"):
+            make_train(Config(method="true_bptt", **SMALL, **bad))
+
+
+def test_raw_model_scaling_trains_the_model_on_raw_states():
+    """model_scaling="raw": the model loss is taken on raw states (identity normaliser), "zscore" on the
+    run's normaliser; both trainers start from the same warm-up and parameters."""
+    base = Config(method="markov_mlp", **SMALL)
+    raw, z = (make_train(dataclasses.replace(base, model_scaling=s)) for s in ("raw", "zscore"))
+    state = jax.jit(z.init)(KEY)
+    assert float(jnp.abs(state.norm.std - 1).max()) > 0.05  # a real normaliser
+    ident = raw.model_norm(state)
+    np.testing.assert_array_equal([ident.mean, ident.std], [[0.0], [1.0]])
+    assert z.model_norm(state) is state.norm
+    obs, acts, _ = state.replay.sample(jax.random.PRNGKey(5), 4)
+    loss_raw = raw.model.loss(state.model_params, obs[..., :-1], acts, jnp.ones(acts.shape[:2]))
+    _, got = jax.jit(raw._model_update)(state, jax.random.PRNGKey(5))
+    np.testing.assert_allclose(got, loss_raw, rtol=1e-5)
