@@ -82,8 +82,9 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
 
     import awm_envs
     import jax
+    import numpy as np
 
-    from awm_jax.references import best_constant_return, closed_gap, random_return
+    from awm_jax.benchmark import normalized_score, reference_returns
     from awm_jax.results import atomic_write, summary
     from awm_jax.run import run_training
 
@@ -93,12 +94,15 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
                      warmup_steps=warmup_steps)
         _, metrics = run_training(cfg, out=Path(out) / method)
         rows.append((method, metrics))
-    task = awm_envs.make("cancer_treatment")
-    rand = random_return(task, jax.random.PRNGKey(1))
-    best, _ = best_constant_return(task, jax.random.PRNGKey(1))
-    table = [dict(method=m, **summary(x), closed_gap=float(closed_gap(summary(x)["mean"], rand, best)))
-             for m, x in rows]
-    text = format_table(table) + f"\n\nrandom policy {rand:.4g}, best constant action {best:.4g}"
+    ref = reference_returns(awm_envs.make("cancer_treatment"), jax.random.PRNGKey(1))
+    table = []
+    for m, x in rows:
+        first = np.asarray(x["eval/return"])[:, 0].mean()
+        table.append(dict(method=m, first_eval=float(first), **summary(x),
+                          gap_share=float(normalized_score(summary(x)["mean"], ref["random"], ref["best"]))))
+    text = (format_table(table) + f"\n\nrandom policy {ref['random']:.4g}, best constant action "
+            f"{ref['best_constant']:.4g}, best open-loop plan {ref['trajectory_opt']:.4g}; gap_share = (final mean - "
+            "random) / (best - random), the share of the gap from a random policy to the best plan closed")
     print("\n" + text)
     atomic_write(Path(out) / "summary.txt", text + "\n")
     _plot_methods(Path(out) / "returns.png", rows)
