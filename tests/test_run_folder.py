@@ -22,7 +22,7 @@ from awm_jax.checkpoint import Checkpointer
 from awm_jax.cli import main
 from awm_jax.results import atomic_write, write_run
 from awm_jax.run import run_training
-from awm_jax.run_folder import (CHECKSUMS, COMPLETE, DamagedError, FolderBusy, RunFolderError, claim,
+from awm_jax.run_folder import (CHECKSUMS, COMPLETE, DamagedError, FolderBusy, RunFolderError, claim, saving,
                                 verify_checksums)
 from awm_jax.sweep import SweepSpec, run_sweep, write_aggregate
 
@@ -192,6 +192,23 @@ def test_disk_full_while_saving_the_state_is_one_line_and_keeps_the_metrics(tmp_
     with pytest.raises(RunFolderError, match="no COMPLETE marker"):
         load_run(out)
     claim(out)[0].release()  # the lock went with the failed run
+
+
+def test_saving_turns_storage_errors_into_one_os_error(tmp_path):
+    """What orbax raises when tensorstore fills the disk (a ValueError quoting the strerror) becomes
+    one OSError naming the folder being saved; orbax's temporary folder and the partial one go."""
+    path = tmp_path / "final_state"
+    with pytest.raises(OSError) as e:
+        with saving(path):
+            (tmp_path / "final_state.orbax-checkpoint-tmp-17").mkdir()
+            path.mkdir()
+            raise ValueError('RESOURCE_EXHAUSTED: Error writing "a/0" in OCDBT database at local file "...": '
+                             "Failed to write 670744 bytes to file 4: No space left on device")
+    assert (e.value.errno, e.value.filename, e.value.strerror) == (errno.ENOSPC, str(path), "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(KeyError):  # anything else passes through unchanged
+        with saving(path):
+            raise KeyError("x")
 
 
 def test_disk_full_on_a_small_file_and_bad_out_folders(tmp_path, monkeypatch):

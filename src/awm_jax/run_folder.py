@@ -280,13 +280,14 @@ _ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, e
 
 
 def as_os_error(e: BaseException, path) -> OSError | None:
-    """A filesystem failure `e` (an OSError, one in its chain, or a tensorstore error quoting a known
-    strerror) as one OSError naming `path`; None for anything else."""
+    """A filesystem failure `e` (an OSError, one it was raised from, or a tensorstore error quoting a
+    known strerror, e.g. "RESOURCE_EXHAUSTED: ... No space left on device") as one OSError naming
+    `path`; None for anything else."""
     seen = e
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno is not None:
             return OSError(seen.errno, seen.strerror or os.strerror(seen.errno), str(path))
-        seen = seen.__cause__ or seen.__context__
+        seen = seen.__cause__
     text = str(e)
     for code in _ERRNOS:
         if os.strerror(code) in text:
