@@ -175,19 +175,21 @@ def _with_state(run: Run, state) -> Run:
     return new
 
 
-def load_sweep(path, state: bool = True, skip_unfinished: bool = False) -> dict:
+def load_sweep(path, state: bool = True, skip_unfinished: bool = False, require_complete: bool = True) -> dict:
     """Every member of the sweep in folder `path` (the sweep's --out): {member folder name: Run}, in
-    sweep order (tasks, then methods, then grid combinations); see `load_run`. skip_unfinished: leave
-    out members not finished yet (a sweep still running) instead of raising."""
+    sweep order (tasks, then methods, then grid combinations); see `load_run` (and its
+    require_complete). skip_unfinished: leave out members not finished yet (a sweep still running)
+    instead of raising; with require_complete=False, those without metrics.json."""
+    from awm_jax.run_folder import is_complete
+
     path = Path(path)
     spec = _spec(path / "sweep.json")
     folders = [spec.folder(path, g, c) for g in spec.groups() for c in spec.combos()]
     if skip_unfinished:
-        from awm_jax.run_folder import is_complete
-
-        folders = [f for f in folders if is_complete(f)]
+        done = is_complete if require_complete else (lambda f: (f / "metrics.json").exists())
+        folders = [f for f in folders if done(f)]
     groups = {}  # each group's state is restored once and sliced for its members
-    return {f.name: _load(f, state, groups) for f in folders}
+    return {f.name: _load(f, state, groups, require_complete) for f in folders}
 
 
 def _spec(file):
