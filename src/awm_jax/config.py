@@ -107,6 +107,10 @@ class Config:
         """Raise ValueError naming the valid choices; called by make_train before any tracing."""
         import awm_envs
 
+        for f in dataclasses.fields(self):  # NaN or inf in any numeric option (inf > 0 and nan < 0 pass below)
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{f.name} must be a finite number, got {v}")
         if self.task not in awm_envs.names():
             raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(awm_envs.names())}")
         if self.method not in METHODS:
@@ -122,10 +126,6 @@ class Config:
             raise ValueError(f"policy_every ({self.policy_every}) must be a multiple of model_every ({self.model_every})")
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
-        for f in dataclasses.fields(self):  # NaN or inf in any numeric option (inf > 0 and nan < 0 pass below)
-            v = getattr(self, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ValueError(f"{f.name} must be a finite number, got {v}")
         for name in ("model_lr", "policy_lr", "critic_lr", "grad_clip"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
