@@ -47,7 +47,7 @@ def test_load_run_round_trips(written):
 
 def test_load_run_without_a_saved_state(written, tmp_path):
     _, out, _, _ = written
-    for name in ("config.json", "metrics.json"):
+    for name in ("config.json", "metrics.json", "COMPLETE"):
         shutil.copy(out / name, tmp_path / name)
     with pytest.raises(FileNotFoundError, match="state=False"):
         load_run(tmp_path)

@@ -153,8 +153,9 @@ def test_checkpointed_run_resumes_exactly(tmp_path):
     _, ref = run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, verbose=False)
     ck = Checkpointer(out / "checkpoints")
     assert ck.steps() == [2, 3]
-    ck.manager.delete(3)  # as if killed before the last checkpoint
+    ck.delete(3)  # as if killed before the last checkpoint
     ck.close()
+    (out / "COMPLETE").unlink()
     _, resumed = run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, resume=True, verbose=False)
     for k in ref:
         np.testing.assert_array_equal(resumed[k], ref[k], err_msg=k)

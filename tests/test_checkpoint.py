@@ -15,6 +15,7 @@ import pytest
 from awm_jax import Config
 from awm_jax.checkpoint import Checkpointer
 from awm_jax.run import run_training
+from awm_jax.run_folder import CHECKSUMS
 
 SMALL = dict(task="cancer_treatment", warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4,
              rnn_hidden=16)
@@ -49,15 +50,15 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     ck_dir = out / "checkpoints"
     deadline = time.time() + 300
-    while time.time() < deadline:  # kill once two checkpoints are committed, mid-run
-        steps = [p for p in ck_dir.glob("*") if (p / "commit_success.txt").exists()] if ck_dir.exists() else []
+    while time.time() < deadline:  # kill once two checkpoints are written (with their checksums), mid-run
+        steps = [p for p in ck_dir.glob("*") if (p / CHECKSUMS).exists()] if ck_dir.exists() else []
         if len(steps) >= 2 or proc.poll() is not None:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed:\n" + proc.stdout.read()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "metrics.json").exists()  # it really died mid-run
+    assert not (out / "metrics.json").exists() and not (out / "COMPLETE").exists()  # it really died mid-run
 
     with pytest.raises(ValueError, match="--resume"):  # a fresh start would discard the checkpoints
         run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, verbose=False)
@@ -82,11 +83,12 @@ def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
     ck = tmp_path / "checkpoints"
     assert sorted(int(p.name) for p in ck.iterdir() if p.name.isdigit()) == [1, 2, 3]
     for f in (ck / "3").rglob("*"):  # truncate every data file of the newest checkpoint
-        if f.is_file() and f.name != "commit_success.txt":
+        if f.is_file() and f.name not in ("commit_success.txt", CHECKSUMS):
             f.write_bytes(b"")
     done, _ = _final_state(tmp_path, cfg)
     assert done == 2
-    # resuming from there recomputes the last period exactly
+    # as if killed before the run finished: resuming from there recomputes the last period exactly
+    (tmp_path / "COMPLETE").unlink()
     _, again = run_training(cfg, out=tmp_path, chunk_periods=1, checkpoint_every=1, keep=3, resume=True,
                             verbose=False)
     for k in metrics:

@@ -61,7 +61,7 @@ def test_sharded_sweep_killed_and_resumed_equals_unsharded(tmp_path):
     first = out / "groups" / "cancer_treatment-awm_transformer" / "checkpoints"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if first.exists() and any((p / "commit_success.txt").exists() for p in first.iterdir()):
+        if first.exists() and any((p / "awm_sha256.json").exists() for p in first.iterdir()):
             break
         time.sleep(0.02)
     assert proc.poll() is None, proc.stdout.read()

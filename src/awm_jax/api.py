@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,7 @@ class Run:
         return Agent.from_state(self.trainer, self.seed_state(i))
 
 
-def load_run(path, state: bool = True) -> Run:
+def load_run(path, state: bool = True, require_complete: bool = True) -> Run:
     """Read a `train` output folder (or a sweep's member folder `OUT/{task}-{method}[-grid...]`, or
     its group folder `OUT/groups/{task}-{method}`) back into a `Run`: config, metrics as numpy arrays
     {name: [seeds, periods]}, and (state=True) the final TrainState with a leading seed axis on every
@@ -107,26 +106,38 @@ def load_run(path, state: bool = True) -> Run:
     vmapped `trainer.init`) and filled from the orbax folder `final_state/` that `run_training`
     writes. A sweep member's state is its slice of the group's state; a group folder holds every
     member's seeds in sweep order (member j: rows j*seeds .. (j+1)*seeds - 1), metrics likewise.
-    Raises FileNotFoundError when the folder has no config or (state=True) no saved final state.
+
+    Only a finished run is read: the folder (and, for a member's state, its group folder) must hold
+    the COMPLETE marker its run writes last, config.json and metrics.json must match the checksums it
+    records, and the final state's files their own (`awm_sha256.json`). require_complete=False skips
+    the marker (a folder written before awm_jax kept markers; a run that did not finish); checksums
+    present are still checked. Errors name the file and say what to do: FileNotFoundError when the
+    folder, its config or (state=True) its saved state is missing, `run_folder.RunFolderError` (a
+    ValueError) when the run is unfinished, damaged or unreadable.
     """
-    return _load(path, state, {})
+    return _load(path, state, {}, require_complete)
 
 
-def _load(path, state: bool, groups: dict) -> Run:
+def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run:
     """`load_run`, with the group states already restored in `groups` ({folder: state}) reused."""
     from awm_jax.results import read_run_files as read_files
+    from awm_jax.run_folder import check_complete
 
     path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist or is not a folder")
     if (path / "sweep.json").exists() and not (path / "config.json").exists():
         raise ValueError(f"{path} is a sweep's top folder: use awm_jax.load_sweep({str(path)!r}), or load_run on "
                          "one of its member folders")
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} holds no config.json: not a run folder")
+    if require_complete:
+        check_complete(path)
     sweep, member = _sweep_of(path)
     if (path / "metrics.json").exists():
         config, metrics = read_files(path)
-    elif member is None and sweep is not None:  # a group folder: its members' metrics in sweep order
-        config = Config.from_dict(json.loads((path / "config.json").read_text()))
+    elif member is None and sweep is not None:  # a group folder of an older sweep: its members' metrics
+        config = Config.from_dict(_read_json(path / "config.json", "config"))
         parts = [read_files(sweep.folder(path.parent.parent, config, c))[1] for c in sweep.combos()]
         metrics = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     else:
@@ -135,17 +146,26 @@ def _load(path, state: bool, groups: dict) -> Run:
     if not state:
         return run
     if (path / "final_state").exists():
-        return _with_state(run, _restore(run.trainer, path / "final_state", run.seeds))
+        return _with_state(run, _restore(run.trainer, path / "final_state", run.seeds, require_complete))
     if sweep is not None and member is not None:
-        group = path.parent / "groups" / f"{config.task}-{config.method}" / "final_state"
+        group_dir = path.parent / "groups" / f"{config.task}-{config.method}"
+        group = group_dir / "final_state"
         if group.exists():
+            if require_complete:
+                check_complete(group_dir)
             S = config.seeds
             if group not in groups:
-                groups[group] = _restore(run.trainer, group, S * len(sweep.combos()))
+                groups[group] = _restore(run.trainer, group, S * len(sweep.combos()), require_complete)
             full = groups[group]
             return _with_state(run, jax.tree.map(lambda x: x[member * S:(member + 1) * S], full))
     raise FileNotFoundError(f"no saved final state for {path} (run_training writes final_state/ at the end of a "
                             "run); load_run(path, state=False) reads the config and metrics only")
+
+
+def _read_json(path, what):
+    from awm_jax.run_folder import read_json
+
+    return read_json(path, what)
 
 
 def _with_state(run: Run, state) -> Run:
@@ -155,23 +175,27 @@ def _with_state(run: Run, state) -> Run:
     return new
 
 
-def load_sweep(path, state: bool = True, skip_unfinished: bool = False) -> dict:
+def load_sweep(path, state: bool = True, skip_unfinished: bool = False, require_complete: bool = True) -> dict:
     """Every member of the sweep in folder `path` (the sweep's --out): {member folder name: Run}, in
-    sweep order (tasks, then methods, then grid combinations); see `load_run`. skip_unfinished: leave
-    out members without metrics yet (a sweep still running) instead of raising FileNotFoundError."""
+    sweep order (tasks, then methods, then grid combinations); see `load_run` (and its
+    require_complete). skip_unfinished: leave out members not finished yet (a sweep still running)
+    instead of raising; with require_complete=False, those without metrics.json."""
+    from awm_jax.run_folder import is_complete
+
     path = Path(path)
     spec = _spec(path / "sweep.json")
     folders = [spec.folder(path, g, c) for g in spec.groups() for c in spec.combos()]
     if skip_unfinished:
-        folders = [f for f in folders if (f / "metrics.json").exists()]
+        done = is_complete if require_complete else (lambda f: (f / "metrics.json").exists())
+        folders = [f for f in folders if done(f)]
     groups = {}  # each group's state is restored once and sliced for its members
-    return {f.name: _load(f, state, groups) for f in folders}
+    return {f.name: _load(f, state, groups, require_complete) for f in folders}
 
 
 def _spec(file):
     from awm_jax.sweep import SweepSpec
 
-    d = json.loads(Path(file).read_text())
+    d = _read_json(file, "sweep specification")
     return SweepSpec(Config.from_dict(d["base"]), tuple(d["tasks"]), tuple(d["methods"]),
                      tuple((n, tuple(v)) for n, v in d["grid"]))
 
@@ -190,13 +214,14 @@ def _sweep_of(path: Path):
     return None, None
 
 
-def _restore(trainer, folder: Path, n: int):
-    """The vmapped state of `n` members saved in orbax folder `folder`, rebuilt from the trainer."""
+def _restore(trainer, folder: Path, n: int, verify: bool = True):
+    """The vmapped state of `n` members saved in orbax folder `folder`, rebuilt from the trainer, after
+    checking its files against their checksums."""
     from awm_jax.results import restore_state
 
     keys = jax.ShapeDtypeStruct((n, 2), jnp.uint32)
     abstract = jax.eval_shape(jax.vmap(lambda k: trainer.init(k)), keys)
-    return restore_state(folder, abstract)
+    return restore_state(folder, abstract, verify=verify)
 
 
 # -- acting with one seed's policy ------------------------------------------------------------------

@@ -4,19 +4,22 @@ uninterrupted one would.
 
 A checkpoint is `{"state": TrainState [seeds, ...], "metrics": {name: [seeds, periods]}, "done": []}`,
 with metrics preallocated for the whole run (NaN where not yet computed) so every checkpoint of a run
-has the same shapes. Orbax writes each step to a temporary folder and renames it when complete; a
-step that fails to restore (corrupted, truncated) is skipped for the previous one.
+has the same shapes. Each is one orbax folder `checkpoints/<periods done>/`: orbax writes it under a
+temporary name and renames it when complete, then `awm_sha256.json` records the sha256 of its files
+(see `awm_jax.run_folder`). Restoring takes the newest step whose files all match their checksums
+and that orbax reads back; an empty, partial, truncated or corrupted step is reported and skipped.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from awm_jax import run_folder
 
 CONFIG_NAME = "config.json"
 
@@ -31,46 +34,71 @@ class Checkpointer:
     """Save and restore run checkpoints under `directory`, keeping the last `keep`."""
 
     def __init__(self, directory, keep: int = 2):
-        ocp = _ocp()
         self.directory = Path(directory).absolute()
-        self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        self.keep = keep
+        self._ck = _ocp().StandardCheckpointer()
 
     def save(self, done: int, state, metrics) -> None:
-        """Save after `done` periods (blocking until the step is committed)."""
-        ocp = _ocp()
-        for stale in [s for s in self.manager.all_steps() if s >= done]:  # unreadable ones we resumed past
-            self.manager.delete(stale)
-        self.manager.save(done, args=ocp.args.StandardSave({"state": state, "metrics": metrics,
-                                                            "done": jnp.int32(done)}), force=True)
-        self.manager.wait_until_finished()
+        """Save after `done` periods (blocking until the step and its checksums are written). A
+        filesystem failure raises one OSError naming the step and leaves no partial step behind."""
+        primary = jax.process_index() == 0
+        path = self.directory / str(done)
+        if primary:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for stale in [s for s in self.steps() if s >= done]:  # unreadable ones we resumed past
+                self.delete(stale)
+            for tmp in self.directory.glob("*" + run_folder.ORBAX_TMP + "*"):  # left by a killed save
+                shutil.rmtree(tmp, ignore_errors=True)
+        with run_folder.saving(path):
+            self._ck.save(path, {"state": state, "metrics": metrics, "done": jnp.int32(done)})
+            self._ck.wait_until_finished()
+            if primary:
+                run_folder.write_checksums(path)
+        if primary:
+            for old in self.steps()[:-self.keep]:
+                self.delete(old)
 
     def steps(self) -> list[int]:
-        return sorted(self.manager.all_steps())
+        """Every step folder present, intact or not."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and p.is_dir())
 
-    def restore_latest(self, state, metrics):
-        """Restore the newest readable checkpoint into the structure of `state` and `metrics` (arrays or
+    def delete(self, step: int) -> None:
+        shutil.rmtree(self.directory / str(step), ignore_errors=True)
+
+    def restore_latest(self, state, metrics, log=print):
+        """Restore the newest intact checkpoint into the structure of `state` and `metrics` (arrays or
         shape structs, e.g. from `jax.eval_shape`): (done, state, metrics), or None when there is none.
-        Unreadable steps are reported and skipped; if none is readable, raise."""
+        A step whose files do not match its checksums (or without them: its save did not finish) or
+        that orbax cannot read is reported and skipped; if no step is intact, raise."""
         ocp = _ocp()
         target = {"state": state, "metrics": metrics, "done": jnp.zeros((), jnp.int32)}
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        steps = self.steps()
+        steps, problems = self.steps(), []
         for step in reversed(steps):
+            path = self.directory / str(step)
             try:
-                ck = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                run_folder.verify_checksums(path)
+                with run_folder.quiet_orbax():
+                    ck = self._ck.restore(path, abstract)
                 _check_shapes(ck, abstract)
-            except Exception as e:  # corrupted or partial: fall back to the previous step
-                print(f"[awm-jax] checkpoint {step} in {self.directory} is unreadable ({type(e).__name__}: "
-                      f"{str(e)[:120]}); trying the previous one")
+                if int(ck["done"]) != step:
+                    raise ValueError(f"it records {int(ck['done'])} periods done")
+            except Exception as e:  # incomplete or corrupted: fall back to the previous step
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                problems.append(f"step {step}: {reason}")
+                log(f"[awm-jax] checkpoint {path} is incomplete or damaged ({reason}); trying the previous one")
                 continue
             return int(ck["done"]), ck["state"], ck["metrics"]
         if steps:
-            raise ValueError(f"no readable checkpoint in {self.directory} (steps {steps}); remove it to start over")
+            raise run_folder.RunFolderError(
+                f"no intact checkpoint in {self.directory}: {'; '.join(problems)}. Start the run again with "
+                "--overwrite (which moves this folder aside) or choose another --out")
         return None
 
     def close(self) -> None:
-        self.manager.close()
+        self._ck.close()
 
 
 def _check_shapes(ck, abstract) -> None:
@@ -105,10 +133,10 @@ def check_resume_config(out, config) -> None:
     path = Path(out) / CONFIG_NAME
     if not path.exists():
         return
-    diff = config_diff(json.loads(path.read_text()), config.to_dict(), ignore=config.ignored_fields())
+    diff = config_diff(run_folder.read_json(path, "config"), config.to_dict(), ignore=config.ignored_fields())
     if diff:
-        raise ValueError(f"{out} holds a run with a different configuration; refusing to resume. "
-                         f"Differences: {'; '.join(diff)}")
+        raise ValueError(f"{out} holds a run with a different configuration; refusing to resume "
+                         f"(--overwrite moves it aside instead). Differences: {'; '.join(diff)}")
 
 
 def remove_checkpoints(directory) -> None:

@@ -20,15 +20,17 @@ def tasks() -> None:
 
 
 def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/train", chunk_periods: int = 8,
-          checkpoint_every: int = 0, keep: int = 2, resume: bool = False, shard: bool = True,
+          checkpoint_every: int = 0, keep: int = 2, resume: bool = False, overwrite: bool = False, shard: bool = True,
           compilation_cache: str | None = None, coordinator: str | None = None, num_processes: int | None = None,
           process_id: int | None = None) -> None:
     """Train `--seeds` seeds of one method on one task as a single vmapped program and write
-    config.json, metrics.csv/json, returns.png and summary.txt to --out.
+    config.json, metrics.csv/json, returns.png, summary.txt, final_state/ and, last, COMPLETE to --out.
 
     --checkpoint-every N saves the whole train state every N chunks of --chunk-periods evaluation
     periods (and at the end) under OUT/checkpoints, keeping the last --keep; --resume continues from
-    the newest readable checkpoint. Seeds are laid over every device (--no-shard: one device).
+    the newest intact checkpoint. A folder that already holds a run is refused unless --resume
+    (continue it) or --overwrite (move it aside to OUT.old-<time>, then train afresh); one process
+    writes a folder at a time. Seeds are laid over every device (--no-shard: one device).
     Several hosts: --coordinator HOST:PORT --num-processes N --process-id I on every process (or the
     cluster's environment variables that jax.distributed.initialize reads, with --coordinator auto)."""
     from awm_jax.run import run_training
@@ -36,24 +38,27 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/tr
     _distributed(coordinator, num_processes, process_id)
     _compilation_cache(compilation_cache)
     run_training(config, out=out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, keep=keep,
-                 resume=resume, shard=shard)
+                 resume=resume, overwrite=overwrite, shard=shard)
 
 
 def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cancer_treatment",
           methods: str = "awm_transformer,true_bptt", out: str = "runs/sweep", policy_lr_grid: str | None = None,
           model_lr_grid: str | None = None, entropy_grid: str | None = None, chunk_periods: int = 8,
-          checkpoint_every: int = 0, resume: bool = False, compilation_cache: str | None = None) -> None:
+          checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
+          compilation_cache: str | None = None) -> None:
     """Sweep --tasks x --methods (comma-separated) with --seeds seeds each; the *-grid flags take
     comma-separated values whose product is vmapped with the seeds inside each (task, method) program.
     Writes per-combination folders like `train`, OUT/summary.csv, OUT/summary.md and OUT/{task}.png;
-    --resume skips finished groups and continues unfinished ones from their checkpoints."""
+    --resume skips finished groups and continues unfinished ones from their checkpoints; --overwrite
+    moves a previous sweep in OUT aside (to OUT.old-<time>) first."""
     from awm_jax.sweep import SweepSpec, parse_list, run_sweep
 
     grid = tuple((name, parse_list(text, float)) for name, text in
                  (("policy_lr", policy_lr_grid), ("model_lr", model_lr_grid), ("entropy", entropy_grid)) if text)
     spec = SweepSpec(config, parse_list(tasks), parse_list(methods), grid)
     _compilation_cache(compilation_cache)
-    rows = run_sweep(spec, out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume)
+    rows = run_sweep(spec, out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume,
+                     overwrite=overwrite)
     print("\n" + format_table(rows))
     print(f"\nwrote {out}/summary.csv, {out}/summary.md and one plot per task")
 
@@ -75,9 +80,11 @@ def _compilation_cache(path: str | None) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
-def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1200, warmup_steps: int = 400) -> None:
+def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1200, warmup_steps: int = 400,
+               overwrite: bool = False) -> None:
     """The README's main job: a small sweep (cancer_treatment; true_bptt and awm_transformer;
-    a shortened schedule) that finishes in minutes on a laptop CPU, then prints and plots the result."""
+    a shortened schedule) that finishes in minutes on a laptop CPU, then prints and plots the result.
+    Runs already finished in --out are reused (--overwrite moves them aside and trains again)."""
     from pathlib import Path
 
     import awm_envs
@@ -92,14 +99,15 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
     for method in ("true_bptt", "awm_transformer"):
         cfg = Config(task="cancer_treatment", method=method, seeds=seeds, total_steps=total_steps,
                      warmup_steps=warmup_steps)
-        _, metrics = run_training(cfg, out=Path(out) / method)
+        _, metrics = run_training(cfg, out=Path(out) / method, resume=not overwrite, overwrite=overwrite)
         rows.append((method, metrics))
     ref = reference_returns(awm_envs.make("cancer_treatment"), jax.random.PRNGKey(1))
     table = []
     for m, x in rows:
-        first = np.asarray(x["eval/return"])[:, 0].mean()
-        table.append(dict(method=m, first_eval=float(first), **summary(x),
-                          gap_share=float(normalized_score(summary(x)["mean"], ref["random"], ref["best"]))))
+        sm = summary(x)
+        table.append(dict(method=m, first_eval=float(np.asarray(x["eval/return"])[:, 0].mean()),
+                          **{**sm, "skipped": " ".join(map(str, sm["skipped"]))},
+                          gap_share=float(normalized_score(sm["mean"], ref["random"], ref["best"]))))
     text = (format_table(table) + f"\n\nrandom policy {ref['random']:.4g}, best constant action "
             f"{ref['best_constant']:.4g}, best open-loop plan {ref['trajectory_opt']:.4g}; gap_share = (final mean - "
             "random) / (best - random), the share of the gap from a random policy to the best plan closed")
@@ -135,8 +143,17 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
         tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="awm-jax")
-    except ValueError as e:  # configuration errors: say what is wrong, no traceback
+    except ValueError as e:  # configuration and run-folder errors: say what is wrong, no traceback
         sys.exit(f"awm-jax: error: {e}")
+    except OSError as e:  # filesystem errors (disk full, permissions, --out a file): the path and the cause
+        sys.exit(f"awm-jax: error: {os_error_line(e)}")
+
+
+def os_error_line(e: OSError) -> str:
+    """'PATH: cause' of an OSError (its text alone when it names no path)."""
+    if e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
 
 
 if __name__ == "__main__":

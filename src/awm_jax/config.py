@@ -136,6 +136,10 @@ class Config:
         """Raise ValueError naming the valid choices; called by make_train before any tracing."""
         import awm_envs
 
+        for f in dataclasses.fields(self):  # NaN or inf in any numeric option (inf > 0 and nan < 0 pass below)
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{f.name} must be a finite number, got {v}")
         if self.task not in awm_envs.names():
             raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(awm_envs.names())}")
         if self.method not in METHODS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 import awm_envs
 from awm_jax.config import Config
-from awm_jax.results import atomic_write, new_figure, save_figure, summary, write_run
+from awm_jax.results import atomic_write, new_figure, save_figure, skipped_warning, summary, write_run
 from awm_jax.run import run_training, seed_keys
 from awm_jax.trainer import NUMERIC
 
@@ -71,6 +72,9 @@ class SweepSpec:
                 raise ValueError(f"{name!r} cannot be swept inside one program; numeric fields: {', '.join(NUMERIC)}")
             if not values:
                 raise ValueError(f"the list for {name} is empty")
+            bad = [v for v in values if not math.isfinite(v)]
+            if bad:
+                raise ValueError(f"the {name} grid holds {', '.join(map(str, bad))}: every value must be a finite number")
         for cfg in self.groups():
             for combo in self.combos():
                 c = dataclasses.replace(cfg, **combo)
@@ -89,27 +93,57 @@ def parse_list(text: str | None, cast=str) -> tuple:
 
 
 def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: int = 0, resume: bool = False,
-              verbose: bool = True) -> list[dict]:
-    """Run every group of `spec`, writing per-combination folders and the aggregate; returns its rows."""
+              verbose: bool = True, overwrite: bool = False) -> list[dict]:
+    """Run every group of `spec`, writing per-combination folders and the aggregate; returns its rows.
+
+    The sweep folder is locked while the sweep runs and gets its COMPLETE marker (see
+    `awm_jax.run_folder`) after the aggregate. resume: continue the same sweep in `out` (finished
+    members are skipped); overwrite: move whatever `out` holds aside (to `out.old-<time>`) first.
+    Without either, a folder already holding a sweep or a run is refused."""
+    from awm_jax import run_folder
+
     spec.validate()
+    if resume and overwrite:
+        raise ValueError("--resume continues the sweep in --out and --overwrite moves it aside: pass one of them")
     out = Path(out)
-    spec_path = out / "sweep.json"
-    if spec_path.exists():
-        diff = spec.differences(json.loads(spec_path.read_text()))
-        if diff:
-            raise ValueError(f"{out} holds a different sweep (see {spec_path}); choose another --out. "
-                             f"Differences: {'; '.join(diff)}")
-        if not resume:
-            raise ValueError(f"{out} already holds this sweep: pass --resume to continue it")
-    atomic_write(spec_path, json.dumps(spec.to_dict(), indent=2))
     log = print if verbose else (lambda *a, **k: None)
+    lock, status = run_folder.claim(out, overwrite=overwrite, log=log)
+    try:
+        spec_path = out / "sweep.json"
+        if spec_path.exists():
+            diff = spec.differences(run_folder.read_json(spec_path, "sweep specification"))
+            if diff:
+                raise ValueError(f"{out} holds a different sweep (see {spec_path}); choose another --out (or pass "
+                                 f"--overwrite to move it aside). Differences: {'; '.join(diff)}")
+            if not resume:
+                state = "a finished" if status == "complete" else "an unfinished"
+                raise ValueError(f"{out} already holds {state} run of this sweep: pass --resume to continue it (its "
+                                 "finished members are kept), --overwrite to move it aside and start again, or "
+                                 "choose another --out")
+        elif status != "new":
+            raise run_folder.RunFolderError(
+                f"{out} holds a run that is not a sweep ({', '.join(run_folder.run_content(out))}): choose another "
+                "--out, or pass --overwrite to move it aside")
+        run_folder.unmark(out)
+        atomic_write(spec_path, json.dumps(spec.to_dict(), indent=2))
+        _run_groups(spec, out, chunk_periods, checkpoint_every, resume, verbose, log)
+        rows = write_aggregate(spec, out)
+        run_folder.mark_complete(out, ["sweep.json", "summary.csv", "summary.md"])
+        return rows
+    finally:
+        lock.release()
+
+
+def _run_groups(spec: SweepSpec, out: Path, chunk_periods, checkpoint_every, resume, verbose, log) -> None:
+    from awm_jax.run_folder import is_complete
+
     groups, combos = spec.groups(), spec.combos()
     S = spec.base.seeds
     t0, steps_done, steps_here = time.time(), 0, 0  # steps_here: of groups run by this call (the rate)
     total_steps = sum(g.env_steps * S * len(combos) for g in groups)
     for gi, cfg in enumerate(groups):
         folders = [spec.folder(out, cfg, c) for c in combos]
-        if resume and all((f / "summary.txt").exists() for f in folders):
+        if resume and all(is_complete(f) for f in folders):
             log(f"[sweep] group {gi + 1}/{len(groups)} {cfg.task}/{cfg.method}: already done, skipped")
             steps_done += cfg.env_steps * S * len(combos)
             continue
@@ -117,8 +151,8 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
         hparams = {name: np.repeat([c[name] for c in combos], S) for name, _ in spec.grid}
         group_dir = out / "groups" / f"{cfg.task}-{cfg.method}"
         _, metrics = run_training(cfg, out=group_dir, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every,
-                                  resume=resume and group_dir.exists(), verbose=verbose, hparams=hparams or None,
-                                  keys=keys, write_outputs=False)
+                                  resume=resume, verbose=verbose, hparams=hparams or None, keys=keys,
+                                  write_outputs=False)
         for j, (combo, folder) in enumerate(zip(combos, folders)):
             write_run(folder, dataclasses.replace(cfg, **combo), {k: v[j * S:(j + 1) * S] for k, v in metrics.items()})
         steps_done += cfg.env_steps * S * len(combos)
@@ -127,14 +161,13 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
         eta = elapsed / max(steps_here, 1) * (total_steps - steps_done)
         log(f"[sweep] group {gi + 1}/{len(groups)} {cfg.task}/{cfg.method} done; env steps {steps_done}/{total_steps}, "
             f"elapsed {elapsed:.0f}s, about {eta:.0f}s left")
-    return write_aggregate(spec, out)
 
 
 def write_aggregate(spec: SweepSpec, out) -> list[dict]:
     """summary.csv, summary.md and one return plot per task from the per-combination folders."""
     from awm_jax.results import read_run_files
 
-    rows = []
+    rows, warnings = [], []
     for task in spec.tasks:
         fig, ax = new_figure()
         for cfg in (g for g in spec.groups() if g.task == task):
@@ -143,7 +176,10 @@ def write_aggregate(spec: SweepSpec, out) -> list[dict]:
                 s = summary(m)
                 label = cfg.method + "".join(f" {k}={v:g}" for k, v in combo.items())
                 rows.append(dict(task=task, method=cfg.method, **combo, mean=s["mean"], std=s["std"], min=s["min"],
-                                 max=s["max"], seeds=s["seeds"]))
+                                 max=s["max"], seeds=s["seeds"], skipped_updates=" ".join(map(str, s["skipped"]))))
+                warning = skipped_warning(s["skipped"], spec.folder(out, cfg, combo).name)
+                if warning:
+                    warnings.append(warning)
                 steps, ret = m["eval/env_steps"][0], m["eval/return"]
                 ax.plot(steps, ret.mean(0), label=label)
                 ax.fill_between(steps, ret.mean(0) - ret.std(0), ret.mean(0) + ret.std(0), alpha=0.15)
@@ -158,5 +194,7 @@ def write_aggregate(spec: SweepSpec, out) -> list[dict]:
     md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |"
            for r in rows]
-    atomic_write(Path(out) / "summary.md", "\n".join(md) + "\n")
+    atomic_write(Path(out) / "summary.md", "\n".join(md + [""] * bool(warnings) + warnings) + "\n")
+    for warning in warnings:
+        print(f"[sweep] {warning}")
     return rows
