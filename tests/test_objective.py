@@ -11,7 +11,7 @@ import pytest
 
 from awm_jax import Config, make_train
 from awm_jax.bpo import bpo_loss, imagine
-from awm_jax.config import POLICY_LR
+from awm_jax.config import POLICY_LR, TRUE_BPTT_POLICY_LR
 from awm_jax.policy import MIN_STD, Policy
 from awm_jax.replay import Replay
 from awm_jax.spaces import Normalizer
@@ -123,7 +123,9 @@ def test_warmup_acts_with_the_initial_policy():
 
 
 def test_policy_learning_rate_follows_the_parameterisation():
-    assert Config().numeric()["policy_lr"] == POLICY_LR["normalized"]
+    assert Config().numeric()["policy_lr"] == POLICY_LR["normalized"] == 1e-3
+    assert Config(method="true_bptt").numeric()["policy_lr"] == TRUE_BPTT_POLICY_LR["normalized"] == 3e-3
+    assert Config(method="true_bptt", parameterisation="paper").policy_lr_value == 1e-4
     assert Config(parameterisation="paper").numeric()["policy_lr"] == POLICY_LR["paper"] == 1e-4
     assert Config(parameterisation="paper", policy_lr=3e-4).numeric()["policy_lr"] == 3e-4
     assert Config(method="online_dt").numeric()["policy_lr"] == 1e-4  # the baselines keep the paper's
@@ -149,3 +151,14 @@ def test_raw_model_scaling_trains_the_model_on_raw_states():
     loss_raw = raw.model.loss(state.model_params, obs[..., :-1], acts, jnp.ones(acts.shape[:2]))
     _, got = jax.jit(raw._model_update)(state, jax.random.PRNGKey(5))
     np.testing.assert_allclose(got, loss_raw, rtol=1e-5)
+
+
+def test_transformer_awm_has_the_papers_embedding_and_position_init():
+    """By default the token embeddings go straight into the stream (no shared Dense) and the position
+    table starts with std 0.1, like the paper's; token_mixer=True adds the shared Dense back."""
+    cfg = Config(method="awm_transformer", **{**SMALL, "width": 48, "heads": 3})
+    body = make_train(cfg).model.init(KEY)["params"]["body"]
+    assert "embed" not in body
+    assert 0.08 < float(np.std(body["pos"])) < 0.12  # 11 x 48 draws of N(0, 0.1)
+    mixed = make_train(dataclasses.replace(cfg, token_mixer=True, position_std=0.02)).model.init(KEY)["params"]["body"]
+    assert "embed" in mixed and 0.015 < float(np.std(mixed["pos"])) < 0.025

@@ -43,7 +43,7 @@ class CausalTransformer(nn.Module):
     heads: int = 3
     max_len: int = 101
     mlp_ratio: int = 4
-    pos_std: float = 0.02  # std of the position table's normal init (GPT-2's 0.02)
+    pos_std: float = 0.02  # std of the position table's normal init (GPT-2's 0.02; the world models pass 0.1)
     embed_input: bool = True  # a Dense from the inputs to the width (False: inputs are already width-sized)
 
     def setup(self):

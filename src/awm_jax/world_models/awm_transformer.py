@@ -1,8 +1,8 @@
 """Transformer Actions World Model: s^_t = g(s_0, a_0, ..., a_{t-1}) with a causal transformer.
 
-Token 0 embeds s_0 and token t (t >= 1) embeds a_{t-1} (separate linear embeddings, by default
-followed by a shared Dense, `token_mixer`; the paper's model has none; then a width-`width` stream with
-a learned position table); the feature at position t decodes, through an
+Token 0 embeds s_0 and token t (t >= 1) embeds a_{t-1} (separate linear embeddings straight into the
+width-`width` stream, as the paper's; `token_mixer=True` adds a shared Dense after them; then a learned
+position table, init std `position_std`, 0.1 like the paper's lecun-uniform table); the feature at position t decodes, through an
 MLP, to the absolute state s^_t. Predictions never become inputs, so the gradient from s^_t to a_k
 stays inside the network. Imagination runs one token per step with a key/value cache.
 """
@@ -26,8 +26,8 @@ class TransformerAWMNet(nn.Module):
     heads: int = 3
     max_len: int = 101
     decoder: tuple = (64, 64)
-    position_std: float = 0.02
-    token_mixer: bool = True
+    position_std: float = 0.1
+    token_mixer: bool = False
 
     def setup(self):
         self.embed_s = nn.Dense(self.width)
@@ -54,7 +54,7 @@ class TransformerAWMNet(nn.Module):
 class TransformerAWM(TransformerWorldModel):
     feeds_back_predictions = False
     parallel_predict = True
-    token_mixer: bool = True  # a shared Dense after the per-type token embeddings (the paper's has none)
+    token_mixer: bool = False  # a shared Dense after the per-type token embeddings (the paper's has none)
 
     @property
     def net(self):

@@ -84,7 +84,7 @@ class TransformerWorldModel(WorldModel):
     layers: int = 2
     heads: int = 3
     decoder: tuple = (64, 64)
-    position_std: float = 0.02  # position table init std (GPT-2's; the paper's lecun-uniform table: ~0.1)
+    position_std: float = 0.1  # position table init std (the paper's lecun-uniform table: ~0.1; GPT-2's 0.02)
 
     def empty_cache(self, positions: int, dtype):
         """Key/value cache [layers, 2, positions, heads, head_dim] of zeros."""

@@ -24,7 +24,7 @@ class TransformerHWMNet(nn.Module):
     heads: int = 3
     max_len: int = 100
     decoder: tuple = (64, 64)
-    position_std: float = 0.02
+    position_std: float = 0.1
 
     def setup(self):
         self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len, pos_std=self.position_std)
