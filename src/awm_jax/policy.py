@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from awm_jax.config import PARAMETERISATIONS
 from awm_jax.networks import ACTIVATIONS, MLP
 from awm_jax.spaces import Normalizer, policy_input
 
-PARAMETERISATIONS = ("normalized", "paper")
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 _MID, _HALF = (LOG_STD_MAX + LOG_STD_MIN) / 2, (LOG_STD_MAX - LOG_STD_MIN) / 2
 _OFFSET = float(np.arctanh(-_MID / _HALF))  # a zero network output means log_std = 0 (std 1)
