@@ -233,7 +233,7 @@ class Agent:
     params:  the policy's parameters, no seed axis
     norm:    the run's state normaliser (mean, std: [n], n = obs_size - 1)
     policy:  the Policy network description (static)
-    horizon: the training horizon; the policy sees t / horizon (static)
+    horizon: the training horizon (static); the "normalized" policy sees t / horizon, the "paper" one t
     """
 
     params: Any

@@ -6,7 +6,8 @@
 - `Normalizer` holds a per-dimension shift and scale for model states (from data, e.g. the warm-up
   episodes, or the identity). World models and the policy work on normalised model states; rewards
   are always computed on raw observations.
-- The policy input is [normalised model state, t / horizon].
+- The "normalized" policy's input is [normalised model state, t / horizon] (`policy_input`); the
+  "paper" policy reads the raw observation (`awm_jax.policy.Policy.features`).
 """
 
 from __future__ import annotations
