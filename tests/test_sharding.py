@@ -9,7 +9,7 @@ mean computed in a program of its own agrees; even a 2-seed block of the sharded
 a 2-seed one-device run. No XLA CPU flag of this jaxlib removed it (tried: YNNPACK and XNNPACK fusions
 off, fusion emitters off, 128-bit vectors, max ISA SSE4.2, platform-dependent math off). Training
 then carries such differences along (about 2e-6 on the eval return after two periods at policy lr
-1e-4; the default normalized rate, 30x larger, amplifies them to ~3e-4, so these runs pin 1e-4).
+1e-4; the default normalized rate, 3e-3 when measured, amplified them to ~3e-4, so these runs pin 1e-4).
 Single-seed and vmapped runs differ the same way.
 """
 

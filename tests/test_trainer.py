@@ -112,7 +112,7 @@ def test_non_finite_updates_are_skipped_for_that_seed_only():
     """A seed whose policy loss is NaN (injected through its entropy coefficient) skips every policy
     update and counts them; its world model still trains, and the other seeds are untouched."""
     # policy_lr 1e-4: the 3- and 2-seed programs round differently (XLA CPU is not batch-invariant, see
-    # test_sharding.py), and the default normalized rate, 30x larger, amplifies that to ~2e-4 relative
+    # test_sharding.py), and the default normalized rate (3e-3 when this was measured; 1e-3 now) amplifies that to ~2e-4 relative
     # within three periods; this test is about isolating the NaN seed, not about that amplification
     cfg = Config(method="awm_lstm", **{**SMALL, "policy_lr": 1e-4})
     trainer = make_train(cfg)
