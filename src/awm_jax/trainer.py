@@ -88,13 +88,18 @@ def _guarded_apply(loss, grads, params, opt_state, updates, new_opt_state):
     return pick(new_params, params), pick(new_opt_state, opt_state), (~ok).astype(jnp.int32)
 
 
+def _fit_rows(replay: Replay, mask) -> Normalizer:
+    """Mean and std of the model states in the replay rows where mask [E, H + 1] is set (the identity
+    where none is)."""
+    fitted = Normalizer.from_data(replay.obs[..., :-1], mask)
+    ident = Normalizer.identity(fitted.mean.shape[0])
+    return jax.tree.map(lambda a, b: jnp.where(mask.any(), a, b), fitted, ident)
+
+
 def fit_normalizer(replay: Replay) -> Normalizer:
     """Per-dimension mean and std of the model states of the completed episodes in `replay` (the
     identity while there are none)."""
-    mask = jnp.broadcast_to(replay.completed()[:, None], replay.obs.shape[:2])
-    fitted = Normalizer.from_data(replay.obs[..., :-1], mask)
-    ident = Normalizer.identity(fitted.mean.shape[0])
-    return jax.tree.map(lambda a, b: jnp.where(replay.count > 0, a, b), fitted, ident)
+    return _fit_rows(replay, jnp.broadcast_to(replay.completed()[:, None], replay.obs.shape[:2]))
 
 
 def running_normalizer(replay: Replay, t) -> Normalizer:
@@ -103,10 +108,7 @@ def running_normalizer(replay: Replay, t) -> Normalizer:
     warm-up policy sees states through it, so z-scores stay bounded before the run's normaliser exists."""
     rows = jnp.arange(replay.obs.shape[1])
     current = (jnp.arange(replay.capacity) == replay.ep)[:, None] & (rows <= t)[None, :] & (t > 0)
-    mask = replay.completed()[:, None] | current
-    fitted = Normalizer.from_data(replay.obs[..., :-1], mask)
-    ident = Normalizer.identity(fitted.mean.shape[0])
-    return jax.tree.map(lambda a, b: jnp.where(mask.any(), a, b), fitted, ident)
+    return _fit_rows(replay, replay.completed()[:, None] | current)
 
 
 def evaluation_period(state, block, blocks: int, evaluate):
