@@ -162,3 +162,36 @@ def test_transformer_awm_has_the_papers_embedding_and_position_init():
     assert 0.08 < float(np.std(body["pos"])) < 0.12  # 11 x 48 draws of N(0, 0.1)
     mixed = make_train(dataclasses.replace(cfg, token_mixer=True, position_std=0.02)).model.init(KEY)["params"]["body"]
     assert "embed" in mixed and 0.015 < float(np.std(mixed["pos"])) < 0.025
+
+
+def test_model_learning_rate_decays_on_a_cosine_to_its_final_fraction():
+    """model_lr_decay=0.1: update k of N uses model_lr x (0.1 + 0.9 x (1 + cos(pi k / (N - 1))) / 2), so the
+    last update uses 0.1 x model_lr; an update moves the parameters exactly as plain Adam at that rate."""
+    import optax
+
+    cfg = Config(method="markov_mlp", model_lr_decay=0.1, model_pretrain_updates=3, **SMALL)
+    trainer = make_train(cfg)
+    N, lr0 = cfg.model_updates, cfg.model_lr
+    assert N == 3 + cfg.blocks * cfg.policy_every // cfg.model_every
+    expect = lambda k: lr0 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * k / (N - 1))))
+    state = jax.jit(trainer.init)(KEY)
+    assert int(state.model_opt.count) == 3
+    np.testing.assert_allclose(state.model_opt.hyperparams["learning_rate"], expect(2), rtol=1e-6)
+    run = jax.jit(trainer.run_chunk, static_argnums=1)
+    mid, _ = run(state, cfg.periods // 2)
+    k = int(mid.model_opt.count)
+    assert 0.3 < expect(k) / lr0 < 0.8  # well inside the decay
+    # one more update, against optax.adam at the expected rate from the same moments
+    obs, acts, _ = mid.replay.sample(jax.random.PRNGKey(7), cfg.model_batch)
+    s = trainer.model_norm(mid).norm(obs[..., :-1])
+    g = jax.grad(trainer.model.loss)(mid.model_params, s, acts, jnp.ones(acts.shape[:2]))
+    upd, _ = optax.adam(expect(k)).update(g, mid.model_opt.inner_state, mid.model_params)
+    after, _ = jax.jit(trainer._model_update)(mid, jax.random.PRNGKey(7))
+    for p1, p0, u in zip(*(jax.tree.leaves(t) for t in (after.model_params, mid.model_params, upd))):
+        np.testing.assert_allclose(p1 - p0, u, rtol=2e-3, atol=2e-8)
+    final, _ = run(mid, cfg.periods - cfg.periods // 2)
+    assert int(final.model_opt.count) == N
+    np.testing.assert_allclose(final.model_opt.hyperparams["learning_rate"], 0.1 * lr0, rtol=1e-6)
+    # the default keeps the paper's constant rate
+    const = jax.jit(make_train(dataclasses.replace(cfg, model_lr_decay=1.0)).init)(KEY)
+    np.testing.assert_allclose(const.model_opt.hyperparams["learning_rate"], lr0, rtol=1e-7)

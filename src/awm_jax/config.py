@@ -54,6 +54,7 @@ class Config:
     imagined_rollouts: int = 16  # imagined rollouts (start states) per policy update
     replay_episodes: int | None = None  # replay size in episodes; None: every episode of the run
     model_lr: float = 1e-3  # Adam learning rate of the world model
+    model_lr_decay: float = 1.0  # the world model's learning rate at its last update as a fraction of model_lr, cosine in between; 1.0: constant (the paper)
     policy_lr: float | None = None  # Adam learning rate of the policy; None: the parameterisation's (normalized: 1e-3 through world models, 3e-3 true_bptt; paper: 1e-4)
     critic_lr: float = 3e-4  # Adam learning rate of the critic (markov_svg)
     entropy: float = 0.1  # entropy bonus: alpha times the mean over steps of the per-step entropy (the paper's 0.1)
@@ -126,6 +127,11 @@ class Config:
         return per * math.ceil((self.total_steps - self.warmup_steps) / (self.policy_every * per))
 
     @property
+    def model_updates(self) -> int:
+        """World-model updates in a whole run: the pre-training ones, then policy_every / model_every per block."""
+        return self.model_pretrain_updates + self.blocks * (self.policy_every // self.model_every)
+
+    @property
     def blocks_per_eval(self) -> int:
         return max(1, round(self.eval_every / self.policy_every))
 
@@ -170,6 +176,8 @@ class Config:
         if isinstance(self.model_pretrain_updates, bool) or not isinstance(self.model_pretrain_updates, int) \
                 or self.model_pretrain_updates < 0:
             raise ValueError(f"model_pretrain_updates must be a non-negative integer, got {self.model_pretrain_updates!r}")
+        if not 0 <= self.model_lr_decay <= 1:
+            raise ValueError(f"model_lr_decay must be in [0, 1], got {self.model_lr_decay}")
         for name in ("model_lr", "policy_lr_value", "critic_lr", "grad_clip", "position_std"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.removesuffix('_value')} must be > 0, got {getattr(self, name)}")

@@ -7,7 +7,9 @@ Schedule (static: nested scans of fixed length, no branch on a traced value):
     init(key):  parameters, optimisers, empty replay, then `warmup_steps` env steps acted by the
                 initial stochastic policy (the paper; `warmup_policy="uniform"`: uniformly random
                 actions); the warm-up data fixes the state normaliser for the whole run; then
-                `model_pretrain_updates` world-model updates (0 by default)
+                `model_pretrain_updates` world-model updates (0 by default). The world model's
+                learning rate is constant (the paper) or, with `model_lr_decay` < 1, follows a cosine
+                over all its updates down to that fraction of `model_lr`
     run_chunk(state, periods): `periods` x evaluation period =
         blocks_per_eval x block = [policy_every env steps with the current (stochastic) policy,
                                    policy_every / model_every world-model updates on replayed episodes,
@@ -73,6 +75,13 @@ def _adam(clip: bool = False):
         return optax.inject_hyperparams(
             lambda learning_rate, grad_clip: optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(learning_rate)))
     return optax.inject_hyperparams(lambda learning_rate: optax.adam(learning_rate))
+
+
+def model_lr_factor(count, total: int, final: float) -> jax.Array:
+    """The world model's learning rate at update `count` (0-based) of `total`, as a fraction of model_lr:
+    cosine from 1 to `final` at the last update."""
+    frac = jnp.clip(count / max(total - 1, 1), 0.0, 1.0)
+    return final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
 
 
 def _finite(tree) -> jax.Array:
@@ -221,8 +230,12 @@ class Trainer:
         s = self.model_norm(state).norm(obs[..., :-1])
         mask = jnp.ones(acts.shape[:2], s.dtype)
         loss, g = jax.value_and_grad(self.model.loss)(state.model_params, s, acts, mask)
+        opt = state.model_opt
+        if self.config.model_lr_decay != 1.0:  # the rate Adam uses lives in the optimiser state
+            lr = state.hparams["model_lr"] * model_lr_factor(opt.count, self.config.model_updates, self.config.model_lr_decay)
+            opt = opt._replace(hyperparams={**opt.hyperparams, "learning_rate": lr})
         tx = _adam()(learning_rate=state.hparams["model_lr"])
-        upd, opt = tx.update(g, state.model_opt, state.model_params)
+        upd, opt = tx.update(g, opt, state.model_params)
         params, opt, skipped = _guarded_apply(loss, g, state.model_params, state.model_opt, upd, opt)
         return state.replace(model_params=params, model_opt=opt,
                              skipped_updates=state.skipped_updates + skipped), loss
