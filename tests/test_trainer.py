@@ -159,3 +159,31 @@ def test_cli_run_writes_outputs(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["method"] == "markov_mlp"
     assert "final eval return" in (tmp_path / "summary.txt").read_text()
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_chunk_size_divides_the_periods_so_one_program_serves_every_chunk():
+    from awm_jax.run import chunk_size
+
+    for periods in range(1, 60):
+        for requested in range(1, 12):
+            c = chunk_size(periods, requested)
+            assert periods % c == 0 and 1 <= c <= min(requested, periods)
+            assert not any(periods % d == 0 for d in range(c + 1, min(requested, periods) + 1))
+    assert (chunk_size(55, 8), chunk_size(55, 11), chunk_size(53, 8), chunk_size(3, 8)) == (5, 11, 1, 3)
+
+
+def test_run_compiles_one_chunk_program_and_matches_one_call(monkeypatch):
+    """3 periods asked in chunks of 2: chunks of 1 (the largest divisor), one compiled chunk program
+    besides init, and the same metrics as the whole run in one call."""
+    from awm_jax.sharding import SeedSharding
+
+    cfg = Config(method="markov_mlp", seeds=2, **SMALL)
+    assert cfg.periods == 3
+    compiled = []
+    orig = SeedSharding.compile
+    monkeypatch.setattr(SeedSharding, "compile", lambda self, fn, *a: compiled.append(fn) or orig(self, fn, *a))
+    _, metrics = run_training(cfg, chunk_periods=2, verbose=False)
+    assert len(compiled) == 2  # init, then one chunk program
+    _, whole = jax.jit(jax.vmap(make_train(cfg)))(jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds))
+    for k in whole:
+        np.testing.assert_array_equal(metrics[k], np.asarray(whole[k]), err_msg=k)

@@ -24,6 +24,12 @@ def seed_keys(config: Config):
     return jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
 
 
+def chunk_size(periods: int, requested: int) -> int:
+    """The chunk length actually run: the largest divisor of `periods` up to `requested`, so that every
+    chunk is the same compiled program (a remainder would need a second whole-loop program)."""
+    return max(d for d in range(1, min(requested, periods) + 1) if periods % d == 0)
+
+
 def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_every: int = 0, keep: int = 2,
                  resume: bool = False, shard: bool = True, verbose: bool = True, hparams: dict | None = None,
                  keys=None, write_outputs: bool = True, overwrite: bool = False):
@@ -32,6 +38,8 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
     out: run folder (config.json, metrics, plot, summary, final_state/, COMPLETE; checkpoints/ when
         checkpointing). It is locked while the run writes it (a second writer is refused) and gets its
         COMPLETE marker last; see `awm_jax.run_folder`.
+    chunk_periods: evaluation periods per compiled call, at most (see `chunk_size`: the largest divisor
+        of the run's periods up to it, so one program serves every chunk).
     checkpoint_every: save every that many chunks (and at the end); 0 saves nothing.
     resume: continue the unfinished run in `out` from its newest intact checkpoint (from the start if
         it has none; refused if its config differs); on a finished run, return its saved results.
@@ -120,14 +128,10 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
     hp = {} if hparams is None else {k: np.asarray(v, np.float32) for k, v in hparams.items()}
     sharding = SeedSharding.create(len(keys)) if shard else SeedSharding.single(len(keys))
     keys, hp = sharding.pad(keys), {k: sharding.pad(v) for k, v in hp.items()}
-    chunk = min(chunk_periods, config.periods)
-    rest = config.periods % chunk
 
     t0 = time.time()
     init = sharding.compile(jax.vmap(lambda k, h: trainer.init(k, h)), keys, hp)
     state = init(keys, sharding.put(hp))
-    step = sharding.compile(jax.vmap(lambda s: trainer.run_chunk(s, chunk)), state)
-    tail = sharding.compile(jax.vmap(lambda s: trainer.run_chunk(s, rest)), state) if rest else None
     compile_s = time.time() - t0
     shapes = jax.eval_shape(jax.vmap(lambda s: trainer.run_chunk(s, 1)), state)[1]
     S, P = len(keys), config.periods
@@ -142,17 +146,21 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
                 state = sharding.put(state)
                 metrics = {k: np.asarray(v) for k, v in metrics.items()}
                 log(f"[awm-jax] resumed {out} after {done}/{P} evaluation periods")
+        # one program for every chunk (a resumed run sizes its chunks to the periods left)
+        chunk = chunk_size(P - done, chunk_periods) if done < P else 0
+        t0 = time.time()
+        step = sharding.compile(jax.vmap(lambda s: trainer.run_chunk(s, chunk)), state) if chunk else None
+        compile_s += time.time() - t0
         M = sharding.seeds
         log(f"[awm-jax] {config.task} / {config.method}, {M} seeds on {sharding.describe()}, "
-            f"{config.env_steps} env steps: compiled in {compile_s:.1f}s")
+            f"{config.env_steps} env steps in chunks of {chunk} evaluation periods: compiled in {compile_s:.1f}s")
         t1 = time.time()
         chunks = 0
         while done < P:
-            fn, n = (step, chunk) if P - done >= chunk else (tail, rest)
-            state, m = fn(state)
+            state, m = step(state)
             for k, v in sharding.gather(m).items():
-                metrics[k][:, done:done + n] = v
-            done += n
+                metrics[k][:, done:done + chunk] = v
+            done += chunk
             chunks += 1
             ret = metrics["eval/return"][:M, done - 1]
             skipped = int(metrics["skipped_updates"][:M, done - 1].sum())
