@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from awm_jax.committed import GROUP_FILES, Setting, committed, run_groups
+from awm_jax.committed import (COMPILE_SECONDS, GROUP_FILES, SECONDS_PER_SEED_KSTEP, Setting, committed, estimate,
+                               run_groups)
 from awm_jax.config import Config
 from awm_jax.results import write_run
 
@@ -172,7 +173,7 @@ def test_committed_groups_are_skipped_exactly(tmp_path, capsys):
     assert "4/4 groups already committed" in capsys.readouterr().out
     # a copy without its COMPLETE marker does not count: trained again, the partial copy moved aside
     (data / "timber_harvest-true_bptt" / "COMPLETE").unlink()
-    run_groups(s, TASKS, METHODS, out, data, train=fake, overwrite=True)
+    run_groups(s, TASKS, METHODS, out, data, train=fake)
     assert fake.calls[4:] == [("timber_harvest", "true_bptt", None)]
     assert committed(data, dataclasses.replace(BASE, task="timber_harvest", method="true_bptt"))
     assert len(list(data.glob("timber_harvest-true_bptt.old-*"))) == 1
@@ -180,6 +181,22 @@ def test_committed_groups_are_skipped_exactly(tmp_path, capsys):
     with pytest.raises(ValueError, match="seeds: saved 2, now 3"):
         run_groups([Setting(dataclasses.replace(BASE, seeds=3))], TASKS, METHODS, out, data, train=fake)
     assert len(fake.calls) == 5
+
+
+def test_estimate_uses_the_table_then_the_measured_groups():
+    cfg = Config(method="awm_transformer", seeds=4)  # the paper schedule
+    k = 4 * cfg.env_steps / 1000  # seed-ksteps
+    rate = SECONDS_PER_SEED_KSTEP
+    assert estimate(cfg, {}) == pytest.approx(COMPILE_SECONDS + rate["awm_transformer"] * k)
+    assert estimate(dataclasses.replace(cfg, horizon=400), {}) == pytest.approx(
+        COMPILE_SECONDS + rate["awm_transformer"] * k * 4)  # BPO updates cost in proportion to H
+    assert estimate(dataclasses.replace(cfg, method="sac", horizon=400), {}) == pytest.approx(
+        COMPILE_SECONDS + rate["sac"] * k)  # the model-free baselines' do not
+    measured = {("awm_transformer", None): (300.0, k / 2)}  # half the seeds took 300 s
+    assert estimate(cfg, measured) == pytest.approx(600.0)
+    factor = 300.0 / (COMPILE_SECONDS + rate["awm_transformer"] * k / 2)
+    assert estimate(dataclasses.replace(cfg, method="true_bptt"), measured) == pytest.approx(
+        (COMPILE_SECONDS + rate["true_bptt"] * k) * factor)
 
 
 def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch):

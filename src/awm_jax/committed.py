@@ -32,15 +32,16 @@ from awm_jax.config import BPO_METHODS, Config
 GROUP_FILES = ("config.json", "metrics.json", "metrics.csv", "summary.txt")
 TMP = ".tmp-"  # prefix of a group copy not yet renamed into place
 
-# Rough wall seconds per seed per 1,000 env steps at H = 100 on the 2-core CPU (4 vmapped seeds, compile
-# included), for the first estimate only: once a group of a method finishes, this run's measured rate
-# takes over, and the others are scaled by how far the measured groups were off. Measured in the
+# Rough wall seconds per seed per 1,000 env steps at H = 100 on the 2-core CPU (4 vmapped seeds), plus
+# COMPILE_SECONDS a group, for the first estimate only: once a group of a method finishes, this run's
+# measured time takes over, and the others are scaled by how far the measured groups were off. From the
 # learn-like-paper runs (whole groups of 4 seeds x 5,020 steps): awm_transformer ~480 s, hwm_transformer
 # ~400 s, awm_lstm ~140 s, markov_mlp ~40 s, true_bptt ~10 s; sac from the shortened benchmark (2 seeds x
 # 2,000 steps, 90 s a group); awm_rnn/awm_gru as awm_lstm, markov_svg, ppo, td3 and online_dt guessed.
 SECONDS_PER_SEED_KSTEP = dict(awm_transformer=24.0, hwm_transformer=20.0, awm_rnn=7.0, awm_gru=7.0, awm_lstm=7.0,
                               markov_mlp=2.0, markov_svg=3.0, true_bptt=0.5, sac=22.0, ppo=5.0, td3=20.0,
                               online_dt=20.0)
+COMPILE_SECONDS = 20.0  # compiling a group's program: 6-40 s on the 2-core CPU
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,18 +119,21 @@ def references(base: Config, tasks, data, verbose: bool = True) -> dict:
 
 
 def estimate(cfg: Config, measured: dict) -> float:
-    """Expected wall seconds of the group `cfg`: `measured` {(method, horizon): seconds per seed-kstep}
-    of this run's finished groups when it has the same method and horizon, else the table's rate
-    (scaled by the horizon for the BPO methods, whose updates cost in proportion to it) times the mean
-    ratio of measured to tabled rates so far."""
-    seed_ksteps = cfg.seeds * cfg.env_steps / 1000
+    """Expected wall seconds of the group `cfg`. `measured` is {(method, horizon): (seconds, seed-ksteps)}
+    of the groups this run trained from the start: a group of the same method and horizon is scaled by
+    its seed-ksteps; otherwise the table's estimate (its rate scaled by the horizon for the BPO methods,
+    whose updates cost in proportion to it, plus the compile) times the ratio of the measured groups'
+    total time to their tabled total."""
+    ksteps = cfg.seeds * cfg.env_steps / 1000
     key = (cfg.method, cfg.horizon)
     if key in measured:
-        return measured[key] * seed_ksteps
-    table = lambda method, horizon: SECONDS_PER_SEED_KSTEP.get(method, 20.0) * (
+        seconds, k = measured[key]
+        return seconds * ksteps / k
+    table = lambda method, horizon, k: COMPILE_SECONDS + SECONDS_PER_SEED_KSTEP.get(method, 20.0) * k * (
         (horizon or 100) / 100 if method in BPO_METHODS else 1.0)
-    ratios = [rate / table(*k) for k, rate in measured.items()]
-    return table(*key) * seed_ksteps * (sum(ratios) / len(ratios) if ratios else 1.0)
+    factor = (sum(s for s, _ in measured.values()) / sum(table(*g, k) for g, (_, k) in measured.items())
+              if measured else 1.0)
+    return table(*key, ksteps) * factor
 
 
 def _hms(seconds: float) -> str:
@@ -168,11 +172,12 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
         measured, t_start = {}, time.time()
         for i, (s, cfg) in enumerate(todo):
             run_dir = Path(out) / "runs" / s.folder / group_name(cfg.task, cfg.method)
-            t0 = time.time()
+            t0, fresh = time.time(), overwrite or not run_dir.exists()  # a resumed run does not measure a rate
             train(cfg, out=run_dir, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume,
                   overwrite=overwrite, verbose=verbose)
             dest = commit_group(run_dir, data / s.folder, log=log)
-            measured[(cfg.method, cfg.horizon)] = (time.time() - t0) / (cfg.seeds * cfg.env_steps / 1000)
+            if fresh:
+                measured[(cfg.method, cfg.horizon)] = (time.time() - t0, cfg.seeds * cfg.env_steps / 1000)
             left = sum(estimate(c, measured) for _, c in todo[i + 1:])
             log(f"[data] committed {dest} ({time.time() - t0:.0f}s); {i + 1}/{len(todo)} groups done in "
                 f"{_hms(time.time() - t_start)}, {len(todo) - i - 1} left, about {_hms(left)}")

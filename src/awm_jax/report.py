@@ -1,9 +1,10 @@
 """Scores, tables and figures of an experiment kept as data (`awm_jax.committed`), from its data folder
 alone: nothing is trained and no reference is recomputed.
 
-    scores.csv       one row per (setting,) task, method and seed: task, method, seed, the setting's
-                     columns (horizon; distractor_dims, state_noise), total_steps (configured),
-                     env_steps (taken by the final evaluation), final_return, score
+    scores.csv       one row per (setting,) task, method and seed: task, method, seed (the index in the
+                     group: key `seed` of split(PRNGKey(config.seed), seeds)), the setting's columns
+                     (horizon; distractor_dims, state_noise), total_steps (configured), env_steps
+                     (taken by the final evaluation), final_return, score
     aggregate.csv    per setting and method: tasks, seeds, IQM and mean score over tasks x seeds with
                      stratified-bootstrap 95% CIs (rliable; `benchmark.aggregate`)
     improvement.csv  per setting and method: rliable's probability that `reference` (awm_transformer)
