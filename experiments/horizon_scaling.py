@@ -77,7 +77,8 @@ def plot_scaling(res: dict, tasks, methods, horizons, path) -> None:
         ax.set_xlabel("horizon H (fixed dt)")
         ax.set_title(title)
     axes[0].set_ylabel("normalised final return")
-    axes[0].legend(fontsize=7)
+    if res["aggregate"]:
+        axes[0].legend(fontsize=7)
     save_figure(fig, path)
 
 

@@ -210,6 +210,8 @@ def run_experiment(ap, args, settings, tasks, methods) -> Path:
     if args.data_only and not (args.data or args.out):
         ap.error("--data-only needs --data (the data folder)")
     data = Path(args.data or args.out)
+    if args.data_only and not data.is_dir():
+        ap.error(f"--data {data} is not a folder")
     if not args.data_only:
         run_groups(settings, tasks, methods, args.out, data, resume=args.resume, overwrite=args.overwrite,
                    chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every)
