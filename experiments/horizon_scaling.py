@@ -1,61 +1,85 @@
-"""Horizon scaling (paper claim: transformer AWMs degrade least as the horizon grows): the benchmark's
-methods at H in {100, 200, 400, 800} with dt fixed at T/100 (so a longer horizon is a longer problem,
-not a finer one), final normalised return vs H. References (random, best) are recomputed per H.
+"""Horizon scaling (paper claim: transformer AWMs degrade least as the horizon grows): the methods at
+H in {100, 200, 400, 800} with dt fixed at T/100 (so a longer horizon is a longer problem, not a finer
+one), normalised final return vs H, kept as data like the benchmark (experiments/myriad_benchmark.py).
 
-    python experiments/horizon_scaling.py --out runs/horizon [--horizons 100,200,400,800] [--tasks ...]
+    python experiments/horizon_scaling.py --out runs/horizon --data docs/data/horizon_scaling \\
+        [--horizons 100,200,400,800] [--tasks ...] [--methods ...] [--seeds 3] [--resume]
+    python experiments/horizon_scaling.py --data-only --data docs/data/horizon_scaling
     python experiments/horizon_scaling.py --out /tmp/h --quick      # minutes: H in {10, 20, 40}
 
-Writes: H{h}/ (a benchmark folder per horizon: references, runs, scores), scaling.csv/.md (method,
-H, IQM and mean normalised score with 95% CIs over tasks x seeds), scaling.png, config.json.
+One setting per horizon: DATA/H{h}/ holds its references.json (random and best recomputed per H) and
+its committed (task, method) groups; run folders are OUT/runs/H{h}/{task}-{method}/. Writes to DATA:
+scores.csv (one row per horizon, task, method and seed, with a horizon column), aggregate.csv (IQM and
+mean per method and H with 95% CIs over tasks x seeds), improvement.csv, per_task.csv, tables.md and
+scaling.png (IQM vs H, and per task the mean +- std score vs H).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
-from awm_jax.benchmark import add_arguments, base_config, run_settings, write_rows
+from awm_jax.benchmark import add_arguments, base_config, run_experiment
+from awm_jax.committed import Setting
+from awm_jax.report import write_report
 from awm_jax.results import new_figure, save_figure
 from awm_jax.sweep import parse_list
 
-TASKS = "cancer_treatment,timber_harvest,mould_fungicide"
-METHODS_ = "awm_transformer,awm_rnn,hwm_transformer,markov_mlp,true_bptt,sac"
+TASKS = "cancer_treatment,timber_harvest"  # timber_harvest: its open-loop optimum is far above the best constant
+METHODS_ = "awm_transformer,hwm_transformer,awm_lstm,markov_mlp,true_bptt,sac"
+HORIZONS = "100,200,400,800"
+DATA = "docs/data/horizon_scaling"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap, TASKS, METHODS_, seeds=4)
-    ap.add_argument("--horizons", default="100,200,400,800")
+    add_arguments(ap, TASKS, METHODS_, seeds=3, data=DATA)
+    ap.add_argument("--horizons", default=HORIZONS)
     args = ap.parse_args(argv)
-    horizons = parse_list(args.horizons, int)
     if args.quick:
-        horizons = horizons if args.horizons != "100,200,400,800" else (10, 20, 40)
+        args.horizons = args.horizons if args.horizons != HORIZONS else "10,20,40"
         args.tasks = "cancer_treatment" if args.tasks == TASKS else args.tasks
         args.methods = "awm_transformer,true_bptt" if args.methods == METHODS_ else args.methods
         args.seeds = min(args.seeds, 2)
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
     base = base_config(args)
     # the warm-up must hold at least one whole episode
-    bases = {H: dataclasses.replace(base, horizon=H, fixed_dt=True, warmup_steps=max(base.warmup_steps, H))
-             for H in horizons}
-    out = Path(args.out)
-    rows = run_settings(bases, tasks, methods, out, "H", args=vars(args), resume=args.resume)
-    print(write_rows(out, "scaling", rows))
-    fig, ax = new_figure()
-    for m in methods:
-        r = [x for x in rows if x["method"] == m]
-        Hs = [x["H"] for x in r]
-        ax.plot(Hs, [x["iqm"] for x in r], marker="o", label=m)
-        ax.fill_between(Hs, [x["iqm_lo"] for x in r], [x["iqm_hi"] for x in r], alpha=0.15)
-    ax.set_xscale("log")
-    ax.set_xticks(list(horizons), [str(h) for h in horizons])
-    ax.axhline(0, color="k", lw=0.5)
-    ax.axhline(1, color="k", lw=0.5, ls="--")
-    ax.set_xlabel("horizon H (fixed dt)")
-    ax.set_ylabel("normalised final return (IQM, 95% CI)")
-    ax.legend(fontsize=7)
-    save_figure(fig, out / "scaling.png")
+    settings = [Setting(dataclasses.replace(base, horizon=H, fixed_dt=True, warmup_steps=max(base.warmup_steps, H)),
+                        folder=f"H{H}", columns=(("horizon", H),)) for H in parse_list(args.horizons, int)]
+    data = run_experiment(ap, args, settings, tasks, methods)
+    res = write_report(data, settings, tasks, methods, "Horizon scaling",
+                       f"python experiments/horizon_scaling.py --data-only --data {data} --horizons {args.horizons}",
+                       reps=args.reps)
+    plot_scaling(res, tasks, methods, [s.columns[0][1] for s in settings], data / "scaling.png")
+    print((data / "tables.md").read_text())
+
+
+def plot_scaling(res: dict, tasks, methods, horizons, path) -> None:
+    """IQM (95% CI) over tasks x seeds vs H, then per task the mean +- std score vs H, one line per method."""
+    fig, _ = new_figure(figsize=(4.5 * (1 + len(tasks)), 4))
+    fig.clear()
+    axes = fig.subplots(1, 1 + len(tasks), squeeze=False)[0]
+    panels = [("IQM over tasks x seeds (95% CI)", res["aggregate"], "iqm", "iqm_lo", "iqm_hi")]
+    panels += [(t, [dict(r, lo=r["score_mean"] - r["score_std"], hi=r["score_mean"] + r["score_std"])
+                    for r in res["per_task"] if r["task"] == t], "score_mean", "lo", "hi") for t in tasks]
+    for ax, (title, rows, mid, lo, hi) in zip(axes, panels):
+        for m in methods:
+            r = sorted((x for x in rows if x["method"] == m), key=lambda x: x["horizon"])
+            if r:
+                Hs = [x["horizon"] for x in r]
+                ax.plot(Hs, [x[mid] for x in r], marker="o", label=m)
+                ax.fill_between(Hs, [x[lo] for x in r], [x[hi] for x in r], alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xticks(list(horizons), [str(h) for h in horizons])
+        ax.minorticks_off()
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axhline(1, color="k", lw=0.5, ls="--")
+        ax.set_xlabel("horizon H (fixed dt)")
+        ax.set_title(title)
+    axes[0].set_ylabel("normalised final return")
+    if res["aggregate"]:
+        axes[0].legend(fontsize=7)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -1,90 +1,67 @@
-"""The Myriad benchmark (paper section 5, experiment 3): every method on eight tasks, normalised
-scores (random policy = 0, best reference = 1; see awm_jax/benchmark.py), per-task curves and an
-aggregate with interquartile mean and bootstrap confidence intervals (rliable).
+"""The Myriad benchmark (paper section 5, experiment 3): every method on eight tasks, kept as data.
 
-    python experiments/myriad_benchmark.py --out runs/benchmark [--seeds 4] [--methods ...] [--resume]
-    python experiments/myriad_benchmark.py --out /tmp/b --quick      # minutes: 2 tasks, 3 methods
-    python experiments/myriad_benchmark.py --out runs/all --combine runs/bpo,runs/baselines   # report together
+    python experiments/myriad_benchmark.py --out runs/bench --data docs/data/myriad_benchmark \\
+        [--tasks ...] [--methods ...] [--seeds 4] [--resume]       # train what the data folder lacks
+    python experiments/myriad_benchmark.py --data-only --data docs/data/myriad_benchmark   # report only
+    python experiments/myriad_benchmark.py --out /tmp/b --quick     # minutes: 2 tasks, 3 methods
 
-Writes: references.json (per-task random, best constant, trajectory-optimised and best returns),
-runs/ (one `awm-jax sweep` folder: per (task, method) run folders, summary, per-task raw curves),
-scores.csv/.md (per task and method: mean +- std of the normalised final return), aggregate.csv/.md
-and aggregate.png (IQM and mean over tasks x seeds with 95% CIs), curves_{task}.png (normalised
-return vs env steps), config.json (the exact settings).
+Trains one (task, method) group at a time, all its seeds in one vmapped program (run folder
+OUT/runs/{task}-{method}/, checkpointed every --checkpoint-every chunks), and as each finishes copies
+its config.json, metrics.json, metrics.csv and summary.txt into DATA/{task}-{method}/ (see
+awm_jax/committed.py). Groups already in DATA are skipped; what remains is printed with an estimate
+of its time. A killed run continues with the same command and --resume.
+
+Then (and with --data-only, from DATA alone) writes to DATA: scores.csv (one row per task, method and
+seed: total_steps, env_steps, final_return, score), aggregate.csv, improvement.csv, per_task.csv and
+tables.md (awm_jax/report.py), aggregate.png (IQM and mean over tasks x seeds with 95% CIs, and the
+probability that awm_transformer improves on each method) and curves_{task}.png (normalised return vs
+env steps, mean +- std). Scores: random policy 0, best reference 1, with the references computed once
+per task into DATA/references.json (awm_jax/benchmark.py). Missing groups are listed in tables.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from awm_jax.benchmark import (
-    BENCHMARK_TASKS,
-    add_arguments,
-    aggregate,
-    base_config,
-    collect,
-    combine,
-    plot_aggregate,
-    run_benchmark,
-    write_rows,
-)
+from awm_jax.benchmark import BENCHMARK_TASKS, add_arguments, base_config, plot_aggregate, run_experiment
+from awm_jax.committed import Setting
 from awm_jax.config import METHODS
-from awm_jax.results import atomic_write, new_figure, save_figure
+from awm_jax.report import REFERENCE, plot_curves, write_report
 from awm_jax.sweep import parse_list
 
 QUICK_TASKS, QUICK_METHODS = "cancer_treatment,timber_harvest", "awm_transformer,markov_mlp,true_bptt"
+DATA = "docs/data/myriad_benchmark"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap, ",".join(BENCHMARK_TASKS), ",".join(METHODS), seeds=4)
-    ap.add_argument("--combine", default="", help="comma-separated finished benchmark folders (same tasks, other "
-                                                  "methods) to report together in --out; trains nothing")
+    add_arguments(ap, ",".join(BENCHMARK_TASKS), ",".join(METHODS), seeds=4, data=DATA)
     args = ap.parse_args(argv)
-    if args.combine:
-        res = combine([collect(d) for d in parse_list(args.combine)])
-        atomic_write(Path(args.out) / "config.json", json.dumps(dict(args=vars(args), base=res["base"].to_dict()),
-                                                                indent=2))
-        return report(res, res["tasks"], res["methods"], Path(args.out))
     if args.quick:
         args.tasks = QUICK_TASKS if args.tasks == ",".join(BENCHMARK_TASKS) else args.tasks
         args.methods = QUICK_METHODS if args.methods == ",".join(METHODS) else args.methods
         args.seeds = min(args.seeds, 2)
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
-    base = base_config(args)
-    out = Path(args.out)
-    atomic_write(out / "config.json", json.dumps(dict(args=vars(args), base=base.to_dict()), indent=2))
-    res = run_benchmark(base, tasks, methods, out, resume=args.resume)
-    report(res, tasks, methods, out)
+    settings = [Setting(base_config(args))]
+    data = run_experiment(ap, args, settings, tasks, methods)
+    report(data, settings, tasks, methods, reps=args.reps)
 
 
-def report(res: dict, tasks, methods, out: Path) -> None:
-    scores = res["scores"]
-    rows = [dict(task=t, method=m, return_mean=float(res["returns"][m][:, j].mean()),
-                 return_std=float(res["returns"][m][:, j].std()), score_mean=float(scores[m][:, j].mean()),
-                 score_std=float(scores[m][:, j].std()))
-            for j, t in enumerate(tasks) for m in methods]
-    print(write_rows(out, "scores", rows))
-    agg = aggregate(scores)
-    rows = [dict(method=m, **agg[m]) for m in sorted(agg, key=lambda k: -agg[k]["iqm"])]
-    print(write_rows(out, "aggregate", rows))
-    plot_aggregate(agg, out / "aggregate.png", f"{len(tasks)} Myriad tasks x {scores[methods[0]].shape[0]} seeds")
-    for t in tasks:
-        fig, ax = new_figure()
-        for m in methods:
-            steps, norm = res["curves"][(t, m)]
-            mu, sd = norm.mean(0), norm.std(0)
-            ax.plot(steps, mu, label=m)
-            ax.fill_between(steps, mu - sd, mu + sd, alpha=0.15)
-        ax.axhline(0, color="k", lw=0.5)
-        ax.axhline(1, color="k", lw=0.5, ls="--")
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("normalised eval return (mean +- std)")
-        ax.set_title(t)
-        ax.legend(fontsize=7)
-        save_figure(fig, out / f"curves_{t}.png")
+def report(data: Path, settings, tasks, methods, reps: int = 2000) -> dict:
+    """scores.csv, the tables and the figures from the committed groups in `data`."""
+    res = write_report(data, settings, tasks, methods, "The Myriad benchmark",
+                       f"python experiments/myriad_benchmark.py --data-only --data {data}", reps=reps)
+    agg = {r["method"]: r for r in res["aggregate"]}
+    if agg:
+        n = max(r["tasks"] for r in agg.values())
+        seeds = "/".join(map(str, sorted({r["seeds"] for r in agg.values()})))
+        plot_aggregate(agg, data / "aggregate.png",
+                       f"Myriad benchmark: up to {n} of {len(tasks)} tasks x {seeds} seeds",
+                       improvement={r["method"]: r for r in res["improvement"]}, reference=REFERENCE)
+    plot_curves(res["curves"], "", tasks, methods, data)
+    print((data / "tables.md").read_text())
+    return res
 
 
 if __name__ == "__main__":

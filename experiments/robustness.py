@@ -1,61 +1,81 @@
 """Robustness (paper section 5, extras): extra N(0, 1) distractor dimensions in the observation and
-Gaussian state noise, the transformer AWM against the strongest baseline (default: true_bptt, the
-best non-AWM method of our benchmark run; pass --methods to choose), normalised final return per
-setting.
+Gaussian state noise, one factor at a time, normalised final return per setting, kept as data like the
+benchmark (experiments/myriad_benchmark.py).
 
-    python experiments/robustness.py --out runs/robust [--distractors 0,4,16] [--noise 0,0.01,0.05]
+    python experiments/robustness.py --out runs/robust --data docs/data/robustness \\
+        [--distractors 0,4,16] [--noise 0,0.01,0.05] [--methods ...] [--seeds 3] [--resume]
+    python experiments/robustness.py --data-only --data docs/data/robustness
     python experiments/robustness.py --out /tmp/r --quick
 
-Writes: {setting}/ (a benchmark folder per setting), robustness.csv/.md (method, setting, IQM and mean
-normalised score with 95% CIs), robustness.png, config.json. References are computed per setting
-(distractors leave them unchanged; state noise changes them).
+Settings: every distractor count without noise, and every noise level without distractors (the
+setting with neither is run once). DATA/distractors{d}-noise{s}/ holds a setting's references.json
+(distractors leave the references unchanged; state noise changes them) and its committed groups; run
+folders are OUT/runs/{setting}/{task}-{method}/. Writes to DATA: scores.csv (one row per setting, task,
+method and seed, with distractor_dims and state_noise columns), aggregate.csv, improvement.csv,
+per_task.csv, tables.md and robustness.png (IQM with 95% CIs per setting and method).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
-from awm_jax.benchmark import add_arguments, base_config, run_settings, write_rows
+import numpy as np
+
+from awm_jax.benchmark import add_arguments, base_config, run_experiment
+from awm_jax.committed import Setting
+from awm_jax.report import write_report
 from awm_jax.results import new_figure, save_figure
 from awm_jax.sweep import parse_list
 
-TASKS = "cancer_treatment,timber_harvest,mould_fungicide"
+TASKS = "cancer_treatment"
+METHODS_ = "awm_transformer,hwm_transformer,markov_mlp,true_bptt"
+DATA = "docs/data/robustness"
+
+
+def settings_of(base, distractors, noise) -> list[Setting]:
+    """(d, 0) for every distractor count d, then (0, s) for every noise level s not yet there."""
+    pairs = list(dict.fromkeys([(d, 0.0) for d in distractors] + [(0, float(s)) for s in noise]))
+    return [Setting(dataclasses.replace(base, distractor_dims=d, state_noise=s), folder=f"distractors{d}-noise{s:g}",
+                    columns=(("distractor_dims", d), ("state_noise", s))) for d, s in pairs]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap, TASKS, "awm_transformer,true_bptt", seeds=4)
-    ap.add_argument("--distractors", default="0,4,16", help="distractor dimensions to try")
-    ap.add_argument("--noise", default="0.01,0.05", help="state-noise standard deviations to try (0 is the first "
-                                                          "distractor setting)")
+    add_arguments(ap, TASKS, METHODS_, seeds=3, data=DATA)
+    ap.add_argument("--distractors", default="0,4,16", help="distractor dimensions to try (without noise)")
+    ap.add_argument("--noise", default="0,0.01,0.05", help="state-noise standard deviations to try (without "
+                                                           "distractors)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.tasks = "cancer_treatment" if args.tasks == TASKS else args.tasks
+        args.methods = "awm_transformer,true_bptt" if args.methods == METHODS_ else args.methods
         args.distractors, args.noise, args.seeds = "0,4", "0.05", min(args.seeds, 2)
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
-    base = base_config(args)
-    settings = {f"distractors={d}": dataclasses.replace(base, distractor_dims=d)
-                for d in parse_list(args.distractors, int)}
-    settings |= {f"noise={s:g}": dataclasses.replace(base, state_noise=s) for s in parse_list(args.noise, float)}
-    out = Path(args.out)
-    rows = run_settings(settings, tasks, methods, out, "setting", args=vars(args), resume=args.resume)
-    print(write_rows(out, "robustness", rows))
+    settings = settings_of(base_config(args), parse_list(args.distractors, int), parse_list(args.noise, float))
+    data = run_experiment(ap, args, settings, tasks, methods)
+    res = write_report(data, settings, tasks, methods, "Robustness",
+                       f"python experiments/robustness.py --data-only --data {data} --distractors {args.distractors} "
+                       f"--noise {args.noise}", reps=args.reps)
+    plot_robustness(res["aggregate"], settings, methods, data / "robustness.png")
+    print((data / "tables.md").read_text())
+
+
+def plot_robustness(agg: list[dict], settings, methods, path) -> None:
+    """Bars of the IQM (95% CI) per setting, one colour per method; absent groups leave a gap."""
     fig, ax = new_figure(figsize=(7, 4))
-    names = list(settings)
     width = 0.8 / len(methods)
     for i, m in enumerate(methods):
-        r = [next(x for x in rows if x["method"] == m and x["setting"] == n) for n in names]
-        x = [j + i * width for j in range(len(names))]
-        v = [q["iqm"] for q in r]
-        ax.bar(x, v, width, yerr=[[q["iqm"] - q["iqm_lo"] for q in r], [q["iqm_hi"] - q["iqm"] for q in r]],
-               label=m, capsize=3)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=20)
+        cell = {(r["distractor_dims"], r["state_noise"]): r for r in agg if r["method"] == m}
+        r = [cell.get(tuple(v for _, v in s.columns)) for s in settings]
+        v = np.array([q["iqm"] if q else np.nan for q in r])
+        err = [[q["iqm"] - q["iqm_lo"] if q else 0 for q in r], [q["iqm_hi"] - q["iqm"] if q else 0 for q in r]]
+        ax.bar(np.arange(len(settings)) + i * width, np.nan_to_num(v), width, yerr=err, label=m, capsize=3)
+    labels = [f"d={dict(s.columns)['distractor_dims']}, noise={dict(s.columns)['state_noise']:g}" for s in settings]
+    ax.set_xticks(np.arange(len(settings)) + 0.4 - width / 2, labels, rotation=20)
     ax.axhline(1, color="k", lw=0.5, ls="--")
     ax.set_ylabel("normalised final return (IQM, 95% CI)")
     ax.legend(fontsize=7)
-    save_figure(fig, out / "robustness.png")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,14 @@ deterministic Myriad tasks (fixed x_0, no noise), so `best` is close to the task
 can still score above 1 where the optimiser stalls.
 
 Aggregates over tasks and seeds use rliable (Agarwal et al. 2021): the interquartile mean (IQM) and
-the mean, with stratified bootstrap 95% confidence intervals.
+the mean, with stratified bootstrap 95% confidence intervals, and the probability of improvement of one
+method over another. Also here: the command-line options the benchmark experiments share and their
+driver (`run_experiment`: train what the data folder lacks, `awm_jax.committed`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -97,27 +99,51 @@ def aggregate(scores: dict, reps: int = 2000, seed: int = 0) -> dict:
             for k in scores}
 
 
-def plot_aggregate(agg: dict, path, title: str = "") -> None:
-    """Horizontal IQM and mean bars with their 95% confidence intervals, one row per method."""
-    import matplotlib
+def probability_of_improvement(pairs: dict, reps: int = 2000, seed: int = 0) -> dict:
+    """rliable's probability of improvement of {name: (scores_x [runs_x, tasks], scores_y [runs_y, tasks])}:
+    {name: {'p_improve', 'p_lo', 'p_hi'}}, P(X > Y) + 0.5 P(X = Y) per task averaged over the tasks,
+    with a stratified (independent per method) bootstrap 95% confidence interval."""
+    from rliable import library as rly
+    from rliable import metrics
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    np.random.seed(seed)  # rliable draws its bootstrap samples from numpy's global generator
+    point, ci = rly.get_interval_estimates({k: [np.asarray(x, np.float64), np.asarray(y, np.float64)]
+                                            for k, (x, y) in pairs.items()}, metrics.probability_of_improvement,
+                                           reps=reps)
+    out = {}
+    for k in pairs:
+        lo, hi = np.ravel(ci[k])  # [2, 1]: the metric is one number
+        out[k] = dict(p_improve=float(point[k]), p_lo=float(lo), p_hi=float(hi))
+    return out
 
-    from awm_jax.results import save_figure
+
+def plot_aggregate(agg: dict, path, title: str = "", improvement: dict | None = None,
+                   reference: str = "awm_transformer") -> None:
+    """Horizontal IQM and mean bars with their 95% confidence intervals, one row per method, and with
+    `improvement` ({method: {'p_improve', 'p_lo', 'p_hi'}}) a third panel: P(reference > method)."""
+    from awm_jax.results import new_figure, save_figure
 
     methods = sorted(agg, key=lambda k: agg[k]["iqm"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(methods) + 1.5))
-    for ax, stat in zip(axes, ("iqm", "mean")):
+    panels = [("iqm", agg), ("mean", agg)] + [("p_improve", improvement)] * bool(improvement)
+    fig, _ = new_figure(figsize=(5 * len(panels), 0.45 * len(methods) + 1.5))
+    fig.clear()
+    axes = fig.subplots(1, len(panels))
+    for ax, (stat, table) in zip(axes, panels):
         y = np.arange(len(methods))
-        v = np.array([agg[k][stat] for k in methods])
-        lo = v - np.array([agg[k][f"{stat}_lo"] for k in methods])
-        hi = np.array([agg[k][f"{stat}_hi"] for k in methods]) - v
-        ax.barh(y, v, xerr=[lo, hi], color="C0", alpha=0.7, capsize=3)
+        v = np.array([table[k][stat] if k in table else np.nan for k in methods])
+        lo_key, hi_key = ("p_lo", "p_hi") if stat == "p_improve" else (f"{stat}_lo", f"{stat}_hi")
+        lo = v - np.array([table[k][lo_key] if k in table else np.nan for k in methods])
+        hi = np.array([table[k][hi_key] if k in table else np.nan for k in methods]) - v
+        ax.barh(y, np.nan_to_num(v), xerr=[np.nan_to_num(lo), np.nan_to_num(hi)], color="C0", alpha=0.7, capsize=3)
         ax.set_yticks(y, methods if stat == "iqm" else [""] * len(methods))
-        ax.axvline(0, color="k", lw=0.5)
-        ax.axvline(1, color="k", lw=0.5, ls="--")
-        ax.set_xlabel(f"normalised score ({stat.upper()}, 95% CI)")
+        if stat == "p_improve":
+            ax.axvline(0.5, color="k", lw=0.5, ls="--")
+            ax.set_xlim(0, 1)
+            ax.set_xlabel(f"P({reference} > method), 95% CI")
+        else:
+            ax.axvline(0, color="k", lw=0.5)
+            ax.axvline(1, color="k", lw=0.5, ls="--")
+            ax.set_xlabel(f"normalised score ({stat.upper()}, 95% CI)")
     if title:
         fig.suptitle(title)
     save_figure(fig, path)
@@ -127,7 +153,6 @@ def task_references(base, tasks, out, key=0, verbose: bool = True) -> dict:
     """Reference returns of each task under `base`'s task options, cached in OUT/references.json
     (reused when the options match): {task: reference_returns(...)}."""
     import json
-    from pathlib import Path
 
     import awm_envs
 
@@ -149,122 +174,48 @@ def task_references(base, tasks, out, key=0, verbose: bool = True) -> dict:
     return {t: cache["tasks"][t] for t in tasks}
 
 
-def run_benchmark(base, tasks, methods, out, resume: bool = False, verbose: bool = True, chunk_periods: int = 8,
-                  checkpoint_every: int = 0) -> dict:
-    """Train every (task, method) of `base` (seeds vmapped, one sweep in OUT/runs) and score it.
-
-    Returns {'references': {task: refs}, 'returns': {method: [seeds, tasks] final eval returns},
-    'scores': {method: [seeds, tasks] normalised}, 'curves': {(task, method): (env_steps [P],
-    normalised returns [seeds, P])}, 'tasks', 'methods', 'base'} (see `collect`).
-    """
-    from pathlib import Path
-
-    from awm_jax.sweep import SweepSpec, run_sweep
-
-    spec = SweepSpec(base=base, tasks=tuple(tasks), methods=tuple(methods))
-    spec.validate()  # every name and shape before anything is computed
-    task_references(base, tasks, out, verbose=verbose)
-    run_sweep(spec, Path(out) / "runs", chunk_periods=chunk_periods, checkpoint_every=checkpoint_every,
-              resume=resume, verbose=verbose)
-    return collect(out)
-
-
-def collect(out) -> dict:
-    """Score a finished benchmark folder (what `run_benchmark` returns, read from OUT's files)."""
-    import json
-    from pathlib import Path
-
-    from awm_jax.config import Config
-    from awm_jax.results import read_run_files
-    from awm_jax.sweep import SweepSpec
-
-    out = Path(out)
-    spec_d = json.loads((out / "runs" / "sweep.json").read_text())
-    spec = SweepSpec(base=Config.from_dict(spec_d["base"]), tasks=tuple(spec_d["tasks"]),
-                     methods=tuple(spec_d["methods"]))
-    refs = json.loads((out / "references.json").read_text())["tasks"]
-    returns, scores, curves = {}, {}, {}
-    for m in spec.methods:
-        cols_r, cols_s = [], []
-        for t in spec.tasks:
-            cfg = dataclasses.replace(spec.base, task=t, method=m)
-            _, metrics = read_run_files(spec.folder(out / "runs", cfg, {}))
-            ret = metrics["eval/return"]
-            norm = normalized_score(ret, refs[t]["random"], refs[t]["best"])
-            cols_r.append(ret[:, -1])
-            cols_s.append(norm[:, -1])
-            curves[(t, m)] = (metrics["eval/env_steps"][0], norm)
-        returns[m], scores[m] = np.stack(cols_r, 1), np.stack(cols_s, 1)
-    return dict(references={t: refs[t] for t in spec.tasks}, returns=returns, scores=scores, curves=curves,
-                tasks=spec.tasks, methods=spec.methods, base=spec.base)
-
-
-def run_settings(settings: dict, tasks, methods, out, label: str, args=None, resume: bool = False) -> list[dict]:
-    """The benchmark under several settings ({value: base Config}), each in OUT/{folder}: every setting
-    is validated before anything runs, OUT/config.json records them (and `args`), and the rows
-    [{method, label: value, IQM and mean normalised score with 95% CIs}] are returned. The folder of
-    a setting is f"{label}{value}" for numbers (H100) and the value itself for text."""
-    import json
-    from pathlib import Path
-
-    from awm_jax.results import atomic_write
-    from awm_jax.sweep import SweepSpec
-
-    for b in settings.values():  # every setting is checked before anything runs
-        SweepSpec(base=b, tasks=tuple(tasks), methods=tuple(methods)).validate()
-    out = Path(out)
-    atomic_write(out / "config.json", json.dumps(dict(args=args, settings={str(v): b.to_dict() for v, b in
-                                                                          settings.items()}), indent=2))
-    rows = []
-    for value, b in settings.items():
-        folder = f"{label}{value}" if isinstance(value, (int, float)) else str(value)
-        res = run_benchmark(b, tasks, methods, out / folder, resume=resume)
-        agg = aggregate(res["scores"])
-        rows += [dict(method=m, **{label: value}, **agg[m]) for m in methods]
-    return rows
-
-
-def combine(results: list[dict]) -> dict:
-    """Merge benchmark results over the same tasks and references but different methods."""
-    first = results[0]
-    merged = {k: dict(first[k]) for k in ("returns", "scores", "curves")}
-    methods = list(first["methods"])
-    for r in results[1:]:
-        if tuple(r["tasks"]) != tuple(first["tasks"]) or r["references"] != first["references"]:
-            raise ValueError("benchmark folders to combine must have the same tasks and reference returns")
-        if set(r["methods"]) & set(methods):
-            raise ValueError(f"methods {sorted(set(r['methods']) & set(methods))} appear in two folders")
-        methods += list(r["methods"])
-        for k in ("returns", "scores", "curves"):
-            merged[k].update(r[k])
-    return dict(first, methods=tuple(methods), **merged)
-
-
-def write_rows(out, stem: str, rows: list[dict]) -> str:
-    """Write rows of dicts as OUT/{stem}.csv and OUT/{stem}.md (aligned text); return the text."""
-    from pathlib import Path
-
-    from awm_jax.results import atomic_write, format_table
-
-    keys = list(rows[0])
-    atomic_write(Path(out) / f"{stem}.csv", "\n".join([",".join(keys)] + [",".join(str(r[k]) for k in keys)
-                                                                        for r in rows]) + "\n")
-    text = format_table(rows)
-    atomic_write(Path(out) / f"{stem}.md", "```\n" + text + "\n```\n")
-    return text
-
-
-def add_arguments(ap, tasks: str, methods: str, seeds: int) -> None:
-    """The options every benchmark experiment shares (argparse)."""
-    ap.add_argument("--out", required=True, help="output folder")
+def add_arguments(ap, tasks: str, methods: str, seeds: int, data: str) -> None:
+    """The options every benchmark experiment shares (argparse); `data` names the committed data folder."""
+    ap.add_argument("--out", help="training folder: OUT/runs/[setting/]{task}-{method}/ is each group's run folder "
+                                  "(checkpoints, final state); needed unless --data-only")
+    ap.add_argument("--data", help="data folder: each finished group's small files (skipped when already there), "
+                                   "references.json, scores.csv, tables and figures (default: --out; the committed "
+                                   f"one: {data})")
+    ap.add_argument("--data-only", action="store_true", help="train nothing: regenerate scores.csv, the tables "
+                                                             "and figures from --data alone")
     ap.add_argument("--quick", action="store_true", help="a few minutes on a laptop CPU (smoke test)")
     ap.add_argument("--tasks", default=tasks, help="comma-separated task names")
     ap.add_argument("--methods", default=methods, help="comma-separated methods")
     ap.add_argument("--seeds", type=int, default=seeds, help="seeds per (task, method), vmapped")
     ap.add_argument("--total-steps", type=int, default=5000, help="env steps per run (paper: 5000)")
-    ap.add_argument("--warmup-steps", type=int, default=1500, help="random-action env steps first (paper: 1500)")
+    ap.add_argument("--warmup-steps", type=int, default=1500, help="env steps before any update (paper: 1500)")
     ap.add_argument("--model-batch", type=int, default=64, help="episodes per world-model batch (paper: 64)")
-    ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    ap.add_argument("--resume", action="store_true", help="continue the groups' interrupted runs in --out from their "
+                                                          "checkpoints (finished ones: their saved results)")
+    ap.add_argument("--overwrite", action="store_true", help="move each group's run folder in --out aside and train "
+                                                             "it afresh (committed groups are never retrained)")
+    ap.add_argument("--checkpoint-every", type=int, default=2, help="save a group's whole train state every N chunks "
+                                                                    "of --chunk-periods evaluations, for --resume")
+    ap.add_argument("--chunk-periods", type=int, default=8, help="evaluation periods per compiled chunk")
+    ap.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the confidence intervals")
+
+
+def run_experiment(ap, args, settings, tasks, methods) -> Path:
+    """Train the groups of `settings` x tasks x methods not committed in the data folder yet (unless
+    --data-only) and return the data folder; the caller writes the report from it."""
+    from awm_jax.committed import run_groups
+
+    if not args.data_only and not args.out:
+        ap.error("--out is required to train (or pass --data-only to regenerate the report from --data)")
+    if args.data_only and not (args.data or args.out):
+        ap.error("--data-only needs --data (the data folder)")
+    data = Path(args.data or args.out)
+    if args.data_only and not data.is_dir():
+        ap.error(f"--data {data} is not a folder")
+    if not args.data_only:
+        run_groups(settings, tasks, methods, args.out, data, resume=args.resume, overwrite=args.overwrite,
+                   chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every)
+    return data
 
 
 QUICK = dict(total_steps=400, warmup_steps=200, horizon=20, eval_every=64)

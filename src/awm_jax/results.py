@@ -67,6 +67,25 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """Render rows of dicts as a markdown (pipe) table; floats with 4 significant digits."""
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows])
+
+
+def write_csv(path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Write rows of dicts as a CSV file (atomically); `columns` default to the first row's keys."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns or list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
 def metrics_to_numpy(metrics: dict) -> dict[str, np.ndarray]:
     """Metrics of a vmapped run -> {name: [seeds, periods] float64 arrays}."""
     out = {}

@@ -22,7 +22,8 @@ import numpy as np
 
 import awm_envs
 from awm_jax.config import Config
-from awm_jax.results import atomic_write, new_figure, save_figure, skipped_warning, summary, write_run
+from awm_jax.results import (atomic_write, markdown_table, new_figure, save_figure, skipped_warning, summary, write_csv,
+                             write_run)
 from awm_jax.run import run_training, seed_keys
 from awm_jax.trainer import NUMERIC
 
@@ -188,13 +189,8 @@ def write_aggregate(spec: SweepSpec, out) -> list[dict]:
         ax.set_title(task)
         ax.legend(fontsize=7)
         save_figure(fig, Path(out) / f"{task}.png")
-    keys = list(rows[0])
-    atomic_write(Path(out) / "summary.csv", "\n".join([",".join(keys)] + [",".join(str(r[k]) for k in keys)
-                                                                          for r in rows]) + "\n")
-    md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    md += ["| " + " | ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |"
-           for r in rows]
-    atomic_write(Path(out) / "summary.md", "\n".join(md + [""] * bool(warnings) + warnings) + "\n")
+    write_csv(Path(out) / "summary.csv", rows)
+    atomic_write(Path(out) / "summary.md", "\n".join([markdown_table(rows)] + [""] * bool(warnings) + warnings) + "\n")
     for warning in warnings:
         print(f"[sweep] {warning}")
     return rows

@@ -1,0 +1,266 @@
+"""Experiments kept as data (awm_jax/committed.py, awm_jax/report.py and the benchmark, horizon-scaling
+and robustness scripts) on tiny fixtures built here in the layout the pipeline writes: scores,
+aggregates and the probability of improvement against direct numpy computations, missing groups,
+the skipping of committed groups, and one real tiny training committed and taken back by --resume."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.util
+import json
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from awm_jax.committed import (COMPILE_SECONDS, GROUP_FILES, SECONDS_PER_SEED_KSTEP, Setting, committed, estimate,
+                               run_groups)
+from awm_jax.config import Config
+from awm_jax.results import write_run
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("cancer_treatment", "timber_harvest")
+METHODS = ("awm_transformer", "true_bptt")
+# a tiny schedule (validated, never trained by the fake) and hand-made references
+BASE = Config(seeds=2, total_steps=400, warmup_steps=200, model_batch=8)
+REFS = {"cancer_treatment": dict(random=-30.0, best_constant=-22.0, trajectory_opt=-20.0, best=-20.0),
+        "timber_harvest": dict(random=100.0, best_constant=1300.0, trajectory_opt=4900.0, best=4900.0)}
+TIE = -25.0  # awm_transformer and true_bptt both end seed 0 of cancer_treatment here
+
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def final_returns(cfg) -> np.ndarray:
+    """The fake run's final eval return per seed: a fixed draw per group, with one tie across methods."""
+    rng = np.random.default_rng(zlib.crc32(f"{cfg.task}{cfg.method}{cfg.horizon}{cfg.distractor_dims}".encode()))
+    r = REFS[cfg.task]
+    ret = r["random"] + (r["best"] - r["random"]) * rng.uniform(0.2, 0.9, cfg.seeds)
+    if cfg.task == "cancer_treatment":
+        ret[0] = TIE
+    return ret
+
+
+class FakeTrain:
+    """Stands in for run.run_training: writes a finished run folder with made-up metrics."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cfg, out, **kw):
+        self.calls.append((cfg.task, cfg.method, cfg.horizon))
+        P = 3
+        ret = np.linspace(0.0, 1.0, P)[None] * final_returns(cfg)[:, None]  # ends at the final returns
+        metrics = {"eval/return": ret, "eval/env_steps": np.tile(np.arange(1, P + 1) * 100.0, (cfg.seeds, 1)),
+                   "skipped_updates": np.zeros((cfg.seeds, P))}
+        write_run(out, cfg, metrics)
+        return None, metrics
+
+
+def write_refs(folder, base, tasks=TASKS):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "references.json").write_text(json.dumps(dict(options=base.task_options(),
+                                                            tasks={t: REFS[t] for t in tasks})))
+
+
+def read_csv(path):
+    return list(csv.DictReader(open(path)))
+
+
+def prob_improve(x, y) -> float:
+    """P(X > Y) + 0.5 P(X = Y) over all pairs of runs, per task, averaged over tasks."""
+    gt = (x[:, None, :] > y[None, :, :]).mean((0, 1))
+    eq = (x[:, None, :] == y[None, :, :]).mean((0, 1))
+    return float(np.mean(gt + 0.5 * eq))
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    """The benchmark script trained by the fake on 2 tasks x 2 methods x 2 seeds into tmp/data."""
+    fake = FakeTrain()
+    monkeypatch.setattr("awm_jax.run.run_training", fake)
+    data = tmp_path / "data"
+    write_refs(data, BASE)
+    flags = ["--tasks", ",".join(TASKS), "--seeds", "2", "--total-steps", "400", "--warmup-steps", "200",
+             "--model-batch", "8", "--reps", "200"]
+    mod = script("myriad_benchmark")
+    mod.main(["--out", str(tmp_path / "out"), "--data", str(data), "--methods", ",".join(METHODS), *flags])
+    return mod, data, flags, fake
+
+
+def test_benchmark_report_matches_independent_numbers(bench):
+    mod, data, flags, fake = bench
+    assert sorted(fake.calls) == sorted((t, m, None) for t in TASKS for m in METHODS)
+    for t in TASKS:  # each group committed with exactly its small files
+        for m in METHODS:
+            assert sorted(p.name for p in (data / f"{t}-{m}").iterdir()) == sorted(GROUP_FILES + ("COMPLETE",))
+    # regenerate from the data folder alone
+    (data / "scores.csv").unlink()
+    mod.main(["--data-only", "--data", str(data), "--methods", ",".join(METHODS), *flags])
+    rows = read_csv(data / "scores.csv")
+    assert list(rows[0]) == ["task", "method", "seed", "total_steps", "env_steps", "final_return", "score"]
+    assert len(rows) == 8
+    want = {}
+    for t in TASKS:
+        for m in METHODS:
+            ret = final_returns(Config(task=t, method=m, seeds=2))
+            want[t, m] = (ret - REFS[t]["random"]) / (REFS[t]["best"] - REFS[t]["random"])
+            got = [r for r in rows if r["task"] == t and r["method"] == m]
+            assert [int(r["seed"]) for r in got] == [0, 1]
+            np.testing.assert_allclose([float(r["final_return"]) for r in got], ret, rtol=1e-12)
+            np.testing.assert_allclose([float(r["score"]) for r in got], want[t, m], rtol=1e-12)
+            assert all(r["total_steps"] == "400" and r["env_steps"] == "300" for r in got)
+    agg = {r["method"]: r for r in read_csv(data / "aggregate.csv")}
+    for m in METHODS:
+        x = np.stack([want[t, m] for t in TASKS], 1)  # [seeds, tasks]
+        assert float(agg[m]["mean"]) == pytest.approx(x.mean(), rel=1e-12)
+        assert float(agg[m]["iqm"]) == pytest.approx(stats.trim_mean(x.ravel(), 0.25), rel=1e-12)
+        assert float(agg[m]["mean_lo"]) <= float(agg[m]["mean"]) <= float(agg[m]["mean_hi"])
+        assert agg[m]["tasks"] == "2" and agg[m]["seeds"] == "2"
+    (imp,) = read_csv(data / "improvement.csv")
+    x = np.stack([want[t, "awm_transformer"] for t in TASKS], 1)
+    y = np.stack([want[t, "true_bptt"] for t in TASKS], 1)
+    assert x[0, 0] == y[0, 0]  # the fixture holds a tie, counted one half
+    assert imp["method"] == "true_bptt" and float(imp["p_improve"]) == pytest.approx(prob_improve(x, y), abs=1e-12)
+    assert float(imp["p_lo"]) <= float(imp["p_improve"]) <= float(imp["p_hi"])
+    for name in ["aggregate.png"] + [f"curves_{t}.png" for t in TASKS]:
+        assert (data / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    md = (data / "tables.md").read_text()
+    assert "4 of 4" in md and f"{x.mean():.3f}" in md and "## Missing groups\n\nnone" in md
+
+
+def test_missing_groups_are_listed_not_errors(bench):
+    mod, data, flags, _ = bench
+    shutil.rmtree(data / "timber_harvest-true_bptt")
+    res = mod.report(data, [Setting(BASE)], TASKS, METHODS + ("sac",), reps=100)
+    assert sorted((t, m) for _, t, m in res["missing"]) == [("cancer_treatment", "sac"), ("timber_harvest", "sac"),
+                                                           ("timber_harvest", "true_bptt")]
+    rows = read_csv(data / "scores.csv")
+    assert {(r["task"], r["method"]) for r in rows} == {("cancer_treatment", "awm_transformer"),
+                                                       ("timber_harvest", "awm_transformer"),
+                                                       ("cancer_treatment", "true_bptt")}
+    agg = {r["method"]: r for r in read_csv(data / "aggregate.csv")}
+    assert set(agg) == set(METHODS) and agg["true_bptt"]["tasks"] == "1"
+    (imp,) = read_csv(data / "improvement.csv")  # over the one task both have
+    t = "cancer_treatment"
+    x = final_returns(Config(task=t, method="awm_transformer", seeds=2))[:, None]
+    y = final_returns(Config(task=t, method="true_bptt", seeds=2))[:, None]
+    assert imp["tasks"] == "1" and float(imp["p_improve"]) == pytest.approx(prob_improve(x, y), abs=1e-12)
+    md = (data / "tables.md").read_text()
+    assert "3 of 6" in md and "not comparable yet" in md
+    assert "- timber_harvest-true_bptt" in md and "- cancer_treatment-sac" in md
+
+
+def test_committed_groups_are_skipped_exactly(tmp_path, capsys):
+    data, out, fake = tmp_path / "data", tmp_path / "out", FakeTrain()
+    write_refs(data, BASE)
+    s = [Setting(BASE)]
+    r1 = run_groups(s, TASKS[:1], METHODS, out, data, train=fake)
+    assert fake.calls == [("cancer_treatment", m, None) for m in METHODS] and r1["skipped"] == []
+    r2 = run_groups(s, TASKS, METHODS, out, data, train=fake)
+    assert fake.calls[2:] == [("timber_harvest", m, None) for m in METHODS]
+    assert r2["skipped"] == [("", "cancer_treatment", m) for m in METHODS]
+    assert "2/4 groups already committed" in capsys.readouterr().out
+    assert run_groups(s, TASKS, METHODS, out, data, train=fake)["trained"] == [] and len(fake.calls) == 4
+    assert "4/4 groups already committed" in capsys.readouterr().out
+    # a copy without its COMPLETE marker does not count: trained again, the partial copy moved aside
+    (data / "timber_harvest-true_bptt" / "COMPLETE").unlink()
+    run_groups(s, TASKS, METHODS, out, data, train=fake)
+    assert fake.calls[4:] == [("timber_harvest", "true_bptt", None)]
+    assert committed(data, dataclasses.replace(BASE, task="timber_harvest", method="true_bptt"))
+    assert len(list(data.glob("timber_harvest-true_bptt.old-*"))) == 1
+    # a committed group of another configuration is refused, not mixed in
+    with pytest.raises(ValueError, match="seeds: saved 2, now 3"):
+        run_groups([Setting(dataclasses.replace(BASE, seeds=3))], TASKS, METHODS, out, data, train=fake)
+    assert len(fake.calls) == 5
+
+
+def test_estimate_uses_the_table_then_the_measured_groups():
+    cfg = Config(method="awm_transformer", seeds=4)  # the paper schedule
+    k = 4 * cfg.env_steps / 1000  # seed-ksteps
+    rate = SECONDS_PER_SEED_KSTEP
+    assert estimate(cfg, {}) == pytest.approx(COMPILE_SECONDS + rate["awm_transformer"] * k)
+    assert estimate(dataclasses.replace(cfg, horizon=400), {}) == pytest.approx(
+        COMPILE_SECONDS + rate["awm_transformer"] * k * 4)  # BPO updates cost in proportion to H
+    assert estimate(dataclasses.replace(cfg, method="sac", horizon=400), {}) == pytest.approx(
+        COMPILE_SECONDS + rate["sac"] * k)  # the model-free baselines' do not
+    measured = {("awm_transformer", None): (300.0, k / 2)}  # half the seeds took 300 s
+    assert estimate(cfg, measured) == pytest.approx(600.0)
+    factor = 300.0 / (COMPILE_SECONDS + rate["awm_transformer"] * k / 2)
+    assert estimate(dataclasses.replace(cfg, method="true_bptt"), measured) == pytest.approx(
+        (COMPILE_SECONDS + rate["true_bptt"] * k) * factor)
+
+
+def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr("awm_jax.run.run_training", fake)
+    common = ["--tasks", ",".join(TASKS), "--methods", ",".join(METHODS), "--seeds", "2", "--total-steps", "400",
+              "--warmup-steps", "200", "--model-batch", "8", "--reps", "100"]
+    data = tmp_path / "horizon"
+    for H in (20, 40):
+        write_refs(data / f"H{H}", Config(horizon=H, fixed_dt=True))
+    mod = script("horizon_scaling")
+    mod.main(["--out", str(tmp_path / "out_h"), "--data", str(data), "--horizons", "20,40", *common])
+    assert sorted(fake.calls) == sorted((t, m, H) for t in TASKS for m in METHODS for H in (20, 40))
+    mod.main(["--data-only", "--data", str(data), "--horizons", "20,40", *common])
+    rows = read_csv(data / "scores.csv")
+    assert len(rows) == 16 and list(rows[0])[:4] == ["task", "method", "seed", "horizon"]
+    for r in rows:
+        cfg = Config(task=r["task"], method=r["method"], seeds=2, horizon=int(r["horizon"]))
+        ref = REFS[r["task"]]
+        want = (final_returns(cfg)[int(r["seed"])] - ref["random"]) / (ref["best"] - ref["random"])
+        assert float(r["score"]) == pytest.approx(want, rel=1e-12)
+    agg = read_csv(data / "aggregate.csv")
+    for r in agg:
+        x = [float(q["score"]) for q in rows if q["method"] == r["method"] and q["horizon"] == r["horizon"]]
+        assert float(r["mean"]) == pytest.approx(np.mean(x), rel=1e-12)
+    assert (data / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+    data = tmp_path / "robust"
+    mod = script("robustness")
+    for s in mod.settings_of(Config(), (0, 4), (0, 0.05)):
+        write_refs(data / s.folder, s.base, TASKS)
+    assert [s.folder for s in mod.settings_of(Config(), (0, 4), (0, 0.05))] == [
+        "distractors0-noise0", "distractors4-noise0", "distractors0-noise0.05"]
+    mod.main(["--out", str(tmp_path / "out_r"), "--data", str(data), "--distractors", "0,4", "--noise", "0,0.05",
+              *common])
+    rows = read_csv(data / "scores.csv")
+    assert len(rows) == 24 and list(rows[0])[3:5] == ["distractor_dims", "state_noise"]
+    assert {(r["distractor_dims"], r["state_noise"]) for r in rows} == {("0", "0.0"), ("4", "0.0"), ("0", "0.05")}
+    assert (data / "robustness.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_real_tiny_training_is_committed_and_taken_back_by_resume(tmp_path, capsys):
+    """true_bptt on a 20-step cancer_treatment, 2 seeds (seconds): references computed once, the group
+    committed with the run's own files, nothing trained again; removed from the data folder, the group
+    comes back from its finished run folder through --resume without training."""
+    mod = script("myriad_benchmark")
+    out, data = tmp_path / "out", tmp_path / "data"
+    argv = ["--quick", "--out", str(out), "--data", str(data), "--tasks", "cancer_treatment", "--methods", "true_bptt",
+            "--reps", "100"]
+    mod.main(argv)
+    refs = json.loads((data / "references.json").read_text())["tasks"]["cancer_treatment"]
+    assert refs["random"] < refs["best"]
+    group, run = data / "cancer_treatment-true_bptt", out / "runs" / "cancer_treatment-true_bptt"
+    for name in GROUP_FILES:
+        assert (group / name).read_bytes() == (run / name).read_bytes()
+    assert (run / "final_state").is_dir() and not (group / "final_state").exists()
+    first = read_csv(data / "scores.csv")
+    assert "compiled in" in capsys.readouterr().out
+    mod.main(argv)
+    assert "1/1 groups already committed" in capsys.readouterr().out
+    shutil.rmtree(group)
+    with pytest.raises(ValueError, match="--resume"):
+        mod.main(argv)
+    mod.main(argv + ["--resume"])
+    text = capsys.readouterr().out
+    assert "already holds this run" in text and "compiled in" not in text
+    assert read_csv(data / "scores.csv") == first
