@@ -1,7 +1,14 @@
 """Shared fixtures."""
 
+import os
+import tempfile
+
 import jax
 import pytest
+
+# The CLI keeps JAX's persistent compilation cache in $XDG_CACHE_HOME/awm_jax by default: tests that
+# call it write into a throwaway folder, never the user's cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="awm-test-cache-")
 
 
 @pytest.fixture

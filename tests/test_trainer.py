@@ -187,3 +187,17 @@ def test_run_compiles_one_chunk_program_and_matches_one_call(monkeypatch):
     _, whole = jax.jit(jax.vmap(make_train(cfg)))(jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds))
     for k in whole:
         np.testing.assert_array_equal(metrics[k], np.asarray(whole[k]), err_msg=k)
+
+
+def test_compilation_cache_is_on_by_default_in_a_user_cache_folder(monkeypatch, tmp_path):
+    from awm_jax import cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cli.cache_folder("auto") == str(tmp_path / "awm_jax" / "jax")
+    assert cli.cache_folder("off") is None and cli.cache_folder("/some/dir") == "/some/dir"
+    previous = jax.config.jax_compilation_cache_dir
+    try:
+        cli._compilation_cache("auto")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "awm_jax" / "jax")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", previous)

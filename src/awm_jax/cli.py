@@ -11,6 +11,11 @@ from awm_jax.config import Config
 from awm_jax.results import format_table
 
 
+CACHE_HELP = ("JAX's persistent compilation cache: 'auto' (default) keeps compiled programs in "
+              "$XDG_CACHE_HOME/awm_jax/jax (~/.cache/awm_jax/jax), so a second run of the same config skips "
+              "the compile; 'off' disables it; anything else is the cache folder")
+
+
 def tasks() -> None:
     """List every control task: state/action/observation sizes, default horizon, step length dt, source."""
     import awm_envs
@@ -21,8 +26,8 @@ def tasks() -> None:
 
 def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/train", chunk_periods: int = 8,
           checkpoint_every: int = 0, keep: int = 2, resume: bool = False, overwrite: bool = False, shard: bool = True,
-          compilation_cache: str | None = None, coordinator: str | None = None, num_processes: int | None = None,
-          process_id: int | None = None) -> None:
+          compilation_cache: Annotated[str, tyro.conf.arg(help=CACHE_HELP)] = "auto", coordinator: str | None = None,
+          num_processes: int | None = None, process_id: int | None = None) -> None:
     """Train `--seeds` seeds of one method on one task as a single vmapped program and write
     config.json, metrics.csv/json, returns.png, summary.txt, final_state/ and, last, COMPLETE to --out.
 
@@ -45,7 +50,7 @@ def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cance
           methods: str = "awm_transformer,true_bptt", out: str = "runs/sweep", policy_lr_grid: str | None = None,
           model_lr_grid: str | None = None, entropy_grid: str | None = None, chunk_periods: int = 8,
           checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
-          compilation_cache: str | None = None) -> None:
+          compilation_cache: Annotated[str, tyro.conf.arg(help=CACHE_HELP)] = "auto") -> None:
     """Sweep --tasks x --methods (comma-separated) with --seeds seeds each; the *-grid flags take
     comma-separated values whose product is vmapped with the seeds inside each (task, method) program.
     Writes per-combination folders like `train`, OUT/summary.csv, OUT/summary.md and OUT/{task}.png;
@@ -71,17 +76,30 @@ def _distributed(coordinator: str | None, num_processes: int | None, process_id:
         init_distributed(None if coordinator == "auto" else coordinator, num_processes, process_id)
 
 
-def _compilation_cache(path: str | None) -> None:
-    """Switch on JAX's persistent compilation cache in `path` (compiled programs reused across runs)."""
+def cache_folder(setting: str) -> str | None:
+    """The persistent compilation cache folder of a --compilation-cache setting (None: off)."""
+    import os
+
+    if setting == "off":
+        return None
+    if setting == "auto":
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "awm_jax", "jax")
+    return setting
+
+
+def _compilation_cache(setting: str) -> None:
+    """Switch on JAX's persistent compilation cache (see CACHE_HELP) for programs that take >= 1 s to compile."""
+    path = cache_folder(setting)
     if path:
         import jax
 
         jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1200, warmup_steps: int = 400,
-               overwrite: bool = False) -> None:
+               overwrite: bool = False, compilation_cache: Annotated[str, tyro.conf.arg(help=CACHE_HELP)] = "auto") -> None:
     """The README's main job: a small sweep (cancer_treatment; true_bptt and awm_transformer;
     a shortened schedule) that finishes in minutes on a laptop CPU, then prints and plots the result.
     Runs already finished in --out are reused (--overwrite moves them aside and trains again)."""
@@ -95,6 +113,7 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
     from awm_jax.results import atomic_write, summary
     from awm_jax.run import run_training
 
+    _compilation_cache(compilation_cache)
     rows = []
     for method in ("true_bptt", "awm_transformer"):
         cfg = Config(task="cancer_treatment", method=method, seeds=seeds, total_steps=total_steps,
