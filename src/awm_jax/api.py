@@ -63,7 +63,8 @@ class Run:
              period; `eval/env_steps` holds the env steps at each evaluation). Names: eval/return,
              eval/env_steps, skipped_updates and, by method, model/loss, policy/loss,
              policy/imagined_return, policy/entropy, policy/grad_norm, policy/true_grad_norm,
-             policy/grad_cosine, policy/grad_sq_error, critic/loss.
+             policy/grad_cosine, policy/grad_sq_error, critic/loss, and (world models, `model_error`)
+             model/error_eval, model/error_warmup, eval/max_abs_z (see `Trainer._evaluation`).
     state:   the final TrainState, every leaf with a leading seed axis [seeds, ...] (None when loaded
              with state=False); the baselines' own state types likewise.
     trainer: `make_train(config)` (built on first use), for `act`, `evaluate` and the diagnostics.

@@ -76,6 +76,7 @@ class Config:
     mlp_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of model MLPs (embeddings, decoder, Markov, critic)
     policy_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the policy MLP
     gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
+    model_error: bool = True  # log the world model's open-loop error on each evaluation episode and on warm-up episodes
 
     # -- online decision transformer -------------------------------------------------------------
     dt_lr: float = 1e-3  # online_dt: Adam learning rate of the decision transformer

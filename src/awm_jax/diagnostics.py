@@ -1,4 +1,5 @@
-"""Gradient diagnostics: model vs true policy gradients, and state-action Jacobians d s^_t / d a_k."""
+"""Diagnostics: model vs true policy gradients, state-action Jacobians d s^_t / d a_k, and the world
+model's open-loop error on given trajectories."""
 
 from __future__ import annotations
 
@@ -54,3 +55,18 @@ def true_jacobians(task, s0, actions, key=None):
     true = TrueTask.of(task)
     key = jax.random.PRNGKey(0) if key is None else key
     return jacobians(true, true.params(Normalizer.identity(true.state_size, s0.dtype), key), s0, actions)
+
+
+def open_loop_error(model, model_params, model_norm: Normalizer, norm: Normalizer, states, actions):
+    """The world model's open-loop prediction error on one episode: 0.5 x mean over steps and state
+    dimensions of the squared error of s^_1..s^_H predicted from s_0 and the actions alone, in the
+    z-scores of `norm` (the run's normaliser, whatever the model's own scaling `model_norm`).
+    states: raw model states [H + 1, n]; actions [H, m]. Actions world models predict in one parallel
+    pass (`predict` reads only s_0); history and Markov models roll out on their own predictions."""
+    s0 = model_norm.norm(states[0])
+    if model.feeds_back_predictions:
+        pred = model.rollout(model_params, s0, actions)
+    else:
+        pred = model.predict(model_params, model_norm.norm(states), actions)
+    err = norm.norm(model_norm.denorm(pred)) - norm.norm(states[1:])
+    return 0.5 * jnp.mean(err ** 2)

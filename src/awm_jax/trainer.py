@@ -195,14 +195,46 @@ class Trainer:
 
     def evaluate(self, policy_params, norm: Normalizer, key) -> jax.Array:
         """Undiscounted return of one episode with the deterministic action tanh(mean)."""
+        return self.eval_episode(policy_params, norm, key)[0]
+
+    def eval_episode(self, policy_params, norm: Normalizer, key):
+        """One evaluation episode (deterministic action tanh(mean)): (undiscounted return,
+        observations [H + 1, obs_size], actions [H, m])."""
         task = self.task
 
         def body(env, _):
             a = self.policy.mode(policy_params, self.policy.features(norm, env.obs))
-            env = task.step(env, a)
-            return env, env.reward
+            nxt = task.step(env, a)
+            return nxt, (nxt.reward, env.obs, a)
 
-        return jax.lax.scan(body, task.reset(key), None, length=task.horizon)[1].sum()
+        last, (rewards, obs, actions) = jax.lax.scan(body, task.reset(key), None, length=task.horizon)
+        return rewards.sum(), jnp.concatenate([obs, last.obs[None]]), actions
+
+    def _evaluation(self, state: TrainState, key) -> dict:
+        """The evaluation metrics of a period: the return and, with `model_error`, the world model's
+        open-loop error (run z-scores, `diagnostics.open_loop_error`) on that episode
+        (`model/error_eval`) and on the first warm-up episodes (`model/error_warmup`), and the largest
+        |z-score| the episode's states reach (`eval/max_abs_z`: how far the policy leaves the warm-up data)."""
+        ret, obs, actions = self.eval_episode(state.policy_params, state.norm, key)
+        metrics = {"eval/return": ret}
+        if self.config.model_error and self.config.model_kind is not None:
+            from awm_jax.diagnostics import open_loop_error
+
+            err = lambda o, a: open_loop_error(self.model, state.model_params, self.model_norm(state), state.norm,
+                                               o[:, :-1], a)
+            metrics["model/error_eval"] = err(obs, actions)
+            metrics["eval/max_abs_z"] = jnp.abs(state.norm.norm(obs[:, :-1])).max()
+            W = self.warmup_episodes()
+            if W:
+                metrics["model/error_warmup"] = jax.vmap(err)(state.replay.obs[:W], state.replay.actions[:W]).mean()
+        return metrics
+
+    def warmup_episodes(self, most: int = 16) -> int:
+        """How many warm-up episodes (replay slots 0, 1, ...) the model error is measured on: the
+        complete warm-up episodes, at most `most`; 0 when the replay may overwrite them."""
+        cfg, H = self.config, self.task.horizon
+        total = -(-cfg.env_steps // H)
+        return min(cfg.warmup_steps // H, most) if cfg.replay_capacity(H) > total else 0
 
     def model_norm(self, state: TrainState) -> Normalizer:
         """How model states are scaled for the world model: the run's normaliser (`model_scaling`
@@ -311,7 +343,7 @@ class Trainer:
 
     def _period(self, state: TrainState):
         return evaluation_period(state, self._block, self.config.blocks_per_eval,
-                                 lambda s, k: {"eval/return": self.evaluate(s.policy_params, s.norm, k)})
+                                 self._evaluation)
 
 
 def make_train(config: Config) -> Trainer:
