@@ -82,3 +82,29 @@ def test_no_model_error_for_true_bptt_or_an_overwriting_replay():
     assert -(-cfg.env_steps // 100) >= 4  # the run writes 4 or more episodes into 4 slots: it wraps
     assert make_train(cfg).warmup_episodes() == 0
     assert make_train(dataclasses.replace(cfg, replay_episodes=6)).warmup_episodes() == 2
+
+
+def test_model_error_report_windows_match_numpy(tmp_path):
+    """experiments/model_error.py: first/last-window geometric means of the errors and their ratio, mean
+    cosine (NaN-aware) and max |z|, recomputed here from fabricated metrics."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "model_error.py"
+    spec = importlib.util.spec_from_file_location("model_error", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    m = {"eval/return": rng.normal(size=(3, 8)), "model/error_eval": rng.uniform(1e-4, 1, (3, 8)),
+         "model/error_warmup": rng.uniform(1e-4, 1, (3, 8)), "policy/grad_cosine": rng.uniform(-1, 1, (3, 8)),
+         "eval/max_abs_z": rng.uniform(0, 9, (3, 8))}
+    m["policy/grad_cosine"][0, 6] = np.nan
+    (row,) = mod.window_rows({("cancer_treatment", "awm_lstm"): m}, window=3)
+    last = slice(5, 8)
+    e, w = m["model/error_eval"][:, last], m["model/error_warmup"][:, last]
+    np.testing.assert_allclose(row["error_eval_last"], np.prod(e) ** (1 / e.size), rtol=1e-10)
+    np.testing.assert_allclose(row["ratio_last"], np.prod(e / w) ** (1 / e.size), rtol=1e-10)
+    cos = [c for c in m["policy/grad_cosine"][:, last].ravel() if c == c]
+    np.testing.assert_allclose(row["cosine_last"], sum(cos) / len(cos), rtol=1e-10)
+    np.testing.assert_allclose(row["max_abs_z_first"], m["eval/max_abs_z"][:, :3].mean(), rtol=1e-10)
+    assert row["final_return"] == m["eval/return"][:, -1].mean() and row["seeds"] == 3
