@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from awm_jax.benchmark import add_arguments, base_config, run_experiment
+from awm_jax.benchmark import add_arguments, base_config, report_scope, run_experiment
 from awm_jax.committed import Setting
 from awm_jax.report import write_report
 from awm_jax.results import new_figure, save_figure
@@ -47,6 +47,7 @@ def main(argv=None):
     settings = [Setting(dataclasses.replace(base, horizon=H, fixed_dt=True, warmup_steps=max(base.warmup_steps, H)),
                         folder=f"H{H}", columns=(("horizon", H),)) for H in parse_list(args.horizons, int)]
     data = run_experiment(ap, args, settings, tasks, methods)
+    tasks, methods = report_scope(args, tasks, methods, parse_list(TASKS), parse_list(METHODS_))
     res = write_report(data, settings, tasks, methods, "Horizon scaling",
                        f"python experiments/horizon_scaling.py --data-only --data {data} --horizons {args.horizons}",
                        reps=args.reps)

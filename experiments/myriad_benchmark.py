@@ -24,7 +24,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from awm_jax.benchmark import BENCHMARK_TASKS, add_arguments, base_config, plot_aggregate, run_experiment
+from awm_jax.benchmark import (
+    BENCHMARK_TASKS,
+    add_arguments,
+    base_config,
+    plot_aggregate,
+    report_scope,
+    run_experiment,
+)
 from awm_jax.committed import Setting
 from awm_jax.config import METHODS
 from awm_jax.report import REFERENCE, plot_curves, write_report
@@ -45,7 +52,7 @@ def main(argv=None):
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
     settings = [Setting(base_config(args))]
     data = run_experiment(ap, args, settings, tasks, methods)
-    report(data, settings, tasks, methods, reps=args.reps)
+    report(data, settings, *report_scope(args, tasks, methods, BENCHMARK_TASKS, METHODS), reps=args.reps)
 
 
 def report(data: Path, settings, tasks, methods, reps: int = 2000) -> dict:

@@ -22,7 +22,7 @@ import dataclasses
 
 import numpy as np
 
-from awm_jax.benchmark import add_arguments, base_config, run_experiment
+from awm_jax.benchmark import add_arguments, base_config, report_scope, run_experiment
 from awm_jax.committed import Setting
 from awm_jax.report import write_report
 from awm_jax.results import new_figure, save_figure
@@ -53,6 +53,7 @@ def main(argv=None):
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
     settings = settings_of(base_config(args), parse_list(args.distractors, int), parse_list(args.noise, float))
     data = run_experiment(ap, args, settings, tasks, methods)
+    tasks, methods = report_scope(args, tasks, methods, parse_list(TASKS), parse_list(METHODS_))
     res = write_report(data, settings, tasks, methods, "Robustness",
                        f"python experiments/robustness.py --data-only --data {data} --distractors {args.distractors} "
                        f"--noise {args.noise}", reps=args.reps)

@@ -218,6 +218,15 @@ def run_experiment(ap, args, settings, tasks, methods) -> Path:
     return data
 
 
+def report_scope(args, tasks, methods, default_tasks, default_methods) -> tuple[list, list]:
+    """The tasks and methods a report covers: every group the experiment defines (its default tasks and
+    methods) and any others asked for, so that a run that trains a few groups rewrites the whole report
+    from everything committed; with --quick, only what it ran."""
+    if args.quick:
+        return list(tasks), list(methods)
+    return list(dict.fromkeys([*default_tasks, *tasks])), list(dict.fromkeys([*default_methods, *methods]))
+
+
 QUICK = dict(total_steps=400, warmup_steps=200, horizon=20, eval_every=64)
 
 
