@@ -70,15 +70,16 @@ class DiagonalSSM(nn.Module):
     state: int = 32
     dt_min: float = 1e-3
     dt_max: float = 1e-1
+    param_dtype: jnp.dtype = jnp.float32  # as flax's Dense: float32 parameters even under jax_enable_x64
 
     def setup(self):
-        P, d = self.state, self.features
-        self.log_neg_re = self.param("log_neg_re", nn.initializers.constant(math.log(0.5)), (P,))
-        self.im = self.param("im", _s4d_lin_imag, (P,))
-        self.log_dt = self.param("log_dt", _log_uniform(self.dt_min, self.dt_max), (P,))
-        self.B = self.param("B", nn.initializers.normal(1.0 / math.sqrt(2 * d)), (2, P, d))  # [re/im, P, d]
-        self.C = self.param("C", nn.initializers.normal(1.0 / math.sqrt(2 * P)), (2, d, P))  # [re/im, d, P]
-        self.D = self.param("D", nn.initializers.normal(1.0), (d,))
+        P, d, dt = self.state, self.features, self.param_dtype
+        self.log_neg_re = self.param("log_neg_re", nn.initializers.constant(math.log(0.5)), (P,), dt)
+        self.im = self.param("im", _s4d_lin_imag, (P,), dt)
+        self.log_dt = self.param("log_dt", _log_uniform(self.dt_min, self.dt_max), (P,), dt)
+        self.B = self.param("B", nn.initializers.normal(1.0 / math.sqrt(2 * d)), (2, P, d), dt)  # [re/im, P, d]
+        self.C = self.param("C", nn.initializers.normal(1.0 / math.sqrt(2 * P)), (2, d, P), dt)  # [re/im, d, P]
+        self.D = self.param("D", nn.initializers.normal(1.0), (d,), dt)
 
     def discrete(self):
         """(lam [P], B_bar [P, d], C [d, P]): the zero-order-hold discretisation, complex."""
