@@ -25,12 +25,15 @@ Training (`predict`) runs each layer's recurrence for all steps at once with jax
 imagination (`start`/`step`) runs the same recurrence one token at a time, carrying the per-layer states
 h [layers, P] (complex): `start` feeds token 0 from zero states, so its carry equals the parallel pass's
 states after position 0, and `step` then equals row t + 1. Predictions never become inputs; within one
-layer d h_t / d u_k = lam^(t-k) B_bar, a geometric decay, so the gradient from s^_t to a_k cannot grow
-with t - k the way a tanh/LSTM cell's product of Jacobians can.
+layer d h_t / d u_k = lam^(t-k) B_bar, a geometric decay whose sum over all lags is at most
+|B_bar| / (1 - |lam|) whatever the horizon, so with a fixed number of layers the gradient from s^_t to a_k
+cannot grow exponentially with t - k the way a product of recurrent-cell Jacobians can.
 
-Sizes: width `hidden` 48 (the config's `rnn_hidden`), `layers` 2 (the config's `layers`), P = 32 complex
-states per layer (`ssm_state`), embeddings and decoder MLP (64, 64): 40,067 parameters for a 3-dimensional
-state and 2 actions, against awm_lstm's 44,243 at the same sizes (awm_gru 36,515).
+Sizes (chosen to match the recurrent AWMs): width `hidden` 48 (the config's `rnn_hidden`, the LSTM's
+hidden size), `layers` 2 (the config's `layers`, the transformer's depth), embeddings and decoder MLP
+(64, 64) as awm_lstm's, and P = 32 complex states per layer (`ssm_state`), which puts the total at 40,067
+parameters for a 3-dimensional state and 2 actions against awm_lstm's 44,243 (awm_gru 36,515; P = 48
+would give 46,307).
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ class DiagonalSSM(nn.Module):
 
 
 class SSMAWMNet(nn.Module):
+    """MLP token embeddings, `layers` residual SSM blocks, final LayerNorm and the decoder MLP."""
+
     state_size: int
     hidden: int = 48
     layers: int = 2
@@ -152,6 +157,8 @@ class SSMAWMNet(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class SSMAWM(WorldModel):
+    """The world-model interface over SSMAWMNet; `predict` is the parallel pass (BPO recomputes through it)."""
+
     hidden: int = 48
     layers: int = 2
     ssm_state: int = 32
