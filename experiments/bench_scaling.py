@@ -1,7 +1,7 @@
 """Seeds vs throughput on the current devices, per method, with the time of each phase, and the
 transformer AWM's distance from the FLOP limit measured in the same run.
 
-    python experiments/bench_scaling.py --out runs/scaling [--methods awm_transformer,awm_lstm,true_bptt]
+    python experiments/bench_scaling.py --out runs/scaling [--methods awm_transformer,awm_lstm,awm_ssm,true_bptt]
         [--seeds 1,2,4,8,16] [--task cancer_treatment] [--reps 3]
 
 For each method and seed count, each phase of a block is compiled alone (vmapped over the seeds, laid
@@ -79,7 +79,7 @@ def phases(trainer, n: int, reps: int):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--methods", default="awm_transformer,awm_lstm,true_bptt")
+    ap.add_argument("--methods", default="awm_transformer,awm_lstm,awm_ssm,true_bptt")
     ap.add_argument("--seeds", default="1,2,4,8,16")
     ap.add_argument("--task", default="cancer_treatment")
     ap.add_argument("--reps", type=int, default=3)

@@ -13,12 +13,14 @@ respect to every earlier action (raw state units), i.e. the model-dependent fact
 gradient for a reward at step H; averaged in log space over --samples action sequences. The
 Jacobian of the longest path, ||d s_H / d a_0||, is written as well.
 
-Models: the true task (BPTT through the simulator), a Markov MLP, an RNN AWM (tanh cell) and a
-transformer AWM, each in two variants: `init` (freshly initialised: the architecture alone, which is
-what the theorem is about) and `trained` (Adam on random-action episodes of --train-horizon steps; the
-transformer's position table is built for the longest H, so positions past --train-horizon stay at
-their initial values). Everything is evaluated in float64, so that the true gradient (about e^70 at
-H = 1000) does not overflow; norms that still overflow are dropped from the fits and counted.
+Models: the true task (BPTT through the simulator), a Markov MLP, an RNN AWM (tanh cell), a transformer
+AWM and a state-space AWM (awm_ssm: diagonal linear recurrences with |lambda| < 1), and on request
+(--models) the GRU and LSTM AWMs, each in two variants: `init` (freshly initialised: the architecture
+alone, which is what the theorem is about) and `trained` (Adam on random-action episodes of
+--train-horizon steps; the transformer's position table is built for the longest H, so positions past
+--train-horizon stay at their initial values). Everything is evaluated in float64, so that the true
+gradient (about e^70 at H = 1000) does not overflow; norms that still overflow are dropped from the fits
+and counted.
 
 Fits per model: log norm = c + r H (exponential, rate r per step) and log norm = c + p log H
 (polynomial, exponent p), each with R^2; the better fit is the one with the higher R^2, or
@@ -37,7 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MODELS = ("true", "markov_mlp", "awm_rnn", "awm_transformer")
+MODELS = ("true", "markov_mlp", "awm_rnn", "awm_transformer", "awm_ssm")  # the default run
+CHOICES = MODELS + ("awm_gru", "awm_lstm")  # a model's index here picks its key: appended ones change no other
 SETTINGS = {  # full and --quick defaults
     "full": dict(hmax=1000, num_h=12, hmin=10, train_horizon=100, episodes=512, train_steps=1000, samples=4),
     "quick": dict(hmax=100, num_h=6, hmin=5, train_horizon=30, episodes=64, train_steps=60, samples=2),
@@ -60,7 +63,7 @@ def main(argv=None):
     for k, v in SETTINGS["full"].items():
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None, help=f"default {v} (quick: "
                         f"{SETTINGS['quick'][k]})")
-    ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {MODELS}")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {CHOICES}")
     ap.add_argument("--variants", default="init,trained", help="init, trained or both")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -83,7 +86,7 @@ def main(argv=None):
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})
     models = args.models.split(",")
     variants = args.variants.split(",")
-    bad = sorted(set(models) - set(MODELS)) + sorted(set(variants) - {"init", "trained"})
+    bad = sorted(set(models) - set(CHOICES)) + sorted(set(variants) - {"init", "trained"})
     if bad:
         raise SystemExit(f"unknown models/variants {bad}")
     hs = horizons(cfg["hmin"], cfg["hmax"], cfg["num_h"])
@@ -126,7 +129,7 @@ def main(argv=None):
                 rollout = true_rollout(task64)
             else:
                 wm = make_world_model(kind, n, m, cfg["hmax"])
-                k = jax.random.fold_in(k_fit, MODELS.index(kind))
+                k = jax.random.fold_in(k_fit, CHOICES.index(kind))
                 if variant == "trained":
                     params, norm, losses = fit_world_model(wm, states, actions, k, cfg["train_steps"])
                     train_loss = float(jnp.mean(losses[-max(1, len(losses) // 10):]))
@@ -171,7 +174,8 @@ def main(argv=None):
     fig, axes = new_figure((11, 4.2))
     fig.clf()
     axes = fig.subplots(1, 2)
-    colors = {"true": "k", "markov_mlp": "tab:red", "awm_rnn": "tab:orange", "awm_transformer": "tab:blue"}
+    colors = {"true": "k", "markov_mlp": "tab:red", "awm_rnn": "tab:orange", "awm_transformer": "tab:blue",
+              "awm_ssm": "tab:cyan", "awm_gru": "tab:purple", "awm_lstm": "tab:brown"}
     for label, kind, variant, g_full, _, _ in curves:
         style = "--" if variant == "init" else "-"
         for ax in axes:

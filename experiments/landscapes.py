@@ -36,7 +36,7 @@ SETTINGS = {
     "quick": dict(episodes=128, fit_steps=100, grid=201, starts=16, steps=50),
 }
 COLORS = {"true_sim": "k", "awm_transformer": "tab:blue", "awm_rnn": "tab:orange", "awm_gru": "tab:purple",
-          "awm_lstm": "tab:brown", "markov_mlp": "tab:red", "hwm_transformer": "tab:green"}
+          "awm_lstm": "tab:brown", "awm_ssm": "tab:cyan", "markov_mlp": "tab:red", "hwm_transformer": "tab:green"}
 
 
 def write_csv(path, rows):
@@ -55,7 +55,7 @@ def main(argv=None):
                         help=f"default {v} (quick: {SETTINGS['quick'][k]})")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--models", default="awm_transformer", help="comma list of world model kinds")
-    ap.add_argument("--rnn-hidden", type=int, default=48, help="hidden size of recurrent AWMs")
+    ap.add_argument("--rnn-hidden", type=int, default=48, help="hidden size of recurrent AWMs (awm_ssm: width)")
     ap.add_argument("--lr-factors", default="1,0.1,10",
                     help="Adam learning rates as multiples of the per-task base rate; the first is plotted")
     ap.add_argument("--seed", type=int, default=0)
@@ -91,7 +91,7 @@ def main(argv=None):
             states, actions = random_action_episodes(task, k_data, cfg["episodes"])
         for mi, kind in enumerate(m for m in models if m):
             t0 = time.time()
-            sizes = dict(hidden=args.rnn_hidden) if kind in ("awm_rnn", "awm_gru", "awm_lstm") else {}
+            sizes = dict(hidden=args.rnn_hidden) if kind in ("awm_rnn", "awm_gru", "awm_lstm", "awm_ssm") else {}
             wm = make_world_model(kind, task.state_size, task.action_size, task.horizon, **sizes)
             params, norm, losses = fit_world_model(wm, states, actions, jax.random.fold_in(k_fit, mi), cfg["fit_steps"])
             fns[kind] = model_return(task, wm, params, norm)

@@ -187,7 +187,8 @@ def test_grad_norm_horizon_script_tiny(tmp_path):
     _check_outputs(tmp_path, **GRAD_NORM)
     rates = list(csv.DictReader((tmp_path / "rates.csv").open()))
     assert [(r["model"], r["variant"]) for r in rates] == [
-        ("true", "-"), ("markov_mlp", "trained"), ("awm_rnn", "trained"), ("awm_transformer", "trained")]
+        ("true", "-"), ("markov_mlp", "trained"), ("awm_rnn", "trained"), ("awm_transformer", "trained"),
+        ("awm_ssm", "trained")]
     assert all(float(r["causal_leak"]) == 0.0 for r in rates)  # every model is causal
     assert "exp_rate" in stdout
 

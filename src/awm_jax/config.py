@@ -11,13 +11,14 @@ import dataclasses
 import math
 
 BPO_METHODS = (
-    "awm_transformer", "awm_rnn", "awm_gru", "awm_lstm", "hwm_transformer", "markov_mlp", "markov_svg", "true_bptt",
+    "awm_transformer", "awm_rnn", "awm_gru", "awm_lstm", "awm_ssm", "hwm_transformer", "markov_mlp", "markov_svg",
+    "true_bptt",
 )
 REJAX_METHODS = ("sac", "ppo", "td3")  # model-free, trained by rejax (awm_jax.baselines.rejax_adapter)
 BASELINES = REJAX_METHODS + ("online_dt",)  # online_dt: awm_jax.baselines.online_dt
 METHODS = BPO_METHODS + BASELINES
 # method -> world model kind (None: no model)
-MODEL_OF = {m: m for m in BPO_METHODS[:6]} | {"markov_svg": "markov_mlp", "true_bptt": None} | dict.fromkeys(BASELINES)
+MODEL_OF = {m: m for m in BPO_METHODS[:7]} | {"markov_svg": "markov_mlp", "true_bptt": None} | dict.fromkeys(BASELINES)
 PARAMETERISATIONS = ("normalized", "paper")  # see awm_jax.policy
 # The policy learning rate when `policy_lr` is None, per parameterisation: the paper's 1e-4 for its own
 # raw-input policy; for ours the rates chosen by the sweep over the 8 benchmark tasks (README;
@@ -41,7 +42,7 @@ class Config:
     distractor_dims: int = 0  # extra N(0, 1) observation dimensions
     state_noise: float = 0.0  # std of Gaussian noise added to the state each step
     task_variant: str = "paper"  # "paper": the paper's copies of the tasks; "myriad": Myriad's originals (glucose, predator_prey, invasive_plant differ)
-    method: str = "awm_transformer"  # awm_transformer, awm_rnn, awm_gru, awm_lstm, hwm_transformer, markov_mlp, markov_svg, true_bptt; model-free: sac, ppo, td3, online_dt
+    method: str = "awm_transformer"  # awm_transformer, awm_rnn, awm_gru, awm_lstm, awm_ssm, hwm_transformer, markov_mlp, markov_svg, true_bptt; model-free: sac, ppo, td3, online_dt
     seeds: int = 1  # seeds trained together as one vmapped program
     seed: int = 0  # the run's base seed: seed keys are split(PRNGKey(seed), seeds)
     total_steps: int = 5000  # real env steps (rounded up to whole evaluation periods)
@@ -67,9 +68,10 @@ class Config:
     svg_k: int = 2  # unroll length of markov_svg
     target_tau: float = 0.005  # Polyak rate of the critic's target network
     width: int = 48  # transformer width
-    layers: int = 2  # transformer blocks
+    layers: int = 2  # transformer blocks (awm_ssm: its SSM layers)
     heads: int = 3  # attention heads
-    rnn_hidden: int = 48  # hidden size of the recurrent AWMs
+    rnn_hidden: int = 48  # hidden size of the recurrent AWMs (awm_ssm: its width)
+    ssm_state: int = 32  # awm_ssm: complex state size of each diagonal SSM layer
     max_positions: int | None = None  # transformer position table length; None: the horizon
     position_std: float = 0.1  # std of the transformer's position table init (the paper's lecun-uniform table: ~0.1; GPT-2: 0.02)
     token_mixer: bool = False  # transformer AWM: a shared Dense after the per-type token embeddings (the paper's has none)
@@ -164,7 +166,7 @@ class Config:
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
         for name in ("seeds", "total_steps", "model_every", "policy_every", "eval_every", "model_batch",
-                     "imagined_rollouts", "width", "layers", "heads", "rnn_hidden", "svg_k"):
+                     "imagined_rollouts", "width", "layers", "heads", "rnn_hidden", "ssm_state", "svg_k"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")

@@ -373,11 +373,13 @@ def make_train(config: Config) -> Trainer:
     else:
         transformer = dict(width=config.width, layers=config.layers, heads=config.heads, decoder=config.mlp_hidden,
                            position_std=config.position_std)
+        recurrent = dict(hidden=config.rnn_hidden, embed=config.mlp_hidden, decoder=config.mlp_hidden)
         sizes = {
             "awm_transformer": dict(transformer, token_mixer=config.token_mixer),
             "hwm_transformer": transformer,
             "markov_mlp": dict(hidden=config.mlp_hidden),
-        }.get(kind, dict(hidden=config.rnn_hidden, embed=config.mlp_hidden, decoder=config.mlp_hidden))
+            "awm_ssm": dict(recurrent, layers=config.layers, ssm_state=config.ssm_state),
+        }.get(kind, recurrent)
         model = make_world_model(kind, n, m, config.max_positions or H, **sizes)
         model.check_horizon(H)
     policy = Policy(n + 1, m, tuple(config.policy_hidden), horizon=H, parameterisation=config.parameterisation)

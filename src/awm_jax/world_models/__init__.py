@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from awm_jax.world_models.awm_rnn import RecurrentAWM
+from awm_jax.world_models.awm_ssm import SSMAWM
 from awm_jax.world_models.awm_transformer import TransformerAWM
 from awm_jax.world_models.base import WorldModel
 from awm_jax.world_models.hwm_transformer import TransformerHWM
@@ -14,6 +15,7 @@ KINDS = {
     "awm_rnn": (RecurrentAWM, {"cell": "rnn"}),
     "awm_gru": (RecurrentAWM, {"cell": "gru"}),
     "awm_lstm": (RecurrentAWM, {"cell": "lstm"}),
+    "awm_ssm": (SSMAWM, {}),
     "hwm_transformer": (TransformerHWM, {}),
     "markov_mlp": (MarkovMLP, {}),
 }
@@ -33,4 +35,4 @@ def make_world_model(kind: str, state_size: int, action_size: int, max_horizon: 
     return cls(state_size=state_size, action_size=action_size, max_horizon=max_horizon, **fixed, **sizes)
 
 
-__all__ = ["KINDS", "MarkovMLP", "RecurrentAWM", "TransformerAWM", "TransformerHWM", "WorldModel", "make_world_model"]
+__all__ = ["KINDS", "MarkovMLP", "RecurrentAWM", "SSMAWM", "TransformerAWM", "TransformerHWM", "WorldModel", "make_world_model"]

@@ -1,0 +1,178 @@
+"""The state-space AWM (awm_ssm): parallel scan == recurrent steps, one layer == a numpy loop,
+causality, and stable eigenvalues, each checked against an independent computation."""
+
+import awm_envs
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from awm_jax.bpo import imagine, imagine_sequential
+from awm_jax.policy import Policy
+from awm_jax.spaces import Normalizer
+from awm_jax.world_models import make_world_model
+from awm_jax.world_models.awm_ssm import DiagonalSSM
+
+H, N, M = 23, 3, 2  # an odd length: the associative scan's odd/even split is exercised
+
+
+def _perturb(params, key, scale):
+    """Every parameter plus scale * N(0, 1) noise (moves the eigenvalues, B, C, D and the MLPs)."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return tree.unflatten([x + scale * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)])
+
+
+@pytest.fixture(scope="module")
+def model():
+    wm = make_world_model("awm_ssm", N, M, H)
+    params = _perturb(wm.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 0.1)  # away from the symmetric init
+    ks, ka = jax.random.split(jax.random.PRNGKey(2))
+    states = jax.random.normal(ks, (H + 1, N))
+    actions = jax.random.uniform(ka, (H, M), minval=-1, maxval=1)
+    return wm, params, states, actions
+
+
+def test_parallel_scan_equals_recurrent_steps(model):
+    """predict (associative scan over time) == rollout (start + one step at a time with the carried
+    per-layer states): values, and gradients w.r.t. the parameters and the actions, to float32 rounding."""
+    wm, params, states, actions = model
+    par, seq = wm.predict(params, states, actions), wm.rollout(params, states[0], actions)
+    assert float(jnp.abs(par).max()) > 0.1  # not a trivially small output
+    np.testing.assert_allclose(par, seq, rtol=1e-5, atol=1e-6)
+    w = jax.random.normal(jax.random.PRNGKey(3), (H, N))
+    f_par = lambda p, a: jnp.sum(w * jnp.sin(wm.predict(p, states, a)))
+    f_seq = lambda p, a: jnp.sum(w * jnp.sin(wm.rollout(p, states[0], a)))
+    g_par = jax.jit(jax.grad(f_par, argnums=(0, 1)))(params, actions)
+    g_seq = jax.jit(jax.grad(f_seq, argnums=(0, 1)))(params, actions)
+    flat_par, flat_seq = jax.tree.leaves(g_par), jax.tree.leaves(g_seq)
+    assert len(flat_par) == len(flat_seq) and all(float(jnp.abs(g).max()) > 0 for g in flat_par)
+    for a, b in zip(flat_par, flat_seq):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6 * float(jnp.abs(b).max()) + 1e-7)
+
+
+def test_float64_forms_agree_to_float64_rounding(x64):
+    """With float64 parameters (as experiments/grad_norm_horizon.py evaluates) the two forms agree to 1e-12:
+    the float32 differences above are rounding, not a different recurrence; parameters init as float32."""
+    wm = make_world_model("awm_ssm", N, M, H)
+    params = wm.init(jax.random.PRNGKey(0))
+    assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+    params = _perturb(jax.tree.map(lambda x: x.astype(jnp.float64), params), jax.random.PRNGKey(1), 0.1)
+    states = jax.random.normal(jax.random.PRNGKey(2), (H + 1, N), jnp.float64)
+    actions = jax.random.uniform(jax.random.PRNGKey(3), (H, M), jnp.float64, -1, 1)
+    par, seq = wm.predict(params, states, actions), wm.rollout(params, states[0], actions)
+    assert par.dtype == jnp.float64
+    np.testing.assert_allclose(par, seq, rtol=1e-12, atol=1e-12)
+
+
+def _numpy_layer(p, u):
+    """One SSM layer as a python loop in float64 from its parameters, written from the equations:
+    Lambda = -exp(log_neg_re) + i im, lam = exp(Lambda dt), B_bar = (lam - 1) / Lambda B,
+    h_t = lam h_{t-1} + B_bar u_t (h_{-1} = 0), y_t = Re(C h_t) + D u_t."""
+    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    Lam = -np.exp(p["log_neg_re"]) + 1j * p["im"]
+    lam = np.exp(Lam * np.exp(p["log_dt"]))
+    B_bar = ((lam - 1) / Lam)[:, None] * (p["B"][0] + 1j * p["B"][1])
+    C = p["C"][0] + 1j * p["C"][1]
+    h = np.zeros(lam.shape, complex)
+    ys = []
+    for u_t in np.asarray(u, np.float64):
+        h = lam * h + B_bar @ u_t
+        ys.append((C @ h).real + p["D"] * u_t)
+    return np.stack(ys), lam, B_bar, C
+
+
+def test_one_layer_equals_a_numpy_loop(model):
+    """The layer's parallel output and its step function both equal the numpy loop; and for a constant
+    input the state is the geometric sum B_bar u (1 - lam^(t+1)) / (1 - lam)."""
+    wm, params, _, _ = model
+    p = params["params"]["ssm_1"]
+    layer = DiagonalSSM(wm.hidden, wm.ssm_state)
+    u = jax.random.normal(jax.random.PRNGKey(4), (H, wm.hidden))
+    ref, lam, B_bar, C = _numpy_layer(p, u)
+    out = layer.apply({"params": p}, u)
+    assert np.abs(ref).max() > 0.5
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    h = jnp.zeros(wm.ssm_state, jnp.complex64)
+    for t in range(H):
+        h, y = layer.apply({"params": p}, h, u[t], method=DiagonalSSM.step)
+        np.testing.assert_allclose(y, ref[t], rtol=1e-4, atol=1e-5)
+    # constant input: y_t = Re(C B_bar u (1 - lam^(t+1)) / (1 - lam)) + D u
+    u0 = np.asarray(u[0], np.float64)
+    t = np.arange(H)[:, None]
+    h_closed = (B_bar @ u0)[None] * (1 - lam[None] ** (t + 1)) / (1 - lam[None])
+    y_closed = (h_closed @ C.T).real + np.asarray(p["D"], np.float64) * u0
+    np.testing.assert_allclose(layer.apply({"params": p}, jnp.tile(u[0], (H, 1))), y_closed, rtol=1e-4, atol=1e-5)
+
+
+def test_causal_in_the_actions_and_blind_to_later_states(model):
+    """s^_t (row t - 1 of predict) depends on a_0..a_{t-1} only: its Jacobian w.r.t. a_k is exactly zero
+    for k >= t and non-zero for k = t - 1 and k = 0, in the parallel pass and in the recurrent one;
+    changing the actions from step t on leaves s^_1..s^_t unchanged; s_1..s_H are never read."""
+    wm, params, states, actions = model
+    J_par = np.asarray(jax.jacrev(lambda a: wm.predict(params, states, a))(actions))  # [H, n, H, m]
+    J_seq = np.asarray(jax.jacfwd(lambda a: wm.rollout(params, states[0], a))(actions))
+    for J in (J_par, J_seq):
+        for t in range(1, H + 1):
+            assert np.all(J[t - 1, :, t:, :] == 0.0), f"s^_{t} depends on an action at or after step {t}"
+            assert np.abs(J[t - 1, :, t - 1, :]).max() > 0 and np.abs(J[t - 1, :, 0, :]).max() > 0
+    np.testing.assert_allclose(J_par, J_seq, rtol=2e-4, atol=1e-6)
+    base = wm.predict(params, states, actions)
+    for t in (1, 7, H - 1):
+        other = actions.at[t:].set(jax.random.uniform(jax.random.PRNGKey(t), (H - t, M), minval=-1, maxval=1))
+        changed = wm.predict(params, states, other)
+        np.testing.assert_array_equal(changed[:t], base[:t])  # s^_1..s^_t
+        assert float(jnp.abs(changed[t:] - base[t:]).max()) > 1e-4
+    J_s = np.asarray(jax.jacrev(lambda s: wm.predict(params, s, actions))(states))  # [H, n, H+1, n]
+    assert np.all(J_s[:, :, 1:, :] == 0.0) and np.abs(J_s[:, :, 0, :]).max() > 0
+    np.testing.assert_array_equal(wm.predict(params, states.at[1:].set(99.0), actions), base)
+
+
+def test_eigenvalues_inside_the_unit_circle(model):
+    """|lam| < 1 for every eigenvalue at init and after random perturbations of every parameter, and
+    |lam| equals exp(-exp(log_neg_re + log_dt)) computed from the parameters."""
+    wm = model[0]
+    init = wm.init(jax.random.PRNGKey(5))
+    for i, params in enumerate([init] + [_perturb(init, jax.random.PRNGKey(10 + k), s)
+                                         for k, s in enumerate((0.3, 1.0, 1.0, 1.0))]):
+        lam = np.asarray(wm.eigenvalues(params))  # [layers, P]
+        assert lam.shape == (wm.layers, wm.ssm_state)
+        assert np.abs(lam).max() < 1.0, f"params set {i}: max |lam| = {np.abs(lam).max()}"
+        for layer in range(wm.layers):
+            p = {k: np.asarray(v, np.float64) for k, v in params["params"][f"ssm_{layer}"].items()}
+            np.testing.assert_allclose(np.abs(lam[layer]), np.exp(-np.exp(p["log_neg_re"] + p["log_dt"])), rtol=1e-6)
+            np.testing.assert_allclose(np.angle(lam[layer]), np.angle(np.exp(1j * p["im"] * np.exp(p["log_dt"]))),
+                                       atol=1e-4)
+    # at init the timescales span dt in [1e-3, 1e-1] with Re Lambda = -1/2: |lam| in [exp(-0.05), exp(-0.0005)]
+    mag = np.abs(np.asarray(wm.eigenvalues(init)))
+    assert mag.min() >= np.exp(-0.05) - 1e-6 and mag.max() <= np.exp(-0.0005) + 1e-6
+
+
+def test_bpo_through_the_parallel_pass_equals_stepping():
+    """BPO recomputes imagination through the parallel pass (parallel_predict): same rollout, same policy
+    and model gradients as stepping through the carried states."""
+    task = awm_envs.make("cancer_treatment", horizon=12)
+    n = task.obs_size - 1
+    policy = Policy(n + 1, 1)
+    pparams = policy.init(jax.random.PRNGKey(0))
+    norm = Normalizer(jnp.array([0.5]), jnp.array([0.2]))
+    wm = make_world_model("awm_ssm", n, 1, task.horizon)
+    mparams = _perturb(wm.init(jax.random.PRNGKey(1)), jax.random.PRNGKey(2), 0.1)
+    s0 = task.reset(jax.random.PRNGKey(0)).obs[:-1]
+    assert wm.parallel_predict and not wm.feeds_back_predictions
+
+    def total(p, fn, mp):
+        ro = fn(wm, mp, policy, p, task, norm, s0, jax.random.PRNGKey(3), task.horizon)
+        return ro.rewards.sum() - 0.1 * ro.logp.sum(), ro
+
+    (v1, ro1), g1 = jax.value_and_grad(lambda p: total(p, imagine, mparams), has_aux=True)(pparams)
+    (v2, ro2), g2 = jax.value_and_grad(lambda p: total(p, imagine_sequential, mparams), has_aux=True)(pparams)
+    np.testing.assert_allclose(ro1.obs, ro2.obs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v1, v2, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()) + 1e-8)
+    gm1 = jax.grad(lambda m: total(pparams, imagine, m)[0])(mparams)
+    gm2 = jax.grad(lambda m: total(pparams, imagine_sequential, m)[0])(mparams)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(gm1)) > 0
+    for a, b in zip(jax.tree.leaves(gm1), jax.tree.leaves(gm2)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * float(jnp.abs(b).max()) + 1e-8)
