@@ -52,6 +52,18 @@ def window_rows(runs: dict, window: int = WINDOW) -> list[dict]:
     return rows
 
 
+def compact(rows: list[dict]) -> list[dict]:
+    """The table docs/results.md shows: one row per (task, method), first -> last window."""
+    g = lambda v: f"{v:.2g}"
+    return [{"task": r["task"], "method": r["method"],
+             "final return": f"{r['final_return']:.4g} +- {r['final_return_std']:.2g}",
+             "error on the policy's states": f"{g(r['error_eval_first'])} -> {g(r['error_eval_last'])}",
+             "error on warm-up data": f"{g(r['error_warmup_first'])} -> {g(r['error_warmup_last'])}",
+             "ratio": f"{g(r['ratio_first'])} -> {g(r['ratio_last'])}",
+             "gradient cosine": f"{r['cosine_first']:.2f} -> {r['cosine_last']:.2f}",
+             "max abs z": f"{r['max_abs_z_first']:.3g} -> {r['max_abs_z_last']:.3g}"} for r in rows]
+
+
 def read_runs(data, tasks, methods) -> tuple[dict, list[str]]:
     """({(task, method): metrics} of the groups present in `data` that log the model error, [missing])."""
     runs, missing = {}, []
@@ -132,7 +144,7 @@ def main(argv=None):
     rows = window_rows(runs, args.window)
     write_csv(out / "model_error.csv", rows)
     note = f"\n\nMissing: {', '.join(missing)}\n" if missing else "\n"
-    atomic_write(out / "model_error.md", markdown_table(rows) + note)
+    atomic_write(out / "model_error.md", markdown_table(compact(rows)) + note)
     plot(runs, [t for t in tasks if any(k[0] == t for k in runs)], out / "model_error.png")
     print(format_table(rows) + note + f"wrote {out}/model_error.csv, .md and .png")
 
