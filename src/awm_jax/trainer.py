@@ -264,7 +264,8 @@ class Trainer:
         loss, g = jax.value_and_grad(self.model.loss)(state.model_params, s, acts, mask)
         opt = state.model_opt
         if self.config.model_lr_decay != 1.0:  # the rate Adam uses lives in the optimiser state
-            lr = state.hparams["model_lr"] * model_lr_factor(opt.count, self.config.model_updates, self.config.model_lr_decay)
+            cfg = self.config
+            lr = state.hparams["model_lr"] * model_lr_factor(opt.count, cfg.model_updates, cfg.model_lr_decay)
             opt = opt._replace(hyperparams={**opt.hyperparams, "learning_rate": lr})
         tx = _adam()(learning_rate=state.hparams["model_lr"])
         upd, opt = tx.update(g, opt, state.model_params)
