@@ -42,7 +42,7 @@ def test_the_true_dynamics_have_no_open_loop_error_and_a_shifted_model_has_the_c
     np.testing.assert_allclose(err, 0.5 * 1.0 ** 2, rtol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["markov_mlp", "awm_transformer"])
+@pytest.mark.parametrize("method", ["markov_mlp", pytest.param("awm_transformer", marks=pytest.mark.slow)])
 def test_evaluation_logs_model_errors_without_changing_the_run(method):
     """The logged errors equal the model's own error on the evaluation episode and on the warm-up episodes
     recomputed from the final state in numpy; every other metric is bit-identical with the log off."""
