@@ -39,6 +39,7 @@ from jax.flatten_util import ravel_pytree
 from awm_jax.bpo import bpo_loss, svg_loss
 from awm_jax.config import BASELINES, NUMERIC, Config
 from awm_jax.critic import Critic, critic_loss, polyak
+from awm_jax.diagnostics import open_loop_error
 from awm_jax.policy import Policy
 from awm_jax.replay import Replay
 from awm_jax.spaces import Normalizer
@@ -218,8 +219,6 @@ class Trainer:
         ret, obs, actions = self.eval_episode(state.policy_params, state.norm, key)
         metrics = {"eval/return": ret}
         if self.config.model_error and self.config.model_kind is not None:
-            from awm_jax.diagnostics import open_loop_error
-
             err = lambda o, a: open_loop_error(self.model, state.model_params, self.model_norm(state), state.norm,
                                                o[:, :-1], a)
             metrics["model/error_eval"] = err(obs, actions)
