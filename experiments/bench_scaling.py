@@ -20,13 +20,11 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from awm_jax.config import Config
-from awm_jax.results import atomic_write, format_table
-from awm_jax.sharding import SeedSharding
-from awm_jax.trainer import make_train
+from awm_jax.io.results import atomic_write, format_table
+from awm_jax.loop.sharding import SeedSharding
+from awm_jax.methods import make_train
 
 
 def _time(fn, *args, reps=3):
@@ -64,12 +62,12 @@ def phases(trainer, n: int, reps: int):
         return jax.lax.scan(trainer._model_update, s, jax.random.split(k, cfg.policy_every // cfg.model_every))[0]
 
     def evaluate(s, k):
-        return trainer.evaluate(s.policy_params, s.norm, k)
+        return trainer.evaluate(s, k)
 
     out = {"compile_s": compile_s}
     for name, fn in (("env_s", env), ("model_s", model), ("policy_s", lambda s, k: trainer._policy_update(s, k)[0]),
                      ("eval_s", evaluate)):
-        if name == "model_s" and cfg.model_kind is None:
+        if name == "model_s" and not trainer.model.trainable:
             out[name] = 0.0
             continue
         out[name] = _time(sh.compile(jax.vmap(fn), state, ks), state, ks, reps=reps)
@@ -117,7 +115,8 @@ def main(argv=None):
         text += (f"\n\nawm_transformer: {flops['model'] / 1e9:.2f} GFLOP per model update, "
                  f"{flops['policy'] / 1e9:.2f} GFLOP per policy update (XLA cost analysis), "
                  f"{total / 1e12:.2f} TFLOP per seed for the schedule; matmul throughput here {gf:.0f} GFLOP/s "
-                 f"-> FLOP limit {limit:.1f} s per seed; best measured {best:.1f} s per seed = {best / limit:.2f}x the limit")
+                 f"-> FLOP limit {limit:.1f} s per seed; best measured {best:.1f} s per seed = "
+                 f"{best / limit:.2f}x the limit")
     print(text)
     atomic_write(Path(args.out) / "scaling.md", text + "\n")
 

@@ -18,14 +18,14 @@ import argparse
 import time
 from pathlib import Path
 
-import awm_envs
 import jax
 import numpy as np
 
+import awm_envs
+from awm_jax.analysis.references import best_constant_return, closed_gap, random_return
 from awm_jax.config import Config
-from awm_jax.references import best_constant_return, closed_gap, random_return
-from awm_jax.results import atomic_write, format_table
-from awm_jax.trainer import make_train
+from awm_jax.io.results import atomic_write, format_table
+from awm_jax.methods import make_train
 
 
 def time_scan(cfg: Config, seeds: int):
@@ -53,7 +53,7 @@ def time_python_loop(cfg: Config, blocks: int) -> float:
     def block(state):
         for _ in range(cfg.policy_every):
             state = env_step(state, next(keys))
-        if cfg.model_kind is not None:
+        if trainer.model.trainable:
             for _ in range(cfg.policy_every // cfg.model_every):
                 state, _ = model_update(state, next(keys))
         state, _ = policy_update(state, next(keys))
@@ -100,7 +100,8 @@ def main(argv=None):
     loop_block = time_python_loop(cfg, args.loop_blocks)
     text = (format_table(rows) + f"\n\nrandom policy {rand:.4g}, best constant action {best:.4g}"
             f"\nper block (16 env steps + updates), one seed: scan {scan_block:.4f} s (whole run / blocks), "
-            f"Python loop over the same jitted pieces {loop_block:.4f} s: scan is {loop_block / scan_block:.2f}x faster")
+            f"Python loop over the same jitted pieces {loop_block:.4f} s: "
+            f"scan is {loop_block / scan_block:.2f}x faster")
     print(text)
     out = Path(args.out)
     atomic_write(out / "bench.md", f"device {device.platform} ({device.device_kind})\n\n" + text + "\n")

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import awm_envs
 import jax
 
+import awm_envs
+from awm_jax.analysis.references import best_constant_return, closed_gap, random_return
 from awm_jax.config import Config
-from awm_jax.references import best_constant_return, closed_gap, random_return
-from awm_jax.results import atomic_write, format_table, summary
-from awm_jax.run import run_training
+from awm_jax.io.results import atomic_write, format_table, summary
+from awm_jax.loop.run import run_training
 
 
 def main(argv=None):

@@ -70,8 +70,7 @@ def main(argv=None):
     jax.config.update("jax_enable_x64", True)  # before anything is traced
 
     import awm_envs
-
-    from awm_jax.gradient_growth import (
+    from awm_jax.analysis.gradient_growth import (
         final_state_jacobian_norms,
         fit_growth,
         fit_world_model,
@@ -79,8 +78,8 @@ def main(argv=None):
         raw_rollout,
         true_rollout,
     )
-    from awm_jax.results import atomic_write, format_table, new_figure, save_figure
-    from awm_jax.world_models import make_world_model
+    from awm_jax.io.results import atomic_write, format_table, new_figure, save_figure
+    from awm_jax.models import make_world_model
 
     cfg = dict(SETTINGS["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})
@@ -134,7 +133,7 @@ def main(argv=None):
                     params, norm, losses = fit_world_model(wm, states, actions, k, cfg["train_steps"])
                     train_loss = float(jnp.mean(losses[-max(1, len(losses) // 10):]))
                 else:
-                    from awm_jax.spaces import Normalizer
+                    from awm_jax.loop.spaces import Normalizer
 
                     params, norm = wm.init(k), Normalizer.identity(n)
                 rollout = raw_rollout(wm, to_f64(params), to_f64(norm))
@@ -158,7 +157,7 @@ def main(argv=None):
     atomic_write(out / "rates.csv", "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols)
                                                                   for r in rows]) + "\n")
     lines = ["model,variant,H,norm_full_logmean,norm_first_logmean,norm_full_min,norm_full_max"]
-    for label, kind, variant, g_full, g_first, full in curves:
+    for _label, kind, variant, g_full, g_first, full in curves:
         for i, h in enumerate(hs):
             vals = (g_full[i], g_first[i], full[:, i].min(), full[:, i].max())
             lines.append(f"{kind},{variant},{h}," + ",".join(repr(float(v)) for v in vals))

@@ -13,16 +13,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import awm_envs
 import jax
 import jax.numpy as jnp
 import optax
 
-from awm_jax.diagnostics import policy_gradient_comparison
-from awm_jax.policy import Policy
-from awm_jax.results import atomic_write, format_table
-from awm_jax.spaces import Normalizer
-from awm_jax.world_models import KINDS, make_world_model
+import awm_envs
+from awm_jax.analysis.diagnostics import policy_gradient_comparison
+from awm_jax.io.results import atomic_write, format_table
+from awm_jax.loop.spaces import Normalizer
+from awm_jax.models import KINDS, make_world_model
+from awm_jax.models.policy import Policy
 
 
 def random_episodes(task, key, count):

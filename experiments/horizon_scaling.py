@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from awm_jax.benchmark import add_arguments, base_config, report_scope, run_experiment
-from awm_jax.committed import Setting
-from awm_jax.report import write_report
-from awm_jax.results import new_figure, save_figure
-from awm_jax.sweep import parse_list
+from awm_jax.analysis.benchmark import add_arguments, base_config, report_scope, run_experiment
+from awm_jax.io.committed import Setting
+from awm_jax.io.report import write_report
+from awm_jax.io.results import new_figure, save_figure
+from awm_jax.loop.sweep import parse_list
 
 TASKS = "cancer_treatment,timber_harvest"  # timber_harvest: its open-loop optimum is far above the best constant
 METHODS_ = "awm_transformer,hwm_transformer,awm_lstm,markov_mlp,true_bptt,sac"

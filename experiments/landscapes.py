@@ -5,7 +5,7 @@
 Tasks: double_pendulum (a_0 x 180 sets the first rod's angle; chaotic; reward at the last step only)
 and one_bounce (a_0 sets the ball's velocity 10 (a_0 - 2); an elastic bounce at the wall; reward at
 the last step only). Both read a_0 alone, so the landscape is the 1-D slice a_0 = a, later actions 0
-(awm_jax.landscapes): the true return R_true(a), and R_model(a), the task's reward on the states a
+(awm_jax.analysis.landscapes): the true return R_true(a), and R_model(a), the task's reward on the states a
 world model predicts for that action sequence.
 
 Models: the transformer AWM (and, with --models, the RNN AWM), fitted with Adam on --episodes episodes
@@ -14,7 +14,8 @@ actions drawn uniformly in [-1, 1], --steps Adam steps on the action (projected 
 the true simulator ("true_sim") and through each model, at several learning rates (--lr-factors times a
 per-task base rate, 2e-3 for double_pendulum, whose landscape has period 2 pi / 180 = 0.035 in a_0, and
 1e-2 for one_bounce); the final actions are scored by the TRUE return ("near_best": the fraction within
-5% of the landscape's range of the best return on the grid). Writes config.json, landscape.csv, ascent.csv, summary.csv/.md and
+5% of the landscape's range of the best return on the grid). Writes config.json, landscape.csv, ascent.csv,
+summary.csv/.md and
 landscapes.png to --out.
 """
 
@@ -40,7 +41,7 @@ COLORS = {"true_sim": "k", "awm_transformer": "tab:blue", "awm_rnn": "tab:orange
 
 
 def write_csv(path, rows):
-    from awm_jax.results import atomic_write
+    from awm_jax.io.results import atomic_write
 
     cols = list(rows[0])
     atomic_write(path, "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n")
@@ -62,11 +63,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import awm_envs
-
-    from awm_jax.gradient_growth import fit_world_model, random_action_episodes
-    from awm_jax.landscapes import gradient_ascent, landscape, model_return, true_return
-    from awm_jax.results import atomic_write, format_table, new_figure, save_figure
-    from awm_jax.world_models import make_world_model
+    from awm_jax.analysis.gradient_growth import fit_world_model, random_action_episodes
+    from awm_jax.analysis.landscapes import gradient_ascent, landscape, model_return, true_return
+    from awm_jax.io.results import atomic_write, format_table, new_figure, save_figure
+    from awm_jax.models import make_world_model
 
     cfg = dict(SETTINGS["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})
@@ -125,7 +125,8 @@ def main(argv=None):
                                     moved=float(np.mean(np.abs(np.asarray(final) - np.asarray(starts)) > 1e-3))))
                 print(f"{name}: ascent through {method:16s} lr {lr:.0e}  true return of final actions: "
                       f"mean {final_true.mean():.4g}, median {np.median(final_true):.4g}, near best "
-                      f"{summary[-1]['near_best']:.2f} (starts {start_true.mean():.4g}, grid best {best:.4g})", flush=True)
+                      f"{summary[-1]['near_best']:.2f} (starts {start_true.mean():.4g}, grid best {best:.4g})",
+                      flush=True)
             print(f"{name}: ascent through {method} took {time.time() - t0:.1f}s", flush=True)
         for i, a in enumerate(np.asarray(grid)):
             land_rows.append(dict(task=name, action=float(a), **{f"{k}_return": float(v[i]) for k, v in land.items()}))
@@ -155,7 +156,7 @@ def main(argv=None):
         row[0].set_ylabel("return")
         row[0].legend(fontsize=7)
         row[1].plot([-1, 1], [-1, 1], color="0.7", lw=0.8)
-        for method, (final, final_true) in finals.items():
+        for method, (final, _) in finals.items():
             row[1].scatter(starts, final, s=10, color=COLORS.get(method), label=method)
         row[1].set_title(f"gradient ascent (Adam, lr {LR[name] * factors[0]:g}): start -> final a_0", fontsize=9)
         row[1].set_xlabel("start a_0")
@@ -165,7 +166,7 @@ def main(argv=None):
         hi = max([start_true.max()] + [f[1].max() for f in finals.values()])
         bins = np.linspace(lo, hi + 1e-9, 21)
         row[2].hist(start_true, bins=bins, color="0.8", label="starts")
-        for method, (final, final_true) in finals.items():
+        for method, (_, final_true) in finals.items():
             row[2].hist(final_true, bins=bins, histtype="step", lw=1.5, color=COLORS.get(method), label=method)
         row[2].set_title("TRUE return of the final actions", fontsize=9)
         row[2].set_xlabel("true return")

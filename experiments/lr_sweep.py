@@ -7,7 +7,7 @@
 
 Reads each sweep's summary.csv and sweep.json, scores every (task, method, parameterisation,
 policy_lr) final return against the task's references (random = 0, best of constant action and
-open-loop optimisation = 1; `awm_jax.benchmark`), and writes OUT/returns.csv (one row per task,
+open-loop optimisation = 1; `awm_jax.analysis.benchmark`), and writes OUT/returns.csv (one row per task,
 method, parameterisation and rate), OUT/scores.csv (mean score over the tasks per method,
 parameterisation and rate) and OUT/lr_sweep.md (both tables), printing the second. With --data-only
 it rebuilds them from OUT/returns.csv alone (the committed data).
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from awm_jax.benchmark import normalized_score, task_references
+from awm_jax.analysis.benchmark import normalized_score, task_references
 from awm_jax.config import Config
-from awm_jax.results import atomic_write, format_table
+from awm_jax.io.results import atomic_write, format_table
 
 
 def read_sweeps(folders) -> list[dict]:
@@ -52,7 +52,8 @@ def score(rows: list[dict], refs: dict) -> tuple[list[dict], list[dict]]:
     groups = {}
     for r in rows:
         groups.setdefault((r["method"], r["parameterisation"], r["policy_lr"]), []).append(r)
-    table = [dict(method=m, parameterisation=p, policy_lr=lr, tasks=len(g), mean_score=float(np.mean([r["score"] for r in g])),
+    table = [dict(method=m, parameterisation=p, policy_lr=lr, tasks=len(g),
+                  mean_score=float(np.mean([r["score"] for r in g])),
                   min_score=float(np.min([r["score"] for r in g])))
              for (m, p, lr), g in sorted(groups.items())]
     return rows, table

@@ -4,7 +4,7 @@ against its error on the warm-up data, over training, beside the policy-gradient
     python experiments/model_error.py --data docs/data/myriad_benchmark --out docs/data/model_error
     python experiments/model_error.py --out /tmp/me --quick        # trains a tiny run first (~2 min)
 
-Every BPO run logs, at each evaluation (`Trainer._evaluation`): model/error_eval, the model's open-loop
+Every BPO run logs, at each evaluation (`BPOLearner._evaluation`): model/error_eval, the model's open-loop
 error (0.5 x mean squared error of s^_1..s^_H predicted from s_0 and the actions, in the run's
 z-scores) on that evaluation episode, i.e. on the trajectory the current deterministic policy actually
 visits; model/error_warmup, the same on the first warm-up episodes (the data the normaliser was fitted
@@ -24,8 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from awm_jax.results import atomic_write, format_table, markdown_table, new_figure, read_run_files, save_figure, \
-    write_csv
+from awm_jax.io.results import (
+    atomic_write,
+    format_table,
+    markdown_table,
+    new_figure,
+    read_run_files,
+    save_figure,
+    write_csv,
+)
 
 TASKS = "cancer_treatment,timber_harvest"
 METHODS = "awm_transformer,hwm_transformer,awm_lstm,markov_mlp"
@@ -95,7 +102,8 @@ def plot(runs: dict, tasks, path) -> None:
                 continue
             m, c = runs[(t, mth)], colors(j)
             steps = m["eval/env_steps"][0]
-            axes[i, 0].plot(steps, np.exp(np.log(m["model/error_eval"]).mean(0)), color=c, label=f"{mth}: policy's states")
+            axes[i, 0].plot(steps, np.exp(np.log(m["model/error_eval"]).mean(0)), color=c,
+                            label=f"{mth}: policy's states")
             axes[i, 0].plot(steps, np.exp(np.log(m["model/error_warmup"]).mean(0)), color=c, ls="--",
                             label=f"{mth}: warm-up data")
             axes[i, 1].plot(steps, np.nanmean(m["policy/grad_cosine"], 0), color=c, label=mth)
@@ -113,7 +121,7 @@ def plot(runs: dict, tasks, path) -> None:
 def quick_data(out: Path) -> Path:
     """Tiny runs of two world models on cancer_treatment, in the data layout: OUT/quick/{task}-{method}."""
     from awm_jax import Config
-    from awm_jax.run import run_training
+    from awm_jax.loop.run import run_training
 
     data = out / "quick"
     for method in ("awm_transformer", "markov_mlp"):

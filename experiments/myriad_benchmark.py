@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from awm_jax.benchmark import (
+from awm_jax.analysis.benchmark import (
     BENCHMARK_TASKS,
     add_arguments,
     base_config,
@@ -32,10 +32,10 @@ from awm_jax.benchmark import (
     report_scope,
     run_experiment,
 )
-from awm_jax.committed import Setting
 from awm_jax.config import METHODS
-from awm_jax.report import REFERENCE, plot_curves, write_report
-from awm_jax.sweep import parse_list
+from awm_jax.io.committed import Setting
+from awm_jax.io.report import REFERENCE, plot_curves, write_report
+from awm_jax.loop.sweep import parse_list
 
 QUICK_TASKS, QUICK_METHODS = "cancer_treatment,timber_harvest", "awm_transformer,markov_mlp,true_bptt"
 DATA = "docs/data/myriad_benchmark"

@@ -22,11 +22,11 @@ import dataclasses
 
 import numpy as np
 
-from awm_jax.benchmark import add_arguments, base_config, report_scope, run_experiment
-from awm_jax.committed import Setting
-from awm_jax.report import write_report
-from awm_jax.results import new_figure, save_figure
-from awm_jax.sweep import parse_list
+from awm_jax.analysis.benchmark import add_arguments, base_config, report_scope, run_experiment
+from awm_jax.io.committed import Setting
+from awm_jax.io.report import write_report
+from awm_jax.io.results import new_figure, save_figure
+from awm_jax.loop.sweep import parse_list
 
 TASKS = "cancer_treatment"
 METHODS_ = "awm_transformer,hwm_transformer,markov_mlp,true_bptt"

@@ -9,10 +9,10 @@ import pytest
 
 import awm_jax
 from awm_jax import Agent, Config, act, evaluate, load_run, make_train, seed_slice
-from awm_jax.diagnostics import policy_gradient_comparison, true_jacobians
-from awm_jax.run import run_training, seed_keys
-from awm_jax.spaces import policy_input
-from awm_jax.sweep import SweepSpec, run_sweep
+from awm_jax.analysis.diagnostics import policy_gradient_comparison, true_jacobians
+from awm_jax.loop.run import run_training, seed_keys
+from awm_jax.loop.spaces import policy_input
+from awm_jax.loop.sweep import SweepSpec, run_sweep
 
 # Tiny: horizon 20, 200 warm-up steps, 2 evaluation periods of 2 policy updates each.
 TINY = dict(task="cancer_treatment", horizon=20, total_steps=264, warmup_steps=200, eval_every=32, model_batch=8,
@@ -84,7 +84,7 @@ def test_act_and_evaluate_match_direct_computation(written):
     assert act(agent, obs).shape == (5, 1) and np.all(np.abs(act(agent, obs, key)) <= 1)
 
     returns = evaluate(agent, trainer.task, key, episodes=4)
-    direct = [trainer.evaluate(one.policy_params, one.norm, k) for k in jax.random.split(key, 4)]
+    direct = [trainer.evaluate(one, k) for k in jax.random.split(key, 4)]
     np.testing.assert_allclose(returns, direct, rtol=1e-6)
     assert evaluate(agent, "cancer_treatment", key, episodes=2).shape == (2,)  # default horizon 100
     # the vmapped form the error message suggests: every seed at once
@@ -149,7 +149,7 @@ def test_load_run_reads_sweep_members_and_groups(tmp_path):
     assert list(members) == ["cancer_treatment-true_bptt-policy_lr=0.001", "cancer_treatment-true_bptt-policy_lr=0.003"]
     for j, member in enumerate(members.values()):
         assert member.config.policy_lr == (1e-3, 3e-3)[j] and member.seeds == 2
-        _assert_trees_equal(member.state, jax.tree.map(lambda x: x[2 * j:2 * j + 2], group.state))
+        _assert_trees_equal(member.state, jax.tree.map(lambda x, j=j: x[2 * j:2 * j + 2], group.state))
         for k, v in member.metrics.items():
             np.testing.assert_array_equal(v, group.metrics[k][2 * j:2 * j + 2])
         np.testing.assert_allclose(member.state.hparams["policy_lr"], member.config.policy_lr)
@@ -161,7 +161,7 @@ def test_load_run_reads_sweep_members_and_groups(tmp_path):
 def test_load_run_restores_a_baseline_state(tmp_path):
     """Model-free baselines (here ppo via rejax) keep their own state type; load_run rebuilds it the same
     way, and the BPO-only functions say so."""
-    pytest.importorskip("awm_jax.baselines.rejax_adapter")
+    pytest.importorskip("awm_jax.methods.rejax_adapter")
     cfg = Config(task="cancer_treatment", method="ppo", seeds=2, horizon=20, total_steps=264, warmup_steps=200)
     state, metrics = run_training(cfg, out=tmp_path, verbose=False)
     run = load_run(tmp_path)

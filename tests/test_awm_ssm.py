@@ -1,17 +1,17 @@
 """The state-space AWM (awm_ssm): parallel scan == recurrent steps, one layer == a numpy loop,
 causality, and stable eigenvalues, each checked against an independent computation."""
 
-import awm_envs
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from awm_jax.bpo import imagine, imagine_sequential
-from awm_jax.policy import Policy
-from awm_jax.spaces import Normalizer
-from awm_jax.world_models import make_world_model
-from awm_jax.world_models.awm_ssm import DiagonalSSM
+import awm_envs
+from awm_jax.loop.spaces import Normalizer
+from awm_jax.methods.bpo import imagine, imagine_sequential
+from awm_jax.models import make_world_model
+from awm_jax.models.awm_ssm import DiagonalSSM
+from awm_jax.models.policy import Policy
 
 H, N, M = 23, 3, 2  # an odd length: the associative scan's odd/even split is exercised
 

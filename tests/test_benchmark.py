@@ -9,14 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import awm_envs
 import jax
 import numpy as np
 import pytest
 from scipy import stats
 
-from awm_jax.benchmark import aggregate, normalized_score, trajectory_optimum
-from awm_jax.references import best_constant_return
+import awm_envs
+from awm_jax.analysis.benchmark import aggregate, normalized_score, trajectory_optimum
+from awm_jax.analysis.references import best_constant_return
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,15 +7,15 @@ the default run compiles a handful of short-horizon programs; full episodes and 
 import subprocess
 import sys
 
-import awm_envs
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import awm_envs
+
 pytest.importorskip("brax")
 
-from awm_envs import brax_tasks  # noqa: E402
 
 BRAX = ["brax_pendulum_swingup", "brax_double_pendulum", "brax_reacher"]
 

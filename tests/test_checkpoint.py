@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from awm_jax import Config
-from awm_jax.checkpoint import Checkpointer
-from awm_jax.run import run_training
-from awm_jax.run_folder import CHECKSUMS
+from awm_jax.io.checkpoint import Checkpointer
+from awm_jax.io.run_folder import CHECKSUMS
+from awm_jax.loop.run import run_training
 
 SMALL = dict(task="cancer_treatment", warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4,
              rnn_hidden=16)
@@ -25,7 +25,7 @@ FLAGS = ["--task", "cancer_treatment", "--warmup-steps", "200", "--eval-every", 
 
 def _final_state(out, config):
     """The final checkpoint of a run folder, restored into the run's state structure."""
-    from awm_jax.trainer import make_train
+    from awm_jax.methods import make_train
 
     trainer = make_train(config)
     keys = jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
@@ -69,7 +69,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     for k in ref_metrics:
         np.testing.assert_array_equal(metrics[k], ref_metrics[k], err_msg=k)
     saved = json.loads((out / "metrics.json").read_text())["metrics"]
-    np.testing.assert_array_equal(saved["eval/return"], json.loads((ref_out / "metrics.json").read_text())["metrics"]["eval/return"])
+    reference = json.loads((ref_out / "metrics.json").read_text())["metrics"]
+    np.testing.assert_array_equal(saved["eval/return"], reference["eval/return"])
     done_a, state_a = _final_state(out, cfg)
     done_b, state_b = _final_state(ref_out, cfg)
     assert done_a == done_b == cfg.periods
@@ -96,7 +97,7 @@ def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
 
 
 def test_config_diff_names_what_differs_and_skips_what_is_not_read():
-    from awm_jax.checkpoint import config_diff
+    from awm_jax.io.checkpoint import config_diff
 
     cfg = Config(method="true_bptt")
     saved = cfg.to_dict()

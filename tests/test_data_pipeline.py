@@ -17,10 +17,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from awm_jax.committed import (COMPILE_SECONDS, GROUP_FILES, SECONDS_PER_SEED_KSTEP, Setting, committed, estimate,
-                               run_groups)
 from awm_jax.config import Config
-from awm_jax.results import write_run
+from awm_jax.io.committed import (
+    COMPILE_SECONDS,
+    GROUP_FILES,
+    SECONDS_PER_SEED_KSTEP,
+    Setting,
+    committed,
+    estimate,
+    run_groups,
+)
+from awm_jax.io.results import write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("cancer_treatment", "timber_harvest")
@@ -86,7 +93,7 @@ def prob_improve(x, y) -> float:
 def bench(tmp_path, monkeypatch):
     """The benchmark script trained by the fake on 2 tasks x 2 methods x 2 seeds into tmp/data."""
     fake = FakeTrain()
-    monkeypatch.setattr("awm_jax.run.run_training", fake)
+    monkeypatch.setattr("awm_jax.loop.run.run_training", fake)
     data = tmp_path / "data"
     write_refs(data, BASE)
     flags = ["--tasks", ",".join(TASKS), "--seeds", "2", "--total-steps", "400", "--warmup-steps", "200",
@@ -135,7 +142,7 @@ def test_benchmark_report_matches_independent_numbers(bench):
         assert (data / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     md = (data / "tables.md").read_text()
     # the report covers every group of the benchmark: the 4 trained here, the rest listed as missing
-    from awm_jax.benchmark import BENCHMARK_TASKS
+    from awm_jax.analysis.benchmark import BENCHMARK_TASKS
     from awm_jax.config import METHODS as ALL_METHODS
 
     total = len(BENCHMARK_TASKS) * len(ALL_METHODS)
@@ -209,7 +216,7 @@ def test_estimate_uses_the_table_then_the_measured_groups():
 
 def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch):
     fake = FakeTrain()
-    monkeypatch.setattr("awm_jax.run.run_training", fake)
+    monkeypatch.setattr("awm_jax.loop.run.run_training", fake)
     common = ["--tasks", ",".join(TASKS), "--methods", ",".join(METHODS), "--seeds", "2", "--total-steps", "400",
               "--warmup-steps", "200", "--model-batch", "8", "--reps", "100"]
     data = tmp_path / "horizon"
@@ -277,7 +284,7 @@ def test_a_real_tiny_training_is_committed_and_taken_back_by_resume(tmp_path, ca
 def test_a_run_of_some_groups_reports_every_group_the_experiment_defines():
     import argparse
 
-    from awm_jax.benchmark import BENCHMARK_TASKS, report_scope
+    from awm_jax.analysis.benchmark import BENCHMARK_TASKS, report_scope
     from awm_jax.config import METHODS
 
     full = argparse.Namespace(quick=False)

@@ -9,29 +9,29 @@ import subprocess
 import sys
 from pathlib import Path
 
-import awm_envs
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from awm_jax.gradient_growth import (
+import awm_envs
+from awm_jax.analysis.gradient_growth import (
     final_state_jacobian_norms,
     fit_growth,
     jacobian_summary,
     raw_rollout,
     true_rollout,
 )
-from awm_jax.landscapes import (
+from awm_jax.analysis.landscapes import (
     gradient_ascent,
     landscape,
     model_return,
     slice_actions,
     true_return,
 )
-from awm_jax.spaces import Normalizer
-from awm_jax.world_models import make_world_model
-from awm_jax.world_models.true_task import TrueTask
+from awm_jax.loop.spaces import Normalizer
+from awm_jax.models import make_world_model
+from awm_jax.models.true_task import TrueTask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,8 @@ def test_model_return_through_the_true_task_equals_the_true_return():
         fn = model_return(task, true, true.params(norm, jax.random.PRNGKey(0)), norm)
         grid = jnp.linspace(-1.0, 1.0, 9)
         np.testing.assert_allclose(landscape(fn, grid), landscape(true_return(task), grid), rtol=1e-5, atol=1e-6)
-    assert slice_actions(task, 0.4).shape == (task.horizon, 1) and float(slice_actions(task, 0.4).sum()) == pytest.approx(0.4)
+    assert slice_actions(task, 0.4).shape == (task.horizon, 1)
+    assert float(slice_actions(task, 0.4).sum()) == pytest.approx(0.4)
 
 
 def test_gradient_ascent_reaches_the_maximiser_and_respects_the_bounds():

@@ -2,16 +2,16 @@
 
 import dataclasses
 
-import awm_envs
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import awm_envs
 from awm_jax import Config, make_train
-from awm_jax.diagnostics import open_loop_error
-from awm_jax.spaces import Normalizer
-from awm_jax.world_models.true_task import TrueTask
+from awm_jax.analysis.diagnostics import open_loop_error
+from awm_jax.loop.spaces import Normalizer
+from awm_jax.models.true_task import TrueTask
 
 SMALL = dict(task="cancer_treatment", total_steps=392, warmup_steps=200, eval_every=64, model_batch=16,
              imagined_rollouts=4, width=16, heads=2, layers=1, rnn_hidden=16)

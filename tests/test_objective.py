@@ -3,20 +3,19 @@ parameterisations, the warm-up acted by the initial policy, the policy learning 
 
 import dataclasses
 
-import awm_envs
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import awm_envs
 from awm_jax import Config, make_train
-from awm_jax.bpo import bpo_loss, imagine
 from awm_jax.config import POLICY_LR, TRUE_BPTT_POLICY_LR
-from awm_jax.policy import MIN_STD, Policy
-from awm_jax.replay import Replay
-from awm_jax.spaces import Normalizer
-from awm_jax.trainer import running_normalizer
-from awm_jax.world_models.true_task import TrueTask
+from awm_jax.loop.replay import Replay, running_normalizer
+from awm_jax.loop.spaces import Normalizer
+from awm_jax.methods.bpo import bpo_loss, imagine
+from awm_jax.models.policy import MIN_STD, Policy
+from awm_jax.models.true_task import TrueTask
 
 KEY = jax.random.PRNGKey(0)
 
@@ -79,7 +78,6 @@ def test_normalized_policy_feeds_zscores_and_t_over_h():
 def test_running_normalizer_is_the_statistics_of_the_states_written_so_far():
     rng = np.random.default_rng(0)
     replay = Replay.empty(4, 5, 2, 1)  # obs_size 2: one model-state dimension and t
-    written = []
     for ep in range(2):
         for t in range(5):
             obs, nxt = rng.normal(size=2).astype(np.float32), rng.normal(size=2).astype(np.float32)
@@ -123,12 +121,12 @@ def test_warmup_acts_with_the_initial_policy():
 
 
 def test_policy_learning_rate_follows_the_parameterisation():
-    assert Config().numeric()["policy_lr"] == POLICY_LR["normalized"] == 1e-3
-    assert Config(method="true_bptt").numeric()["policy_lr"] == TRUE_BPTT_POLICY_LR["normalized"] == 3e-3
+    assert Config().policy_lr_value == POLICY_LR["normalized"] == 1e-3
+    assert Config(method="true_bptt").policy_lr_value == TRUE_BPTT_POLICY_LR["normalized"] == 3e-3
     assert Config(method="true_bptt", parameterisation="paper").policy_lr_value == 1e-4
-    assert Config(parameterisation="paper").numeric()["policy_lr"] == POLICY_LR["paper"] == 1e-4
-    assert Config(parameterisation="paper", policy_lr=3e-4).numeric()["policy_lr"] == 3e-4
-    assert Config(method="online_dt").numeric()["policy_lr"] == 1e-4  # the baselines keep the paper's
+    assert Config(parameterisation="paper").policy_lr_value == POLICY_LR["paper"] == 1e-4
+    assert Config(parameterisation="paper", policy_lr=3e-4).policy_lr_value == 3e-4
+    assert Config(method="online_dt").policy_lr_value == 1e-4  # the baselines keep the paper's
     state = jax.jit(make_train(Config(method="true_bptt", parameterisation="paper", **SMALL)).init)(KEY)
     assert float(state.hparams["policy_lr"]) == pytest.approx(1e-4)
     for bad in (dict(parameterisation="raw"), dict(warmup_policy="random"), dict(model_scaling="log"),

@@ -14,17 +14,25 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-import orbax.checkpoint as ocp
 from awm_jax import Config, load_run
-from awm_jax.checkpoint import Checkpointer
 from awm_jax.cli import main
-from awm_jax.results import atomic_write, write_run
-from awm_jax.run import run_training
-from awm_jax.run_folder import (CHECKSUMS, COMPLETE, DamagedError, FolderBusy, RunFolderError, claim, saving,
-                                verify_checksums)
-from awm_jax.sweep import SweepSpec, run_sweep, write_aggregate
+from awm_jax.io.checkpoint import Checkpointer
+from awm_jax.io.results import atomic_write, write_run
+from awm_jax.io.run_folder import (
+    CHECKSUMS,
+    COMPLETE,
+    DamagedError,
+    FolderBusy,
+    RunFolderError,
+    claim,
+    saving,
+    verify_checksums,
+)
+from awm_jax.loop.run import run_training
+from awm_jax.loop.sweep import SweepSpec, run_sweep, write_aggregate
 
 # Tiny: horizon 10, 2 evaluation periods of 2 policy updates each; compiles in seconds.
 TINY = dict(task="cancer_treatment", method="true_bptt", horizon=10, total_steps=164, warmup_steps=100, eval_every=32,
@@ -70,7 +78,7 @@ def _largest_data_file(folder: Path) -> Path:
 
 
 def _abstract(cfg):
-    from awm_jax.trainer import make_train
+    from awm_jax.methods import make_train
 
     trainer = make_train(cfg)
     state = jax.eval_shape(jax.vmap(trainer.init), jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds))
@@ -156,8 +164,8 @@ def test_empty_partial_and_flipped_checkpoints_are_skipped(finished, tmp_path, c
     checkpointer.close()
     assert done == 1  # steps 5, 4, 3 and 2 skipped: 1 is the newest intact one
     log = capsys.readouterr().out
-    for step, why in ((5, "does not match its checksum"), (4, "its save did not finish"), (3, "its save did not finish"),
-                      (2, "does not match its checksum")):
+    for step, why in ((5, "does not match its checksum"), (4, "its save did not finish"),
+                      (3, "its save did not finish"), (2, "does not match its checksum")):
         assert f"checkpoints/{step} is incomplete or damaged" in log and why in log
     # as if killed before the run finished: --resume continues from step 1 and ends bit-identical
     (out / COMPLETE).unlink()
@@ -218,12 +226,12 @@ def test_disk_full_on_a_small_file_and_bad_out_folders(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("awm_jax.results.os.fsync", full)
+    monkeypatch.setattr("awm_jax.io.results.os.fsync", full)
     with pytest.raises(SystemExit) as exit_:
         main(["train", *FLAGS, "--out", str(out)])
     assert exit_.value.code == f"awm-jax: error: {out}/config.json: No space left on device"
     assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no temporary file left
-    monkeypatch.setattr("awm_jax.results.os.fsync", real)
+    monkeypatch.setattr("awm_jax.io.results.os.fsync", real)
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
@@ -240,7 +248,8 @@ def _mount_tmpfs(path: Path, options: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    mount = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)]
+    return subprocess.run(mount, capture_output=True).returncode == 0
 
 
 @pytest.mark.slow  # a real full disk (root only: a 96 KiB tmpfs) through the command line
@@ -271,7 +280,7 @@ def test_real_full_disk_and_read_only_folder(tmp_path):
 def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from awm_jax.run_folder import FolderLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from awm_jax.io.run_folder import FolderLock; "
                                f"lock = FolderLock({str(out)!r}); print('locked', flush=True); time.sleep(600)"],
                               stdout=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
     try:

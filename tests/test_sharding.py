@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     from awm_jax import Config
-    from awm_jax.run import run_training
+    from awm_jax.loop.run import run_training
     assert jax.device_count() == 4, jax.devices()
     cfg = Config(task="cancer_treatment", method=sys.argv[1], seeds=int(sys.argv[2]), total_steps=328,
                  warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4, width=16, heads=2,
@@ -67,11 +67,11 @@ def test_sharded_equals_unsharded(method, seeds):
 TWO_PROCESS = textwrap.dedent("""
     import json, sys
     pid, port = int(sys.argv[1]), sys.argv[2]
-    from awm_jax.sharding import init_distributed
+    from awm_jax.loop.sharding import init_distributed
     init_distributed(f"127.0.0.1:{port}", 2, pid)
     import jax
     from awm_jax import Config
-    from awm_jax.run import run_training
+    from awm_jax.loop.run import run_training
     assert jax.device_count() == 4 and jax.local_device_count() == 2 and jax.process_count() == 2
     cfg = Config(task="cancer_treatment", method="awm_gru", seeds=6, total_steps=328, warmup_steps=200,
                  eval_every=64, model_batch=16, imagined_rollouts=4, rnn_hidden=16)
@@ -88,7 +88,7 @@ def test_two_processes_equal_one(tmp_path):
     import socket
 
     from awm_jax import Config
-    from awm_jax.run import run_training
+    from awm_jax.loop.run import run_training
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,7 +97,7 @@ def test_two_processes_equal_one(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", TWO_PROCESS, str(i), port], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for i in (0, 1)]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (so, se) in zip(procs, outs):
+    for p, (_, se) in zip(procs, outs):
         assert p.returncode == 0, se[-3000:]
     multi = json.loads(outs[0][0].strip().splitlines()[-1])
     cfg = Config(task="cancer_treatment", method="awm_gru", seeds=6, total_steps=328, warmup_steps=200,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from awm_jax import Config
-from awm_jax.run import run_training
-from awm_jax.sweep import SweepSpec, parse_list, run_sweep
+from awm_jax.loop.run import run_training
+from awm_jax.loop.sweep import SweepSpec, parse_list, run_sweep
 
 SMALL = dict(total_steps=328, warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4, width=16,
              heads=2, layers=1)

@@ -3,11 +3,12 @@
 Returns against an independent numpy reimplementation are in test_tasks_reference.py.
 """
 
-import awm_envs
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import awm_envs
 
 BRAX = [n for n in awm_envs.names() if n.startswith("brax_")]  # tested in test_brax_tasks.py (slow to compile)
 NAMES = [n for n in awm_envs.names() if n not in BRAX]

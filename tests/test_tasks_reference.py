@@ -17,7 +17,6 @@ import jax
 
 jax.config.update("jax_enable_x64", False)
 
-import awm_envs  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -30,6 +29,8 @@ from numpy_reference import (  # noqa: E402
     myriad_rollout,
     reference_return,
 )
+
+import awm_envs  # noqa: E402
 
 RTOL, ATOL = 1e-3, 1e-4
 # double_pendulum is chaotic: 200 float32 RK4 substeps from theta1 = 180 a (one float32 ulp of a is
@@ -53,7 +54,7 @@ def _tol(name):
     return DOUBLE_PENDULUM_TOL if name == "double_pendulum" else dict(rtol=RTOL, atol=ATOL)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _task(name, horizon=None, fixed_dt=False):
     opts = {} if horizon is None else {"horizon": horizon}
     if fixed_dt:
@@ -61,7 +62,7 @@ def _task(name, horizon=None, fixed_dt=False):
     return awm_envs.make(name, **opts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jit_return(name, horizon=None, fixed_dt=False):
     return jax.jit(_task(name, horizon, fixed_dt).episode_return)
 
@@ -209,7 +210,8 @@ def test_variants_differ_where_the_paper_changed_them():
     acts = lambda task: jnp.zeros((task.horizon, task.action_size))
     for name in VARIANT_TASKS:
         paper, myriad = (awm_envs.make(name, horizon=100, variant=v) for v in ("paper", "myriad"))
-        assert abs(float(paper.episode_return(KEY, acts(paper))) - float(myriad.episode_return(KEY, acts(myriad)))) > 1e-2
+        ret = lambda task: float(task.episode_return(KEY, acts(task)))
+        assert abs(ret(paper) - ret(myriad)) > 1e-2
     paper, myriad = (awm_envs.make("invasive_plant", horizon=10, variant=v) for v in ("paper", "myriad"))
     np.testing.assert_allclose(paper.episode_return(KEY, acts(paper)), myriad.episode_return(KEY, acts(myriad)),
                                rtol=1e-6)

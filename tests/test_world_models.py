@@ -2,21 +2,21 @@
 
 import dataclasses
 
-import awm_envs
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from awm_jax.bpo import bpo_loss, imagine, imagine_sequential, svg_loss
-from awm_jax.critic import Critic, critic_loss, polyak
-from awm_jax.diagnostics import jacobians, policy_gradient_comparison, true_jacobians
-from awm_jax.policy import Policy
-from awm_jax.spaces import Normalizer
-from awm_jax.world_models import KINDS, WorldModel, make_world_model
-from awm_jax.world_models.markov_mlp import MarkovMLP
-from awm_jax.world_models.true_task import TrueTask
+import awm_envs
+from awm_jax.analysis.diagnostics import jacobians, policy_gradient_comparison, true_jacobians
+from awm_jax.loop.spaces import Normalizer
+from awm_jax.methods.bpo import bpo_loss, imagine, imagine_sequential
+from awm_jax.methods.svg import Critic, critic_loss, polyak, svg_loss
+from awm_jax.models import KINDS, WorldModel, make_world_model
+from awm_jax.models.markov_mlp import MarkovMLP
+from awm_jax.models.policy import Policy
+from awm_jax.models.true_task import TrueTask
 
 H, N, M = 9, 3, 2
 KEY = jax.random.PRNGKey(0)
@@ -179,8 +179,8 @@ def test_true_bptt_gradient_matches_finite_differences(x64):
     for _ in range(3):
         v = jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape)), pparams)
         eps = 1e-6
-        plus = f(jax.tree.map(lambda p, d: p + eps * d, pparams, v))
-        minus = f(jax.tree.map(lambda p, d: p - eps * d, pparams, v))
+        plus = f(jax.tree.map(lambda p, d, eps=eps: p + eps * d, pparams, v))
+        minus = f(jax.tree.map(lambda p, d, eps=eps: p - eps * d, pparams, v))
         fd = (plus - minus) / (2 * eps)
         analytic = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(v)))
         np.testing.assert_allclose(analytic, fd, rtol=1e-5)
@@ -200,7 +200,8 @@ def test_svg_with_full_unroll_equals_bpo():
     np.testing.assert_allclose(l_svg, l_bpo, rtol=1e-6)
     # with a short unroll the critic's value enters the loss
     l2 = svg_loss(pparams, policy, markov, mparams, critic, cparams, task, norm, s0, t, KEY, k=2)[0]
-    g = jax.grad(lambda c: svg_loss(pparams, policy, markov, mparams, critic, c, task, norm, s0, t, KEY, k=2)[0])(cparams)
+    g = jax.grad(lambda c: svg_loss(pparams, policy, markov, mparams, critic, c, task, norm, s0, t, KEY, k=2)[0])(
+        cparams)
     assert np.isfinite(l2) and max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g)) > 0
 
 
@@ -226,7 +227,7 @@ def test_critic_learns_k_step_targets():
         return c, tgt, o, loss  # a frozen target network: the targets stay fixed
 
     losses = []
-    for i in range(300):
+    for _ in range(300):
         cparams, target, ostate, loss = update(cparams, target, ostate, KEY)
         losses.append(float(loss))
     assert np.mean(losses[-10:]) < 0.1 * np.mean(losses[:5])
@@ -250,7 +251,7 @@ def test_parallel_imagination_equals_sequential():
     assert wm.parallel_predict
     for stop in (True, False):
         def total(p, fn, mp):
-            ro = fn(wm, mp, policy, p, task, norm, s0, KEY, task.horizon, 0, stop)
+            ro = fn(wm, mp, policy, p, task, norm, s0, KEY, task.horizon, 0, stop)  # noqa: B023 (called here)
             return ro.rewards.sum() - 0.1 * ro.logp.sum(), ro
         (v1, ro1), g1 = jax.value_and_grad(lambda p: total(p, imagine, mparams), has_aux=True)(pparams)
         (v2, ro2), g2 = jax.value_and_grad(lambda p: total(p, imagine_sequential, mparams), has_aux=True)(pparams)

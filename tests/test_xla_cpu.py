@@ -11,7 +11,7 @@ import jax
 import pytest
 
 import awm_jax  # noqa: F401  (sets the flag)
-from awm_jax import xla_cpu
+from awm_jax.loop import xla_cpu
 
 
 def test_flag_set_on_import_and_passed_to_compile():

@@ -17,9 +17,12 @@ environment rewards); like every task, step t is scored on the state *before* th
 
 | task | x | action | dt | H | reward r(x_t, a_t) |
 |---|---|---|---|---|---|
-| brax_pendulum_swingup | (cart, angle, cart vel, angle vel) | cart force | 0.05 | 100 | cos(angle) - 0.05 cart^2 - 1e-3 (vels^2) - 0.01 a^2 |
-| brax_double_pendulum | (cart, angle1, angle2, their vels) | cart force | 0.05 | 100 | tip height / (l1 + l2) - 0.05 cart^2 - 1e-3 vels^2 - 0.01 a^2 |
-| brax_reacher | (2 joint angles, 2 joint vels, target xy) | 2 torques | 0.02 | 100 | -sqrt(dist^2 + 0.01^2) - 0.05 |a|^2 |
+| brax_pendulum_swingup | (cart, angle, cart vel, angle vel) | cart force | 0.05 | 100 |
+  cos(angle) - 0.05 cart^2 - 1e-3 (vels^2) - 0.01 a^2 |
+| brax_double_pendulum | (cart, angle1, angle2, their vels) | cart force | 0.05 | 100 |
+  tip height / (l1 + l2) - 0.05 cart^2 - 1e-3 vels^2 - 0.01 a^2 |
+| brax_reacher | (2 joint angles, 2 joint vels, target xy) | 2 torques | 0.02 | 100 |
+  -sqrt(dist^2 + 0.01^2) - 0.05 |a|^2 |
 
 Angles are measured from upright; the pendulum starts hanging (``init_angle`` = pi) and must swing
 up, the double pendulum starts upright (``init_angle`` = 0) and must balance; both take
@@ -220,7 +223,8 @@ class CartPoleBase(BraxSystem):
 class PendulumSwingup(CartPoleBase):
     name = "brax_pendulum_swingup"
     pole_lengths = (1.0,)
-    default_params = dict(init_angle=float(np.pi), init_noise=0.05, cart_cost=0.05, velocity_cost=1e-3, action_cost=0.01)
+    default_params = dict(init_angle=float(np.pi), init_noise=0.05, cart_cost=0.05, velocity_cost=1e-3,
+                          action_cost=0.01)
 
 
 class DoublePendulum(CartPoleBase):

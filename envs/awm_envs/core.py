@@ -20,7 +20,8 @@ and scores a step. Systems know nothing of distractors, time-index observations 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -202,7 +203,7 @@ class Task(struct.PyTreeNode):
         return self.make_obs(x, t, distractors)
 
     # -- conveniences -------------------------------------------------------------------------
-    def replace_params(self, **params) -> "Task":
+    def replace_params(self, **params) -> Task:
         """A copy with some numeric parameters replaced (values may be traced, e.g. under vmap)."""
         unknown = sorted(set(params) - set(self.params))
         if unknown:

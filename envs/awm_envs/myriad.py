@@ -30,7 +30,7 @@ originals (`ORIGINALS`):
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -123,7 +123,8 @@ def _bear_f(x, u, t, p):
 def _hiv_f(x, u, t, p):
     u = u[0]
     return vec(
-        p["s"] / (1 + x[2]) - p["m1"] * x[0] + p["r"] * x[0] * (1 - (x[0] + x[1]) / p["Tmax"]) - u * p["k"] * x[0] * x[2],
+        p["s"] / (1 + x[2]) - p["m1"] * x[0] + p["r"] * x[0] * (1 - (x[0] + x[1]) / p["Tmax"])
+        - u * p["k"] * x[0] * x[2],
         u * p["k"] * x[2] * x[0] - p["m2"] * x[1],
         p["N"] * p["m2"] * x[1] - p["m3"] * x[2],
     )
@@ -229,7 +230,8 @@ _add(name="harvest", state_size=1, action_size=1, time_span=10.0, x0=(0.4,), u_l
 _PREDATOR_PREY = dict(
     name="predator_prey", state_size=3, action_size=1, x0=(10.0, 1.0, 0.0), u_lo=(0.0,),
     u_hi=(1.0,), x_lo=(0.0, 0.0, 0.0), x_hi=(11.0, 11.0, 5.0), default_params=dict(d1=0.1, d2=0.1, A=1.0),
-    f=lambda x, u, t, p: vec((1 - x[1]) * x[0] - p["d1"] * x[0] * u[0], (x[0] - 1) * x[1] - p["d2"] * x[1] * u[0], u[0]),
+    f=lambda x, u, t, p: vec((1 - x[1]) * x[0] - p["d1"] * x[0] * u[0], (x[0] - 1) * x[1] - p["d2"] * x[1] * u[0],
+                             u[0]),
     cost=lambda x, u, t, p: p["A"] / 2 * u[0] ** 2, terminal=lambda x, p: x[0])
 _add(**_PREDATOR_PREY, time_span=100.0)
 _add(ORIGINALS, **_PREDATOR_PREY, time_span=10.0)

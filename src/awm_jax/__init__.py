@@ -11,22 +11,33 @@
 
 Public API:
     Config, METHODS          the experiment configuration (a frozen dataclass) and the method names
-    make_train(config)       -> Trainer: trainer(key), trainer.init(key), trainer.run_chunk(state, n)
-    TrainState               what a run carries; after vmap every leaf has a leading seed axis
+    make_train(config)       -> a Learner: learner(key), learner.init(key), learner.run_chunk(state, n)
+    TrainState               what a BPO run carries; after vmap every leaf has a leading seed axis
     seed_slice(tree, i)      seed i of a seed-batched tree (state, metrics, Agent)
     load_run(path), load_sweep(path), Run     outputs read back, the final state included
     Agent, act, evaluate     one seed's policy: actions and evaluation returns (BPO methods)
     imagine, policy_gradient_cosine, jacobians   diagnostics on one seed of a run (BPO methods)
 """
 
-from awm_jax import xla_cpu
+from awm_jax.loop import xla_cpu
 
 xla_cpu.set_default_flags()  # before anything compiles: see awm_jax/xla_cpu.py
 
-from awm_jax.api import (Agent, Run, act, evaluate, imagine, jacobians, load_run, load_sweep,  # noqa: E402
-                         policy_gradient_cosine, seed_slice)
+from awm_jax.api import (  # noqa: E402
+                         Agent,
+                         Run,
+                         act,
+                         evaluate,
+                         imagine,
+                         jacobians,
+                         load_run,
+                         load_sweep,
+                         policy_gradient_cosine,
+                         seed_slice,
+)
 from awm_jax.config import METHODS, Config  # noqa: E402
-from awm_jax.trainer import Trainer, TrainState, make_train  # noqa: E402
+from awm_jax.methods import make_train  # noqa: E402
+from awm_jax.methods.bpo_learner import BPOLearner, TrainState  # noqa: E402
 
-__all__ = ["Agent", "Config", "METHODS", "Run", "TrainState", "Trainer", "act", "evaluate", "imagine", "jacobians",
+__all__ = ["Agent", "BPOLearner", "Config", "METHODS", "Run", "TrainState", "act", "evaluate", "imagine", "jacobians",
            "load_run", "load_sweep", "make_train", "policy_gradient_cosine", "seed_slice"]

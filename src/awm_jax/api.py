@@ -32,8 +32,8 @@ import numpy as np
 from flax import struct
 
 from awm_jax.config import Config
-from awm_jax.policy import Policy
-from awm_jax.spaces import Normalizer
+from awm_jax.loop.spaces import Normalizer
+from awm_jax.models.policy import Policy
 
 
 def seed_slice(tree, i: int):
@@ -64,7 +64,7 @@ class Run:
              eval/env_steps, skipped_updates and, by method, model/loss, policy/loss,
              policy/imagined_return, policy/entropy, policy/grad_norm, policy/true_grad_norm,
              policy/grad_cosine, policy/grad_sq_error, critic/loss, and (world models, `model_error`)
-             model/error_eval, model/error_warmup, eval/max_abs_z (see `Trainer._evaluation`).
+             model/error_eval, model/error_warmup, eval/max_abs_z (see `BPOLearner._evaluation`).
     state:   the final TrainState, every leaf with a leading seed axis [seeds, ...] (None when loaded
              with state=False); the baselines' own state types likewise.
     trainer: `make_train(config)` (built on first use), for `act`, `evaluate` and the diagnostics.
@@ -77,7 +77,7 @@ class Run:
 
     @functools.cached_property
     def trainer(self):
-        from awm_jax.trainer import make_train
+        from awm_jax.methods import make_train
 
         return make_train(self.config)
 
@@ -92,7 +92,7 @@ class Run:
             raise ValueError(f"{self.path} was loaded without its state (load_run(..., state=True))")
         return seed_slice(self.state, i)
 
-    def agent(self, i: int) -> "Agent":
+    def agent(self, i: int) -> Agent:
         """Seed i's trained policy as an `Agent` (BPO methods only)."""
         return Agent.from_state(self.trainer, self.seed_state(i))
 
@@ -121,8 +121,8 @@ def load_run(path, state: bool = True, require_complete: bool = True) -> Run:
 
 def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run:
     """`load_run`, with the group states already restored in `groups` ({folder: state}) reused."""
-    from awm_jax.results import read_run_files as read_files
-    from awm_jax.run_folder import check_complete
+    from awm_jax.io.results import read_run_files as read_files
+    from awm_jax.io.run_folder import check_complete
 
     path = Path(path)
     if not path.is_dir():
@@ -164,7 +164,7 @@ def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run
 
 
 def _read_json(path, what):
-    from awm_jax.run_folder import read_json
+    from awm_jax.io.run_folder import read_json
 
     return read_json(path, what)
 
@@ -181,7 +181,7 @@ def load_sweep(path, state: bool = True, skip_unfinished: bool = False, require_
     sweep order (tasks, then methods, then grid combinations); see `load_run` (and its
     require_complete). skip_unfinished: leave out members not finished yet (a sweep still running)
     instead of raising; with require_complete=False, those without metrics.json."""
-    from awm_jax.run_folder import is_complete
+    from awm_jax.io.run_folder import is_complete
 
     path = Path(path)
     spec = _spec(path / "sweep.json")
@@ -194,7 +194,7 @@ def load_sweep(path, state: bool = True, skip_unfinished: bool = False, require_
 
 
 def _spec(file):
-    from awm_jax.sweep import SweepSpec
+    from awm_jax.loop.sweep import SweepSpec
 
     d = _read_json(file, "sweep specification")
     return SweepSpec(Config.from_dict(d["base"]), tuple(d["tasks"]), tuple(d["methods"]),
@@ -218,7 +218,7 @@ def _sweep_of(path: Path):
 def _restore(trainer, folder: Path, n: int, verify: bool = True):
     """The vmapped state of `n` members saved in orbax folder `folder`, rebuilt from the trainer, after
     checking its files against their checksums."""
-    from awm_jax.results import restore_state
+    from awm_jax.io.results import restore_state
 
     keys = jax.ShapeDtypeStruct((n, 2), jnp.uint32)
     abstract = jax.eval_shape(jax.vmap(lambda k: trainer.init(k)), keys)
@@ -243,16 +243,16 @@ class Agent:
     horizon: int = struct.field(pytree_node=False)
 
     @classmethod
-    def from_state(cls, trainer, state) -> "Agent":
+    def from_state(cls, trainer, state) -> Agent:
         """The Agent of one seed's TrainState (`seed_slice(vmapped_state, i)`) of a BPO `trainer`."""
         _check_one_seed(trainer, state, "Agent.from_state")
         return cls(state.policy_params, state.norm, trainer.policy, trainer.task.horizon)
 
 
 def _require_bpo(trainer, what: str) -> None:
-    from awm_jax.trainer import Trainer
+    from awm_jax.methods.bpo_learner import BPOLearner
 
-    if not isinstance(trainer, Trainer):
+    if not isinstance(trainer, BPOLearner):
         method = getattr(getattr(trainer, "config", None), "method", type(trainer).__name__)
         raise TypeError(f"{what} supports the BPO methods only (awm_*, hwm_transformer, markov_*, true_bptt); "
                         f"{method!r} is a model-free baseline with its own state type (load_run restores it and "
@@ -276,7 +276,8 @@ def _check_agent(agent: Agent, what: str) -> None:
         return
     if len(got) == len(want) and all(g[1:] == w for g, w in zip(got, want)):
         raise ValueError(f"{what} got seed-batched policy parameters (leading axis {got[0][0]}): pick one seed with "
-                         "awm_jax.seed_slice(state, i) or run.agent(i) first; to use every seed, jax.vmap over the Agent")
+                         "awm_jax.seed_slice(state, i) or run.agent(i) first; to use every seed, jax.vmap over the "
+                         "Agent")
     raise ValueError(f"{what}: the policy parameters {got} do not match the policy's shapes {want}")
 
 
@@ -299,7 +300,7 @@ def evaluate(agent: Agent, task, key, episodes: int = 1):
     """Undiscounted returns [episodes] of the deterministic policy tanh(mean) on `task` (an awm_envs
     Task, e.g. `run.trainer.task` for the exact training task, or a task name built with its default
     options). Episode i starts from `task.reset(jax.random.split(key, episodes)[i])`, so it equals
-    the trainer's own evaluation `trainer.evaluate(params, norm, that key)`. The policy sees t / the
+    the learner's own evaluation `learner.evaluate(state, that key)`. The policy sees t / the
     training horizon, whatever the task's horizon. Refuses a seed-batched Agent (see `seed_slice`)."""
     import awm_envs
 
@@ -314,28 +315,24 @@ def evaluate(agent: Agent, task, key, episodes: int = 1):
 
 @jax.jit
 def _evaluate(agent, task, keys):
-    def episode(key):
-        def body(env, _):
-            env = task.step(env, agent.policy.mode(agent.params, agent.policy.features(agent.norm, env.obs)))
-            return env, env.reward
+    from awm_jax.loop.pieces import episode
 
-        return jax.lax.scan(body, task.reset(key), None, length=task.horizon)[1].sum()
-
-    return jax.vmap(episode)(keys)
+    act = lambda carry, env: (agent.policy.mode(agent.params, agent.policy.features(agent.norm, env.obs)), carry)
+    return jax.vmap(lambda key: episode(task, key, act)[0])(keys)
 
 
 # -- gradient diagnostics on one seed of a run ------------------------------------------------------
 def _model(trainer, state, through: str, key):
     """(model, params) of the run's world model (through="model"; the task itself for true_bptt) or
     of the true task (through="true"); both map normalised model states as the trainer does."""
-    from awm_jax.world_models.true_task import TrueTask
+    from awm_jax.models.true_task import TrueTask
 
     if through not in ("model", "true"):
         raise ValueError(f"through must be 'model' or 'true', got {through!r}")
-    if through == "true" or trainer.config.model_kind is None:
+    if through == "true":
         true = TrueTask.of(trainer.task)
-        return true, true.params(trainer.model_norm(state), key)
-    return trainer.model, state.model_params
+        return true, true.bind({}, trainer.model_norm(state), key)
+    return trainer.model, trainer.model.bind(state.model_params, trainer.model_norm(state), key)
 
 
 def _start(trainer, s0, key):
@@ -347,8 +344,8 @@ def imagine(trainer, state, key, s0=None, through: str = "model"):
     (through="model") or through the true task (through="true"), from raw model state s0 [n]
     (default: the state of `trainer.task.reset(key)`). Returns a `bpo.Rollout`: obs [H, n + 1] (before
     each action), actions [H, m], logp [H], rewards [H] (the task's reward on imagined states),
-    last_obs [n + 1]. `state`: one seed (see `seed_slice`). Low-level form: `awm_jax.bpo.imagine`."""
-    from awm_jax.bpo import imagine as imagine_model
+    last_obs [n + 1]. `state`: one seed (see `seed_slice`). Low-level form: `awm_jax.methods.bpo.imagine`."""
+    from awm_jax.methods.bpo import imagine as imagine_model
 
     _check_one_seed(trainer, state, "imagine")
     k_s0, k_task, k_pi = jax.random.split(key, 3)
@@ -364,7 +361,7 @@ def policy_gradient_cosine(trainer, state, key, rollouts: int | None = None) -> 
     (default config.imagined_rollouts) drawn from the replay and the same policy noise. Returns
     {cosine, model_grad_norm, true_grad_norm, sq_error} (scalars). For markov_svg the model gradient
     is the full unroll through its Markov model; for true_bptt the cosine is 1. `state`: one seed."""
-    from awm_jax.diagnostics import policy_gradient_comparison
+    from awm_jax.analysis.diagnostics import policy_gradient_comparison
 
     _check_one_seed(trainer, state, "policy_gradient_cosine")
     k_idx, k_task, k_loss = jax.random.split(key, 3)
@@ -382,8 +379,8 @@ def jacobians(trainer, state, actions, s0=None, through: str = "model", key=None
     the state of `trainer.task.reset(key)`), through the run's world model or the true task
     (through="true"), in raw state units: [H, n, H, m] with entry [t - 1, :, k, :] = d s_t / d a_k
     (zero for k >= t). key (default PRNGKey(0)) also drives the task's own noise, if any. `state`: one
-    seed. Low-level forms (normalised states): `awm_jax.diagnostics.jacobians`, `state_jacobians`."""
-    from awm_jax.diagnostics import state_jacobians
+    seed. Low-level forms (normalised states): `awm_jax.analysis.diagnostics.jacobians`, `state_jacobians`."""
+    from awm_jax.analysis.diagnostics import state_jacobians
 
     _check_one_seed(trainer, state, "jacobians")
     key = jax.random.PRNGKey(0) if key is None else key

@@ -8,8 +8,7 @@ from typing import Annotated
 import tyro
 
 from awm_jax.config import Config
-from awm_jax.results import format_table
-
+from awm_jax.io.results import format_table
 
 CACHE_HELP = ("JAX's persistent compilation cache: 'auto' (default) keeps compiled programs in "
               "$XDG_CACHE_HOME/awm_jax/jax (~/.cache/awm_jax/jax), so a second run of the same config skips "
@@ -38,7 +37,7 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/tr
     writes a folder at a time. Seeds are laid over every device (--no-shard: one device).
     Several hosts: --coordinator HOST:PORT --num-processes N --process-id I on every process (or the
     cluster's environment variables that jax.distributed.initialize reads, with --coordinator auto)."""
-    from awm_jax.run import run_training
+    from awm_jax.loop.run import run_training
 
     _distributed(coordinator, num_processes, process_id)
     _compilation_cache(compilation_cache)
@@ -56,7 +55,7 @@ def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cance
     Writes per-combination folders like `train`, OUT/summary.csv, OUT/summary.md and OUT/{task}.png;
     --resume skips finished groups and continues unfinished ones from their checkpoints; --overwrite
     moves a previous sweep in OUT aside (to OUT.old-<time>) first."""
-    from awm_jax.sweep import SweepSpec, parse_list, run_sweep
+    from awm_jax.loop.sweep import SweepSpec, parse_list, run_sweep
 
     grid = tuple((name, parse_list(text, float)) for name, text in
                  (("policy_lr", policy_lr_grid), ("model_lr", model_lr_grid), ("entropy", entropy_grid)) if text)
@@ -71,7 +70,7 @@ def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cance
 def _distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
     """Start multi-host JAX when asked (before anything touches a device)."""
     if coordinator is not None:
-        from awm_jax.sharding import init_distributed
+        from awm_jax.loop.sharding import init_distributed
 
         init_distributed(None if coordinator == "auto" else coordinator, num_processes, process_id)
 
@@ -99,19 +98,20 @@ def _compilation_cache(setting: str) -> None:
 
 
 def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 1200, warmup_steps: int = 400,
-               overwrite: bool = False, compilation_cache: Annotated[str, tyro.conf.arg(help=CACHE_HELP)] = "auto") -> None:
+               overwrite: bool = False,
+               compilation_cache: Annotated[str, tyro.conf.arg(help=CACHE_HELP)] = "auto") -> None:
     """The README's main job: a small sweep (cancer_treatment; true_bptt and awm_transformer;
     a shortened schedule) that finishes in minutes on a laptop CPU, then prints and plots the result.
     Runs already finished in --out are reused (--overwrite moves them aside and trains again)."""
     from pathlib import Path
 
-    import awm_envs
     import jax
     import numpy as np
 
-    from awm_jax.benchmark import normalized_score, reference_returns
-    from awm_jax.results import atomic_write, summary
-    from awm_jax.run import run_training
+    import awm_envs
+    from awm_jax.analysis.benchmark import normalized_score, reference_returns
+    from awm_jax.io.results import atomic_write, summary
+    from awm_jax.loop.run import run_training
 
     _compilation_cache(compilation_cache)
     rows = []
@@ -139,7 +139,7 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
 def _plot_methods(path, rows) -> None:
     import numpy as np
 
-    from awm_jax.results import new_figure, save_figure
+    from awm_jax.io.results import new_figure, save_figure
 
     fig, ax = new_figure()
     for method, m in rows:

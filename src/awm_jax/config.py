@@ -10,28 +10,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
-BPO_METHODS = (
-    "awm_transformer", "awm_rnn", "awm_gru", "awm_lstm", "awm_ssm", "hwm_transformer", "markov_mlp", "markov_svg",
-    "true_bptt",
-)
-REJAX_METHODS = ("sac", "ppo", "td3")  # model-free, trained by rejax (awm_jax.baselines.rejax_adapter)
-BASELINES = REJAX_METHODS + ("online_dt",)  # online_dt: awm_jax.baselines.online_dt
-METHODS = BPO_METHODS + BASELINES
-# method -> world model kind (None: no model)
-MODEL_OF = {m: m for m in BPO_METHODS[:7]} | {"markov_svg": "markov_mlp", "true_bptt": None} | dict.fromkeys(BASELINES)
-PARAMETERISATIONS = ("normalized", "paper")  # see awm_jax.policy
-# The policy learning rate when `policy_lr` is None, per parameterisation: the paper's 1e-4 for its own
-# raw-input policy; for ours the rates chosen by the sweep over the 8 benchmark tasks (README;
-# docs/results.md, "Learning like the paper"): BPTT through the true task, whose gradient is exact, takes
-# larger steps (3e-3; 1e-2 ties) than BPO through a learned world model, whose gradient is biased and
-# which loses at 3e-3 and 1e-2 where the model's gradient is poor (awm_transformer on harvest: 5.4 at
-# 1e-3, 4.1 at 3e-3, 3.4 at 1e-2).
-POLICY_LR = {"normalized": 1e-3, "paper": 1e-4}  # BPO through a world model
-TRUE_BPTT_POLICY_LR = {"normalized": 3e-3, "paper": 1e-4}
-PAPER_POLICY_LR = 1e-4  # the model-free baselines' policy_lr default (online_dt's temperature)
+from awm_jax.methods import BASELINES, BPO_METHODS, METHODS, POLICY_LR, TRUE_BPTT_POLICY_LR, method  # noqa: F401
+
+PARAMETERISATIONS = ("normalized", "paper")  # see awm_jax.models.policy
 WARMUP_POLICIES = ("policy", "uniform")
 MODEL_SCALINGS = ("zscore", "raw")
-NUMERIC = ("model_lr", "policy_lr", "critic_lr", "entropy", "gamma", "grad_clip", "target_tau")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,22 +82,18 @@ class Config:
     # -- derived, static ------------------------------------------------------------------------
     @property
     def model_kind(self):
-        return MODEL_OF[self.method]
+        """The world model the method learns (`awm_jax.models.KINDS`), "true_task" (true_bptt: the task
+        itself) or None (model-free)."""
+        return method(self.method).model
 
     @property
     def policy_lr_value(self) -> float:
-        """The policy learning rate in force: `policy_lr`, or when it is None the parameterisation's tuned
-        rate (TRUE_BPTT_POLICY_LR for true_bptt, POLICY_LR for the world-model methods), or the paper's
-        1e-4 for the model-free baselines."""
+        """The policy learning rate in force: `policy_lr`, or when it is None the method's default for the
+        parameterisation (awm_jax.methods: POLICY_LR through world models, TRUE_BPTT_POLICY_LR for
+        true_bptt, the paper's 1e-4 for the model-free baselines)."""
         if self.policy_lr is not None:
             return self.policy_lr
-        if self.method == "true_bptt":
-            return TRUE_BPTT_POLICY_LR[self.parameterisation]
-        return POLICY_LR[self.parameterisation] if self.method in BPO_METHODS else PAPER_POLICY_LR
-
-    def numeric(self) -> dict:
-        """The numeric (traceable) hyperparameters {name: float} with defaults resolved (see NUMERIC)."""
-        return {k: (self.policy_lr_value if k == "policy_lr" else float(getattr(self, k))) for k in NUMERIC}
+        return method(self.method).policy_lr[self.parameterisation]
 
     def task_options(self) -> dict:
         opts = dict(fixed_dt=self.fixed_dt, distractor_dims=self.distractor_dims, state_noise=self.state_noise,
@@ -186,18 +165,9 @@ class Config:
                 raise ValueError(f"{name.removesuffix('_value')} must be > 0, got {getattr(self, name)}")
         if self.entropy < 0 or not 0 < self.gamma <= 1 or not 0 < self.target_tau <= 1:
             raise ValueError("need entropy >= 0, 0 < gamma <= 1 and 0 < target_tau <= 1")
-        if self.method == "online_dt":  # online decision transformer
-            if not self.dt_lr > 0 or not math.isfinite(self.dt_online_target) or not math.isfinite(self.dt_eval_target):
-                raise ValueError("online_dt needs dt_lr > 0 and finite dt_online_target, dt_eval_target")
-            if self.dt_learn_temperature and not self.entropy > 0:
-                raise ValueError(f"a learned temperature starts at entropy > 0, got {self.entropy}")
-            if self.dt_target_entropy is not None and not math.isfinite(self.dt_target_entropy):
-                raise ValueError(f"dt_target_entropy must be finite or None, got {self.dt_target_entropy}")
-        if self.method in REJAX_METHODS:  # model-free baselines (rejax)
-            self._validate_rejax()
         if task is not None:
             H = task.horizon
-            if self.warmup_steps < H and self.model_kind is not None:
+            if self.warmup_steps < H and method(self.method).learns_model:
                 raise ValueError(f"warmup_steps ({self.warmup_steps}) must cover at least one episode ({H} steps) "
                                  "so the model has data before its first update")
             usable = self.replay_capacity(H) - 1  # one slot is always being written
@@ -207,34 +177,9 @@ class Config:
             if self.max_positions is not None and H > self.max_positions:
                 raise ValueError(f"horizon {H} is longer than the model's position table (max_positions="
                                  f"{self.max_positions}); raise max_positions or shorten the horizon")
-            if self.method == "online_dt" and self.warmup_steps < H:  # online decision transformer
-                raise ValueError(f"warmup_steps ({self.warmup_steps}) must cover at least one episode ({H} steps) "
-                                 "for online_dt: its return scale and targets come from the warm-up episodes")
-            if self.method == "markov_svg" and self.svg_k > H:
-                raise ValueError(f"svg_k ({self.svg_k}) must not exceed the horizon ({H})")
-
-    def _validate_rejax(self) -> None:
-        """The rl_* fields of sac, ppo and td3, and how their updates fit the schedule."""
-        if not self.rl_hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.rl_hidden):
-            raise ValueError(f"rl_hidden must be one or more positive integers, got {self.rl_hidden!r}")
-        for name in ("rl_batch", "rl_ppo_minibatches"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not self.rl_lr > 0 or not 0 < self.rl_gamma <= 1:
-            raise ValueError(f"need rl_lr > 0 and 0 < rl_gamma <= 1, got {self.rl_lr} and {self.rl_gamma}")
-        if self.rl_entropy is not None and not (self.rl_entropy >= 0 and math.isfinite(self.rl_entropy)):
-            raise ValueError(f"rl_entropy must be >= 0 (or None for automatic tuning), got {self.rl_entropy}")
-        period = self.blocks_per_eval * self.policy_every  # env steps per evaluation period
-        if self.method in ("sac", "td3") and self.warmup_steps < self.rl_batch:
-            raise ValueError(f"{self.method} needs warmup_steps ({self.warmup_steps}) >= rl_batch ({self.rl_batch}): "
-                             "the replay must hold a batch before the first update")
-        if self.method == "td3" and period % 2:
-            raise ValueError(f"td3 takes 2 env steps per actor update, so the env steps of an evaluation period "
-                             f"({period}: eval_every rounded to whole policy_every) must be even")
-        if self.method == "ppo" and period % self.rl_ppo_minibatches:
-            raise ValueError(f"rl_ppo_minibatches ({self.rl_ppo_minibatches}) must divide the ppo rollout, one "
-                             f"evaluation period of {period} env steps")
+        check = method(self.method).check  # the method family's own fields (awm_jax.methods)
+        if check is not None:
+            check(self, task)
 
     def replay_capacity(self, horizon: int) -> int:
         """Episode slots: by default every episode of the run, and at least one model batch."""
@@ -243,22 +188,19 @@ class Config:
         return max(math.ceil(self.env_steps / horizon) + 2, self.model_batch + 1)
 
     def ignored_fields(self) -> set[str]:
-        """Fields this method never reads: the online decision transformer's `dt_*` outside online_dt,
-        the rejax baselines' `rl_*` outside sac/ppo/td3 (resuming compares only the other fields)."""
-        names = [f.name for f in dataclasses.fields(self)]
-        dt = {n for n in names if n.startswith("dt_")}
-        rl = {n for n in names if n.startswith("rl_")}
-        if self.method in REJAX_METHODS:
-            return dt
-        if self.method == "online_dt":
-            return rl
-        return dt | rl
+        """Fields this method never reads: the other families' own fields (`Method.fields`: online_dt's
+        `dt_*`, the rejax baselines' `rl_*`); resuming compares only the other fields."""
+        from awm_jax.methods import REGISTRY
+
+        own = method(self.method).fields
+        prefixes = {m.fields for m in REGISTRY.values() if m.fields and m.fields != own}
+        return {f.name for f in dataclasses.fields(self) if any(f.name.startswith(p) for p in prefixes)}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
+    def from_dict(cls, d: dict) -> Config:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - fields)
         if unknown:

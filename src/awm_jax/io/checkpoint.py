@@ -1,0 +1,143 @@
+"""Checkpoints of whole runs with orbax: every seed's TrainState (parameters, optimiser states, replay,
+env state, keys, counters) plus the metrics so far, so a resumed run ends exactly where an
+uninterrupted one would.
+
+A checkpoint is `{"state": TrainState [seeds, ...], "metrics": {name: [seeds, periods]}, "done": []}`,
+with metrics preallocated for the whole run (NaN where not yet computed) so every checkpoint of a run
+has the same shapes. Each is one orbax folder `checkpoints/<periods done>/`: orbax writes it under a
+temporary name and renames it when complete, then `awm_sha256.json` records the sha256 of its files
+(see `awm_jax.io.run_folder`). Restoring takes the newest step whose files all match their checksums
+and that orbax reads back; an empty, partial, truncated or corrupted step is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from awm_jax.io import run_folder
+
+CONFIG_NAME = "config.json"
+
+
+def _ocp():
+    import orbax.checkpoint as ocp
+
+    return ocp
+
+
+class Checkpointer:
+    """Save and restore run checkpoints under `directory`, keeping the last `keep`."""
+
+    def __init__(self, directory, keep: int = 2):
+        self.directory = Path(directory).absolute()
+        self.keep = keep
+        self._ck = _ocp().StandardCheckpointer()
+
+    def save(self, done: int, state, metrics) -> None:
+        """Save after `done` periods (blocking until the step and its checksums are written). A
+        filesystem failure raises one OSError naming the step and leaves no partial step behind."""
+        primary = jax.process_index() == 0
+        path = self.directory / str(done)
+        if primary:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for stale in [s for s in self.steps() if s >= done]:  # unreadable ones we resumed past
+                self.delete(stale)
+            for tmp in self.directory.glob("*" + run_folder.ORBAX_TMP + "*"):  # left by a killed save
+                shutil.rmtree(tmp, ignore_errors=True)
+        with run_folder.saving(path):
+            self._ck.save(path, {"state": state, "metrics": metrics, "done": jnp.int32(done)})
+            self._ck.wait_until_finished()
+            if primary:
+                run_folder.write_checksums(path)
+        if primary:
+            for old in self.steps()[:-self.keep]:
+                self.delete(old)
+
+    def steps(self) -> list[int]:
+        """Every step folder present, intact or not."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit() and p.is_dir())
+
+    def delete(self, step: int) -> None:
+        shutil.rmtree(self.directory / str(step), ignore_errors=True)
+
+    def restore_latest(self, state, metrics, log=print):
+        """Restore the newest intact checkpoint into the structure of `state` and `metrics` (arrays or
+        shape structs, e.g. from `jax.eval_shape`): (done, state, metrics), or None when there is none.
+        A step whose files do not match its checksums (or without them: its save did not finish) or
+        that orbax cannot read is reported and skipped; if no step is intact, raise."""
+        ocp = _ocp()
+        target = {"state": state, "metrics": metrics, "done": jnp.zeros((), jnp.int32)}
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        steps, problems = self.steps(), []
+        for step in reversed(steps):
+            path = self.directory / str(step)
+            try:
+                run_folder.verify_checksums(path)
+                with run_folder.quiet_orbax():
+                    ck = self._ck.restore(path, abstract)
+                _check_shapes(ck, abstract)
+                if int(ck["done"]) != step:
+                    raise ValueError(f"it records {int(ck['done'])} periods done")
+            except Exception as e:  # incomplete or corrupted: fall back to the previous step
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                problems.append(f"step {step}: {reason}")
+                log(f"[awm-jax] checkpoint {path} is incomplete or damaged ({reason}); trying the previous one")
+                continue
+            return int(ck["done"]), ck["state"], ck["metrics"]
+        if steps:
+            raise run_folder.RunFolderError(
+                f"no intact checkpoint in {self.directory}: {'; '.join(problems)}. Start the run again with "
+                "--overwrite (which moves this folder aside) or choose another --out")
+        return None
+
+    def close(self) -> None:
+        self._ck.close()
+
+
+def _check_shapes(ck, abstract) -> None:
+    for got, want in zip(jax.tree.leaves(ck), jax.tree.leaves(abstract)):
+        if tuple(np.shape(got)) != tuple(want.shape):
+            raise ValueError(f"shape {np.shape(got)} != {want.shape}")
+
+
+def config_diff(saved: dict, current: dict, ignore=()) -> list[str]:
+    """Human-readable differences between two config dicts (lists and tuples compare equal), leaving
+    out the fields in `ignore` and fields the saved config lacks that still hold their default (a
+    field added to Config since the run was saved)."""
+    from awm_jax.config import Config
+
+    defaults = Config().to_dict()
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v
+    keys = sorted((set(saved) | set(current)) - set(ignore))
+    missing = object()
+    out = []
+    for k in keys:
+        old, new = saved.get(k, missing), current.get(k, missing)
+        if old is missing and k in defaults and norm(new) == norm(defaults[k]):
+            continue
+        if old is missing or new is missing or norm(old) != norm(new):
+            show = lambda v: "(absent)" if v is missing else repr(v)
+            out.append(f"{k}: saved {show(old)}, now {show(new)}")
+    return out
+
+
+def check_resume_config(out, config) -> None:
+    """Refuse to resume a run folder written by a different configuration, saying what differs."""
+    path = Path(out) / CONFIG_NAME
+    if not path.exists():
+        return
+    diff = config_diff(run_folder.read_json(path, "config"), config.to_dict(), ignore=config.ignored_fields())
+    if diff:
+        raise ValueError(f"{out} holds a run with a different configuration; refusing to resume "
+                         f"(--overwrite moves it aside instead). Differences: {'; '.join(diff)}")
+
+
+def remove_checkpoints(directory) -> None:
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,187 @@
+"""Experiments kept as data: train (task, method) groups one at a time, copy each finished group's
+small outputs into a data folder (committed under docs/data/), and skip the groups already there.
+
+    DATA/[setting/]references.json       per task: random, best_constant, trajectory_opt and best returns
+                                         (`benchmark.task_references`), computed once and reused
+    DATA/[setting/]{task}-{method}/      config.json, metrics.json, metrics.csv, summary.txt, COMPLETE
+    OUT/runs/[setting/]{task}-{method}/  the group's `awm-jax train` folder (checkpoints/, final_state/)
+
+A group is one (task, method) with all its seeds in one vmapped program (`run.run_training`). A
+setting is one configuration of an experiment with its own subfolder and scores.csv columns
+(horizon scaling: folder H400, column horizon=400); the benchmark has one setting and no subfolder.
+
+A group is committed by copying its files into a temporary folder, writing its COMPLETE marker (their
+sha256; `run_folder.mark_complete`) and renaming the folder into place: a data folder holds whole
+groups only. `run_groups` skips every committed group (one committed with a different config is
+refused), prints what remains with an estimate of the time it takes, and trains the rest with the
+run-folder machinery (`resume=True` continues a killed group from its checkpoints in OUT).
+`awm_jax.io.report` builds the tables and figures from the data folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+import zlib
+from pathlib import Path
+
+from awm_jax.config import BPO_METHODS, Config
+
+GROUP_FILES = ("config.json", "metrics.json", "metrics.csv", "summary.txt")
+TMP = ".tmp-"  # prefix of a group copy not yet renamed into place
+
+# Rough wall seconds per seed per 1,000 env steps at H = 100 on the 2-core CPU (4 vmapped seeds), plus
+# COMPILE_SECONDS a group, for the first estimate only: once a group of a method finishes, this run's
+# measured time takes over, and the others are scaled by how far the measured groups were off. From the
+# learn-like-paper runs (whole groups of 4 seeds x 5,020 steps): awm_transformer ~480 s, hwm_transformer
+# ~400 s, awm_lstm ~140 s, markov_mlp ~40 s, true_bptt ~10 s; sac from the shortened benchmark (2 seeds x
+# 2,000 steps, 90 s a group); awm_rnn/awm_gru as awm_lstm, markov_svg, ppo, td3 and online_dt guessed.
+SECONDS_PER_SEED_KSTEP = dict(awm_transformer=24.0, hwm_transformer=20.0, awm_rnn=7.0, awm_gru=7.0, awm_lstm=7.0,
+                              markov_mlp=2.0, markov_svg=3.0, true_bptt=0.5, sac=22.0, ppo=5.0, td3=20.0,
+                              online_dt=20.0)
+COMPILE_SECONDS = 20.0  # compiling a group's program: 6-40 s on the 2-core CPU
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One configuration of an experiment: its base Config, its subfolder of DATA and OUT/runs ("" for
+    none) and the columns it adds to every scores.csv row, as ((name, value), ...)."""
+    base: Config
+    folder: str = ""
+    columns: tuple = ()
+
+    def groups(self, tasks, methods) -> list[Config]:
+        return [dataclasses.replace(self.base, task=t, method=m) for t in tasks for m in methods]
+
+
+def group_name(task: str, method: str) -> str:
+    """The folder of a group: {task}-{method}."""
+    return f"{task}-{method}"
+
+
+def committed(data, cfg: Config) -> bool:
+    """Whether data folder `data` holds the group of `cfg`, whole (its files match their COMPLETE
+    marker). A group committed with a different config raises ValueError naming the differences."""
+    from awm_jax.io.checkpoint import config_diff
+    from awm_jax.io.run_folder import check_complete, is_complete, read_json
+
+    folder = Path(data) / group_name(cfg.task, cfg.method)
+    if not is_complete(folder):
+        return False
+    check_complete(folder, verify=GROUP_FILES)
+    diff = config_diff(read_json(folder / "config.json", "config"), cfg.to_dict(), ignore=cfg.ignored_fields())
+    if diff:
+        raise ValueError(f"{folder} holds this group trained with another configuration ({'; '.join(diff)}): "
+                         "pass the options it was trained with, use another --data folder, or remove that group "
+                         "from the data folder to train it again")
+    return True
+
+
+def commit_group(run_dir, data, log=print) -> Path:
+    """Copy the small files of the finished run in `run_dir` to DATA/{task}-{method}/ as a whole group:
+    a temporary folder, its COMPLETE marker, one rename. An unfinished copy already there (no marker)
+    is moved aside. Returns the group's data folder."""
+    from awm_jax.io import run_folder
+    from awm_jax.io.results import atomic_write, read_run_files
+
+    run_folder.check_complete(run_dir)
+    cfg, _ = read_run_files(run_dir)
+    dest = Path(data) / group_name(cfg.task, cfg.method)
+    tmp = Path(data) / f"{TMP}{dest.name}"
+    shutil.rmtree(tmp, ignore_errors=True)  # a copy killed before its rename (the data folder is locked)
+    for name in GROUP_FILES:
+        atomic_write(tmp / name, (Path(run_dir) / name).read_bytes())
+    run_folder.mark_complete(tmp, GROUP_FILES)
+    if dest.exists():
+        log(f"[data] {dest} holds an unfinished copy: moved to {run_folder.move_aside(dest)}")
+    os.rename(tmp, dest)
+    return dest
+
+
+def reference_key(task: str) -> int:
+    """The PRNG key of a task's references: its place in BENCHMARK_TASKS (as the benchmark always
+    used), whatever subset of tasks a run asks for."""
+    from awm_jax.analysis.benchmark import BENCHMARK_TASKS
+
+    return BENCHMARK_TASKS.index(task) if task in BENCHMARK_TASKS else 100 + zlib.crc32(task.encode()) % 10_000
+
+
+def references(base: Config, tasks, data, verbose: bool = True) -> dict:
+    """{task: reference returns} under `base`'s task options, computed once into DATA/references.json."""
+    from awm_jax.analysis.benchmark import task_references
+
+    out = {}
+    for t in tasks:
+        out |= task_references(base, [t], data, key=reference_key(t), verbose=verbose)
+    return out
+
+
+def estimate(cfg: Config, measured: dict) -> float:
+    """Expected wall seconds of the group `cfg`. `measured` is {(method, horizon): (seconds, seed-ksteps)}
+    of the groups this run trained from the start: a group of the same method and horizon is scaled by
+    its seed-ksteps; otherwise the table's estimate (its rate scaled by the horizon for the BPO methods,
+    whose updates cost in proportion to it, plus the compile) times the ratio of the measured groups'
+    total time to their tabled total."""
+    ksteps = cfg.seeds * cfg.env_steps / 1000
+    key = (cfg.method, cfg.horizon)
+    if key in measured:
+        seconds, k = measured[key]
+        return seconds * ksteps / k
+    table = lambda method, horizon, k: COMPILE_SECONDS + SECONDS_PER_SEED_KSTEP.get(method, 20.0) * k * (
+        (horizon or 100) / 100 if method in BPO_METHODS else 1.0)
+    factor = (sum(s for s, _ in measured.values()) / sum(table(*g, k) for g, (_, k) in measured.items())
+              if measured else 1.0)
+    return table(*key, ksteps) * factor
+
+
+def _hms(seconds: float) -> str:
+    m = int(round(seconds / 60))
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
+
+
+def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwrite: bool = False,
+               chunk_periods: int = 8, checkpoint_every: int = 2, verbose: bool = True, train=None) -> dict:
+    """Train every (setting, task, method) group not committed in `data` yet and commit each as soon
+    as it finishes. Everything is validated and the references computed first; the data folder is
+    locked while this runs. resume/overwrite are `run.run_training`'s, for the groups' run folders in
+    OUT/runs. `train` (default `run.run_training`) is called as train(cfg, out=..., ...).
+    Returns {'skipped': [(folder, task, method)], 'trained': [...]}."""
+    from awm_jax.io.run_folder import FolderLock, ensure_folder
+    from awm_jax.loop.run import run_training
+    from awm_jax.loop.sweep import SweepSpec
+
+    train = train or run_training
+    log = print if verbose else (lambda *a, **k: None)
+    for s in settings:  # every name and option before anything computes
+        SweepSpec(base=s.base, tasks=tuple(tasks), methods=tuple(methods)).validate()
+    data = ensure_folder(data)
+    lock = FolderLock(data)
+    try:
+        groups = [(s, cfg) for s in settings for cfg in s.groups(tasks, methods)]
+        for stale in (p for s in settings for p in (data / s.folder).glob(f"{TMP}*")):
+            shutil.rmtree(stale, ignore_errors=True)  # copies killed before their rename (we hold the lock)
+        done = [(s, cfg) for s, cfg in groups if committed(data / s.folder, cfg)]
+        todo = [g for g in groups if g not in done]
+        for s in settings:
+            references(s.base, tasks, data / s.folder, verbose=verbose)
+        names = [f"{s.folder + '/' if s.folder else ''}{group_name(c.task, c.method)}" for s, c in todo]
+        log(f"[data] {len(done)}/{len(groups)} groups already committed in {data}; {len(todo)} to train, about "
+            f"{_hms(sum(estimate(c, {}) for _, c in todo))} (a first estimate): {', '.join(names) or 'none'}")
+        measured, t_start = {}, time.time()
+        for i, (s, cfg) in enumerate(todo):
+            run_dir = Path(out) / "runs" / s.folder / group_name(cfg.task, cfg.method)
+            t0, fresh = time.time(), overwrite or not run_dir.exists()  # a resumed run does not measure a rate
+            train(cfg, out=run_dir, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume,
+                  overwrite=overwrite, verbose=verbose)
+            dest = commit_group(run_dir, data / s.folder, log=log)
+            if fresh:
+                measured[(cfg.method, cfg.horizon)] = (time.time() - t0, cfg.seeds * cfg.env_steps / 1000)
+            left = sum(estimate(c, measured) for _, c in todo[i + 1:])
+            log(f"[data] committed {dest} ({time.time() - t0:.0f}s); {i + 1}/{len(todo)} groups done in "
+                f"{_hms(time.time() - t_start)}, {len(todo) - i - 1} left, about {_hms(left)}")
+        key = lambda g: (g[0].folder, g[1].task, g[1].method)
+        return dict(skipped=[key(g) for g in done], trained=[key(g) for g in todo])
+    finally:
+        lock.release()

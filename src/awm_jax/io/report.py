@@ -1,0 +1,206 @@
+"""Scores, tables and figures of an experiment kept as data (`awm_jax.io.committed`), from its data folder
+alone: nothing is trained and no reference is recomputed.
+
+    scores.csv       one row per (setting,) task, method and seed: task, method, seed (the index in the
+                     group: key `seed` of split(PRNGKey(config.seed), seeds)), the setting's columns
+                     (horizon; distractor_dims, state_noise), total_steps (configured), env_steps
+                     (taken by the final evaluation), final_return, score
+    aggregate.csv    per setting and method: tasks, seeds, IQM and mean score over tasks x seeds with
+                     stratified-bootstrap 95% CIs (rliable; `benchmark.aggregate`)
+    improvement.csv  per setting and method: rliable's probability that `reference` (awm_transformer)
+                     improves on it, with its 95% CI, over the tasks both have
+    per_task.csv     per setting, task and method: seeds, final return and score (mean and std over seeds)
+    tables.md        those tables in markdown, and the groups missing from the data folder
+
+score = (final_return - random) / (best - random) with the task's references from
+[setting/]references.json (`benchmark.normalized_score`). Any subset of the groups may be present:
+the absent ones are listed as missing. Where a method has fewer seeds on some task, its aggregate uses
+the first `seeds` (the fewest) of every task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from awm_jax.analysis.benchmark import aggregate, normalized_score, probability_of_improvement
+from awm_jax.io.committed import GROUP_FILES, group_name
+from awm_jax.io.results import atomic_write, markdown_table, new_figure, read_run_files, save_figure, write_csv
+
+REFERENCE = "awm_transformer"
+
+
+def read_scores(data, settings, tasks, methods) -> tuple[dict, dict, list]:
+    """Read every committed group of (settings x tasks x methods) in `data`: ({setting folder: score
+    rows}, {(folder, task, method): (env steps [P], normalised returns [seeds, P])}, missing
+    [(setting, task, method)])."""
+    from awm_jax.io.run_folder import DamagedError, check_complete, is_complete, read_json
+
+    by_setting, curves, missing = {}, {}, []
+    for s in settings:
+        folder = Path(data) / s.folder
+        refs = read_json(folder / "references.json", "references")["tasks"] if (folder / "references.json").exists() \
+            else {}
+        rows = by_setting[s.folder] = []
+        for t in tasks:
+            for m in methods:
+                g = folder / group_name(t, m)
+                if not is_complete(g):
+                    missing.append((s, t, m))
+                    continue
+                check_complete(g, verify=GROUP_FILES)
+                if t not in refs:
+                    raise DamagedError(f"{g} is committed but {folder / 'references.json'} has no references for {t}")
+                cfg, metrics = read_run_files(g)
+                ret, steps = metrics["eval/return"], metrics["eval/env_steps"]
+                norm = normalized_score(ret, refs[t]["random"], refs[t]["best"])
+                rows += [dict(task=t, method=m, seed=i, **dict(s.columns), total_steps=cfg.total_steps,
+                              env_steps=int(steps[i, -1]), final_return=float(ret[i, -1]), score=float(norm[i, -1]))
+                         for i in range(len(ret))]
+                curves[(s.folder, t, m)] = (steps[0], norm)
+    return by_setting, curves, missing
+
+
+def score_matrix(rows, method, tasks=None) -> tuple[list, np.ndarray]:
+    """(tasks, [seeds, tasks] scores) of `method` in `rows`, over `tasks` (default: every task it has),
+    with as many seeds as its task with the fewest."""
+    per = {}
+    for r in rows:
+        if r["method"] == method and (tasks is None or r["task"] in tasks):
+            per.setdefault(r["task"], []).append(r["score"])
+    order = [t for t in (tasks if tasks is not None else per) if t in per]
+    runs = min(len(per[t]) for t in order)
+    return order, np.array([per[t][:runs] for t in order], np.float64).T
+
+
+def aggregate_rows(by_setting, settings, methods, reps: int = 2000) -> list[dict]:
+    """Per setting and method present: {columns, method, tasks, seeds, iqm, iqm_lo, iqm_hi, mean,
+    mean_lo, mean_hi}."""
+    out = []
+    for s in settings:
+        rows = by_setting[s.folder]
+        mats = {m: score_matrix(rows, m) for m in methods if any(r["method"] == m for r in rows)}
+        agg = aggregate({m: x for m, (_, x) in mats.items()}, reps=reps) if mats else {}
+        out += [dict(**dict(s.columns), method=m, tasks=len(ts), seeds=len(x), **agg[m]) for m, (ts, x) in mats.items()]
+    return out
+
+
+def improvement_rows(by_setting, settings, methods, reference: str = REFERENCE, reps: int = 2000) -> list[dict]:
+    """Per setting and method present with `reference`: {columns, method, tasks, p_improve, p_lo, p_hi},
+    rliable's probability that `reference` improves on the method over the tasks both have."""
+    out = []
+    for s in settings:
+        rows = by_setting[s.folder]
+        have = lambda m, rows=rows: {r["task"] for r in rows if r["method"] == m}
+        pairs, n = {}, {}
+        for m in methods:
+            common = [t for t in dict.fromkeys(r["task"] for r in rows) if t in have(m) and t in have(reference)]
+            if m != reference and common:
+                pairs[m] = (score_matrix(rows, reference, common)[1], score_matrix(rows, m, common)[1])
+                n[m] = len(common)
+        p = probability_of_improvement(pairs, reps=reps) if pairs else {}
+        out += [dict(**dict(s.columns), method=m, tasks=n[m], **p[m]) for m in pairs]
+    return out
+
+
+def per_task_rows(by_setting, settings, tasks, methods) -> list[dict]:
+    """Per setting, task and method present: {columns, task, method, seeds, return_mean, return_std,
+    score_mean, score_std} (std over seeds)."""
+    out = []
+    for s in settings:
+        for t in tasks:
+            for m in methods:
+                g = [r for r in by_setting[s.folder] if r["task"] == t and r["method"] == m]
+                if g:
+                    ret, sc = np.array([r["final_return"] for r in g]), np.array([r["score"] for r in g])
+                    out.append(dict(**dict(s.columns), task=t, method=m, seeds=len(g), return_mean=float(ret.mean()),
+                                    return_std=float(ret.std()), score_mean=float(sc.mean()),
+                                    score_std=float(sc.std())))
+    return out
+
+
+def _md(rows: list[dict], none: str = "no committed groups yet") -> str:
+    return markdown_table(rows) if rows else f"({none})"
+
+
+def write_report(data, settings, tasks, methods, title: str, command: str, reference: str = REFERENCE,
+                 reps: int = 2000) -> dict:
+    """Write scores.csv, aggregate.csv, improvement.csv, per_task.csv and tables.md to `data` from its
+    committed groups; returns {'by_setting', 'curves', 'missing', 'aggregate', 'improvement', 'per_task'}."""
+    data = Path(data)
+    by_setting, curves, missing = read_scores(data, settings, tasks, methods)
+    cols = list(dict(settings[0].columns))
+    scores = [r for s in settings for r in by_setting[s.folder]]
+    write_csv(data / "scores.csv", scores, ["task", "method", "seed", *cols, "total_steps", "env_steps",
+                                            "final_return", "score"])
+    agg = aggregate_rows(by_setting, settings, methods, reps)
+    imp = improvement_rows(by_setting, settings, methods, reference, reps)
+    per = per_task_rows(by_setting, settings, tasks, methods)
+    for stem, rows, keys in (("aggregate", agg, ["method", "tasks", "seeds", "iqm", "iqm_lo", "iqm_hi", "mean",
+                                                  "mean_lo", "mean_hi"]),
+                             ("improvement", imp, ["method", "tasks", "p_improve", "p_lo", "p_hi"]),
+                             ("per_task", per, ["task", "method", "seeds", "return_mean", "return_std", "score_mean",
+                                                "score_std"])):
+        write_csv(data / f"{stem}.csv", rows, cols + keys)
+    total = len(settings) * len(tasks) * len(methods)
+    where = lambda s: f"{s.folder}/" if s.folder else ""
+    uneven = any(len({r["tasks"] for r in agg if all(r[c] == v for c, v in s.columns)}) > 1 for s in settings)
+    lines = [f"# {title}", "", f"Regenerated from the committed groups alone by `{command}`.",
+             f"{total - len(missing)} of {total} {'setting, ' * bool(cols)}task, method groups are committed"
+             + (f"; {len(missing)} missing (listed at the end)." if missing else "."), "",
+             "Normalised score: (final return - random) / (best - random), random policy 0, best reference 1 "
+             "(references.json).", "",
+             "## Aggregate over tasks x seeds (rliable IQM and mean, stratified-bootstrap 95% CIs)", "",
+             _md([{**{c: r[c] for c in cols}, "method": r["method"], "tasks": r["tasks"], "seeds": r["seeds"],
+                   "IQM (95% CI)": f"{r['iqm']:.3f} ({r['iqm_lo']:.3f} to {r['iqm_hi']:.3f})",
+                   "mean (95% CI)": f"{r['mean']:.3f} ({r['mean_lo']:.3f} to {r['mean_hi']:.3f})"} for r in agg]), "",
+             *["Methods cover different tasks (column tasks) while groups are missing: their aggregates are not "
+               "comparable yet.", ""] * uneven,
+             f"## Probability that {reference} improves on each method (rliable, 95% CI, over the tasks both have)", "",
+             _md([{**{c: r[c] for c in cols}, "method": r["method"], "tasks": r["tasks"],
+                   f"P({reference} > method) (95% CI)": f"{r['p_improve']:.3f} ({r['p_lo']:.3f} to {r['p_hi']:.3f})"}
+                  for r in imp], f"no method shares a task with {reference} yet"), "",
+             "## Per task (normalised score, mean +- std over seeds; final return in per_task.csv)", "",
+             _md(_per_task_grid(per, settings, tasks, methods, cols) if per else []), "",
+             "## Missing groups", "",
+             "\n".join(f"- {where(s)}{group_name(t, m)}" for s, t, m in missing) or "none", ""]
+    atomic_write(data / "tables.md", "\n".join(lines))
+    return dict(by_setting=by_setting, curves=curves, missing=missing, aggregate=agg, improvement=imp, per_task=per)
+
+
+def _per_task_grid(per, settings, tasks, methods, cols) -> list[dict]:
+    """One row per (setting,) task, one column per method: 'mean +- std' of the score, '-' if missing."""
+    cell = {(tuple(r[c] for c in cols), r["task"], r["method"]): f"{r['score_mean']:.3f} +- {r['score_std']:.3f}"
+            for r in per}
+    out = []
+    for s in settings:
+        key = tuple(dict(s.columns)[c] for c in cols)
+        for t in tasks:
+            out.append({**dict(s.columns), "task": t, **{m: cell.get((key, t, m), "-") for m in methods}})
+    return out
+
+
+def plot_curves(curves: dict, folder: str, tasks, methods, out) -> list[Path]:
+    """Per task, normalised eval return vs env steps (mean +- std over seeds) of each method present:
+    OUT/curves_{task}.png; returns the paths written."""
+    paths = []
+    for t in tasks:
+        present = [m for m in methods if (folder, t, m) in curves]
+        if not present:
+            continue
+        fig, ax = new_figure()
+        for m in present:
+            steps, norm = curves[(folder, t, m)]
+            mu, sd = norm.mean(0), norm.std(0)
+            ax.plot(steps, mu, label=m)
+            ax.fill_between(steps, mu - sd, mu + sd, alpha=0.15)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axhline(1, color="k", lw=0.5, ls="--")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("normalised eval return (mean +- std)")
+        ax.set_title(t)
+        ax.legend(fontsize=7)
+        paths.append(Path(out) / f"curves_{t}.png")
+        save_figure(fig, paths[-1])
+    return paths

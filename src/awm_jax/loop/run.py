@@ -1,0 +1,196 @@
+"""Host-side driver of a multi-seed run: compile once, advance in chunks with progress, checkpoint,
+resume, write outputs.
+
+The compiled program is `jax.jit(jax.vmap(trainer.run_chunk))` over the seed axis (laid over every
+device by `awm_jax.loop.sharding` when there are several); chunking only decides how often control
+returns to Python (progress lines, checkpoints), never the results.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from awm_jax.config import Config
+from awm_jax.methods import make_train
+
+
+def seed_keys(config: Config):
+    """The per-seed keys of a run: split(PRNGKey(config.seed), config.seeds)."""
+    return jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
+
+
+def chunk_size(periods: int, requested: int) -> int:
+    """The chunk length actually run: the largest divisor of `periods` up to `requested`, so that every
+    chunk is the same compiled program (a remainder would need a second whole-loop program)."""
+    return max(d for d in range(1, min(requested, periods) + 1) if periods % d == 0)
+
+
+def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_every: int = 0, keep: int = 2,
+                 resume: bool = False, shard: bool = True, verbose: bool = True, hparams: dict | None = None,
+                 keys=None, write_outputs: bool = True, overwrite: bool = False):
+    """Train `config.seeds` seeds in one vmapped program; returns (state, metrics {name: [seeds, periods]}).
+
+    out: run folder (config.json, metrics, plot, summary, final_state/, COMPLETE; checkpoints/ when
+        checkpointing). It is locked while the run writes it (a second writer is refused) and gets its
+        COMPLETE marker last; see `awm_jax.io.run_folder`.
+    chunk_periods: evaluation periods per compiled call, at most (see `chunk_size`: the largest divisor
+        of the run's periods up to it, so one program serves every chunk).
+    checkpoint_every: save every that many chunks (and at the end); 0 saves nothing.
+    resume: continue the unfinished run in `out` from its newest intact checkpoint (from the start if
+        it has none; refused if its config differs); on a finished run, return its saved results.
+    overwrite: move whatever run `out` holds aside (to `out.old-<time>`) and start afresh. Without
+        resume or overwrite, a folder that already holds a run (finished or not) is refused.
+    shard: lay the seed axis over all devices (padding the seed count to a multiple of them).
+    keys, hparams: the vmapped members (default: the config's seed keys, its own hyperparameters);
+        hparams is {name: [members] array} of numeric hyperparameters (see trainer.NUMERIC).
+    write_outputs: write the plot, metrics.csv and summary to `out` (a sweep writes its own per-member
+        folders; its group folder gets config.json, metrics.json and the final state).
+    """
+    from awm_jax.io import run_folder
+
+    trainer = make_train(config)  # validates before anything compiles
+    if chunk_periods < 1 or checkpoint_every < 0 or keep < 1:
+        raise ValueError("need chunk_periods >= 1, checkpoint_every >= 0 and keep >= 1")
+    if (resume or checkpoint_every) and out is None:
+        raise ValueError("checkpointing and --resume need an output folder (--out)")
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite moves it aside: pass one of them")
+    log = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
+    lock = None
+    if out is not None and jax.process_index() == 0:
+        lock, status = run_folder.claim(out, overwrite=overwrite, log=log)
+    try:
+        if lock is not None:
+            if resume:
+                from awm_jax.io.checkpoint import check_resume_config
+
+                check_resume_config(out, config)
+                if status == "complete":
+                    return _finished(out, log)
+            elif status != "new":
+                raise run_folder.RunFolderError(_occupied(out, status))
+            from awm_jax.io.results import atomic_write
+
+            atomic_write(Path(out) / "config.json", json.dumps(config.to_dict(), indent=2))
+        return _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, shard, log, hparams, keys,
+                      write_outputs)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _occupied(out, status: str) -> str:
+    """Why a fresh run may not start in `out`, and what to pass instead."""
+    from awm_jax.io import run_folder
+
+    if status == "complete":
+        done = run_folder.read_json(Path(out) / run_folder.COMPLETE, "COMPLETE marker").get("completed", "?")
+        return (f"{out} already holds a finished run (completed {done}): pass --overwrite to move it aside (to "
+                f"{Path(out).name}.old-<time>) and train again, --resume to take its saved results, or choose "
+                "another --out")
+    if any((Path(out) / "checkpoints").glob("[0-9]*")):
+        return (f"{out} already holds checkpoints of an unfinished run: pass --resume to continue it, --overwrite "
+                "to move it aside and start again, or choose another --out")
+    found = ", ".join(run_folder.run_content(out))
+    return (f"{out} holds an unfinished run without checkpoints ({found}): pass --resume to start it again there, "
+            "--overwrite to move it aside, or choose another --out")
+
+
+def _finished(out, log):
+    """The saved (state, metrics) of the finished run in `out` (state None if it saved none)."""
+    from awm_jax.api import load_run
+    from awm_jax.io import run_folder
+    from awm_jax.io.results import FINAL_STATE
+
+    marker = run_folder.check_complete(out)
+    saved = any(name.startswith(FINAL_STATE + "/") for name in marker.get("files", {}))
+    run = load_run(out, state=saved)
+    log(f"[awm-jax] {out} already holds this run, finished {marker.get('completed', '?')}: nothing to train "
+        "(its saved state and metrics are returned; --overwrite trains it again)")
+    return run.state, run.metrics
+
+
+def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, shard, log, hparams, keys,
+           write_outputs):
+    """run_training once the folder is claimed: compile, (resume,) train in chunks, write outputs."""
+    from awm_jax.io import checkpoint as ckpt
+    from awm_jax.io import run_folder
+    from awm_jax.io.results import FINAL_STATE, save_state, write_metrics
+    from awm_jax.io.results import write_outputs as write_files
+    from awm_jax.loop.sharding import SeedSharding
+
+    ck_dir = Path(out) / "checkpoints" if out is not None else None
+    keys = seed_keys(config) if keys is None else keys
+    hp = {} if hparams is None else {k: np.asarray(v, np.float32) for k, v in hparams.items()}
+    sharding = SeedSharding.create(len(keys)) if shard else SeedSharding.single(len(keys))
+    keys, hp = sharding.pad(keys), {k: sharding.pad(v) for k, v in hp.items()}
+
+    t0 = time.time()
+    init = sharding.compile(jax.vmap(lambda k, h: trainer.init(k, h)), keys, hp)
+    state = init(keys, sharding.put(hp))
+    compile_s = time.time() - t0
+    shapes = jax.eval_shape(jax.vmap(lambda s: trainer.run_chunk(s, 1)), state)[1]
+    S, P = len(keys), config.periods
+    metrics = {k: np.full((S, P), np.nan, np.float64) for k in shapes}
+    done = 0
+    checkpointer = ckpt.Checkpointer(ck_dir, keep) if checkpoint_every or resume else None
+    try:
+        if resume:
+            restored = checkpointer.restore_latest(state, metrics, log=log)
+            if restored is not None:
+                done, state, metrics = restored
+                state = sharding.put(state)
+                metrics = {k: np.asarray(v) for k, v in metrics.items()}
+                log(f"[awm-jax] resumed {out} after {done}/{P} evaluation periods")
+        # one program for every chunk (a resumed run sizes its chunks to the periods left)
+        chunk = chunk_size(P - done, chunk_periods) if done < P else 0
+        t0 = time.time()
+        step = sharding.compile(jax.vmap(lambda s: trainer.run_chunk(s, chunk)), state) if chunk else None
+        compile_s += time.time() - t0
+        M = sharding.seeds
+        log(f"[awm-jax] {config.task} / {config.method}, {M} seeds on {sharding.describe()}, "
+            f"{config.env_steps} env steps in chunks of {chunk} evaluation periods: compiled in {compile_s:.1f}s")
+        t1 = time.time()
+        chunks = 0
+        while done < P:
+            state, m = step(state)
+            for k, v in sharding.gather(m).items():
+                metrics[k][:, done:done + chunk] = v
+            done += chunk
+            chunks += 1
+            ret = metrics["eval/return"][:M, done - 1]
+            skipped = int(metrics["skipped_updates"][:M, done - 1].sum())
+            log(f"[awm-jax] env steps {int(metrics['eval/env_steps'][0, done - 1]):6d}/{config.env_steps}  "
+                f"{time.time() - t1:7.1f}s  eval return {ret.mean():.4g} (+- {ret.std():.3g})"
+                + (f"  skipped non-finite updates {skipped}" if skipped else ""))
+            if checkpointer is not None and checkpoint_every and (chunks % checkpoint_every == 0 or done == P):
+                checkpointer.save(done, state, metrics)
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
+    run_s = time.time() - t1
+    if jax.process_count() == 1:  # with several processes the state stays a global (padded) array
+        state = sharding.unpad(state)
+    metrics = {k: v[:M] for k, v in metrics.items()}
+    if out is not None and jax.process_index() == 0:
+        # small files first, then the large state, then the marker: a failure (disk full) keeps the
+        # metrics and leaves no COMPLETE, so nothing unfinished looks finished
+        extra = {"compile_seconds": compile_s, "run_seconds": run_s}
+        if write_outputs:
+            line, names = write_files(out, config, metrics, extra=extra)
+            log(line)
+        else:
+            run_folder.unmark(out)
+            names = write_metrics(out, config, metrics, extra=extra)
+        if jax.process_count() == 1:  # the final state, for awm_jax.load_run (not saved by multi-process runs)
+            save_state(Path(out) / FINAL_STATE, state)
+            names.append(FINAL_STATE)
+        run_folder.mark_complete(out, names)
+        if write_outputs:
+            log(f"[awm-jax] wrote {out}/ ({', '.join(names)}, {run_folder.COMPLETE})")
+    return state, metrics

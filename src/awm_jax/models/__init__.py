@@ -1,0 +1,39 @@
+"""World models behind one interface (`awm_jax.models.base.WorldModel`), made by name."""
+
+from __future__ import annotations
+
+from awm_jax.models.awm_rnn import RecurrentAWM
+from awm_jax.models.awm_ssm import SSMAWM
+from awm_jax.models.awm_transformer import TransformerAWM
+from awm_jax.models.base import WorldModel
+from awm_jax.models.hwm_transformer import TransformerHWM
+from awm_jax.models.markov_mlp import MarkovMLP
+
+# name -> (class, fixed keyword arguments); the paper's names for the methods that use them.
+KINDS = {
+    "awm_transformer": (TransformerAWM, {}),
+    "awm_rnn": (RecurrentAWM, {"cell": "rnn"}),
+    "awm_gru": (RecurrentAWM, {"cell": "gru"}),
+    "awm_lstm": (RecurrentAWM, {"cell": "lstm"}),
+    "awm_ssm": (SSMAWM, {}),
+    "hwm_transformer": (TransformerHWM, {}),
+    "markov_mlp": (MarkovMLP, {}),
+}
+
+
+def make_world_model(kind: str, state_size: int, action_size: int, max_horizon: int, **sizes) -> WorldModel:
+    """Build world model `kind` (a key of KINDS); `sizes` override its defaults (width, layers, ...)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown world model {kind!r}; valid: {', '.join(KINDS)}")
+    cls, fixed = KINDS[kind]
+    import dataclasses
+
+    valid = {f.name for f in dataclasses.fields(cls)} - {"state_size", "action_size", "max_horizon"} - set(fixed)
+    unknown = sorted(set(sizes) - valid)
+    if unknown:
+        raise ValueError(f"unknown options {unknown} for world model {kind!r}; valid: {sorted(valid)}")
+    return cls(state_size=state_size, action_size=action_size, max_horizon=max_horizon, **fixed, **sizes)
+
+
+__all__ = ["KINDS", "MarkovMLP", "RecurrentAWM", "SSMAWM", "TransformerAWM", "TransformerHWM", "WorldModel",
+           "make_world_model"]

@@ -1,0 +1,105 @@
+"""Network building blocks: an MLP and a GPT-2 style causal transformer with a key/value cache.
+
+The transformer has two entry points that share every weight:
+- `CausalTransformer.__call__(x)`: the full causal forward pass over tokens [T, d_in] -> [T, width];
+- `CausalTransformer.decode(x, cache, pos)`: one token at position `pos`, reading and writing a
+  key/value cache [layers, 2, max_len, heads, head_dim]; the result equals row `pos` of the full pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS: dict[str, Callable] = {"relu": nn.relu, "swish": nn.swish, "tanh": jnp.tanh, "gelu": nn.gelu}
+
+
+class MLP(nn.Module):
+    """Dense layers with `activation` between them; the last layer is linear. [..., d_in] -> [..., out]."""
+
+    hidden: Sequence[int]
+    out: int
+    activation: str = "relu"
+    out_init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x):
+        act = ACTIVATIONS[self.activation]
+        for width in self.hidden:
+            x = act(nn.Dense(width)(x))
+        init = nn.initializers.variance_scaling(self.out_init_scale, "fan_avg", "uniform")
+        return nn.Dense(self.out, kernel_init=init)(x)
+
+
+class CausalTransformer(nn.Module):
+    """Pre-LayerNorm GPT-2 blocks over linearly embedded tokens plus a learned position table
+    (`embed_input=False`: the tokens come in embedded already, at width `width`)."""
+
+    width: int = 48
+    layers: int = 2
+    heads: int = 3
+    max_len: int = 101
+    mlp_ratio: int = 4
+    pos_std: float = 0.02  # std of the position table's normal init (GPT-2's 0.02; the world models pass 0.1)
+    embed_input: bool = True  # a Dense from the inputs to the width (False: inputs are already width-sized)
+
+    def setup(self):
+        if self.width % self.heads:
+            raise ValueError(f"transformer width {self.width} must be divisible by heads {self.heads}")
+        self.embed = nn.Dense(self.width, name="embed") if self.embed_input else (lambda x: x)
+        self.pos = self.param("pos", nn.initializers.normal(self.pos_std), (self.max_len, self.width))
+        self.ln1 = [nn.LayerNorm(name=f"ln1_{i}") for i in range(self.layers)]
+        self.qkv = [nn.Dense(3 * self.width, name=f"qkv_{i}") for i in range(self.layers)]
+        self.proj = [nn.Dense(self.width, name=f"proj_{i}") for i in range(self.layers)]
+        self.ln2 = [nn.LayerNorm(name=f"ln2_{i}") for i in range(self.layers)]
+        self.fc = [nn.Dense(self.mlp_ratio * self.width, name=f"fc_{i}") for i in range(self.layers)]
+        self.fc_out = [nn.Dense(self.width, name=f"fc_out_{i}") for i in range(self.layers)]
+        self.ln_f = nn.LayerNorm(name="ln_f")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    def _split(self, y):  # [..., 3 width] -> 3 x [..., heads, head_dim]
+        q, k, v = jnp.split(y, 3, axis=-1)
+        shape = y.shape[:-1] + (self.heads, self.head_dim)
+        return q.reshape(shape), k.reshape(shape), v.reshape(shape)
+
+    def _mlp(self, i, h):
+        return h + self.fc_out[i](nn.gelu(self.fc[i](self.ln2[i](h))))
+
+    def __call__(self, x):
+        """Full causal pass: tokens [T, d_in] (T <= max_len) -> features [T, width]."""
+        T = x.shape[-2]
+        h = self.embed(x) + self.pos[:T]
+        mask = jnp.tril(jnp.ones((T, T), bool))
+        for i in range(self.layers):
+            # heads first, [heads, T, hd]: plain batched matmuls (measured ~30% faster on CPU than
+            # einsums over the [T, heads, hd] layout)
+            q, k, v = (a.swapaxes(-3, -2) for a in self._split(self.qkv[i](self.ln1[i](h))))
+            logits = q @ k.swapaxes(-1, -2) / jnp.sqrt(self.head_dim).astype(h.dtype)
+            logits = jnp.where(mask, logits, jnp.finfo(h.dtype).min)
+            att = (jax.nn.softmax(logits, axis=-1) @ v).swapaxes(-3, -2)  # [T, heads, hd]
+            h = h + self.proj[i](att.reshape(h.shape))
+            h = self._mlp(i, h)
+        return self.ln_f(h)
+
+    def decode(self, x, cache, pos):
+        """One token x [d_in] at position `pos` (int, may be traced) with cache
+        [layers, 2, max_len, heads, head_dim] -> (features [width], updated cache)."""
+        h = self.embed(x) + self.pos[pos]
+        visible = jnp.arange(self.max_len) <= pos
+        for i in range(self.layers):
+            q, k, v = self._split(self.qkv[i](self.ln1[i](h)))  # [heads, hd]
+            keys = jax.lax.dynamic_update_index_in_dim(cache[i, 0], k, pos, 0)
+            vals = jax.lax.dynamic_update_index_in_dim(cache[i, 1], v, pos, 0)
+            cache = cache.at[i].set(jnp.stack([keys, vals]))
+            logits = jnp.einsum("hd,khd->hk", q, keys) / jnp.sqrt(self.head_dim).astype(h.dtype)
+            logits = jnp.where(visible, logits, jnp.finfo(h.dtype).min)
+            att = jnp.einsum("hk,khd->hd", jax.nn.softmax(logits, axis=-1), vals)
+            h = h + self.proj[i](att.reshape(-1))
+            h = self._mlp(i, h)
+        return self.ln_f(h), cache
