@@ -32,6 +32,7 @@ import numpy as np
 from flax import struct
 
 from awm_jax.config import Config
+from awm_jax.io.run_folder import CONFIG, FINAL_STATE, GROUPS, METRICS, SWEEP, group_folder
 from awm_jax.loop.spaces import Normalizer
 from awm_jax.models.policy import Policy
 
@@ -127,18 +128,18 @@ def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} does not exist or is not a folder")
-    if (path / "sweep.json").exists() and not (path / "config.json").exists():
+    if (path / SWEEP).exists() and not (path / CONFIG).exists():
         raise ValueError(f"{path} is a sweep's top folder: use awm_jax.load_sweep({str(path)!r}), or load_run on "
                          "one of its member folders")
-    if not (path / "config.json").exists():
+    if not (path / CONFIG).exists():
         raise FileNotFoundError(f"{path} holds no config.json: not a run folder")
     if require_complete:
         check_complete(path)
     sweep, member = _sweep_of(path)
-    if (path / "metrics.json").exists():
+    if (path / METRICS).exists():
         config, metrics = read_files(path)
     elif member is None and sweep is not None:  # a group folder of an older sweep: its members' metrics
-        config = Config.from_dict(_read_json(path / "config.json", "config"))
+        config = Config.from_dict(_read_json(path / CONFIG, "config"))
         parts = [read_files(sweep.folder(path.parent.parent, config, c))[1] for c in sweep.combos()]
         metrics = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     else:
@@ -146,11 +147,11 @@ def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run
     run = Run(path, config, metrics)
     if not state:
         return run
-    if (path / "final_state").exists():
-        return _with_state(run, _restore(run.trainer, path / "final_state", run.seeds, require_complete))
+    if (path / FINAL_STATE).exists():
+        return _with_state(run, _restore(run.trainer, path / FINAL_STATE, run.seeds, require_complete))
     if sweep is not None and member is not None:
-        group_dir = path.parent / "groups" / f"{config.task}-{config.method}"
-        group = group_dir / "final_state"
+        group_dir = group_folder(path.parent, config.task, config.method)
+        group = group_dir / FINAL_STATE
         if group.exists():
             if require_complete:
                 check_complete(group_dir)
@@ -184,10 +185,10 @@ def load_sweep(path, state: bool = True, skip_unfinished: bool = False, require_
     from awm_jax.io.run_folder import is_complete
 
     path = Path(path)
-    spec = _spec(path / "sweep.json")
+    spec = _spec(path / SWEEP)
     folders = [spec.folder(path, g, c) for g in spec.groups() for c in spec.combos()]
     if skip_unfinished:
-        done = is_complete if require_complete else (lambda f: (f / "metrics.json").exists())
+        done = is_complete if require_complete else (lambda f: (f / METRICS).exists())
         folders = [f for f in folders if done(f)]
     groups = {}  # each group's state is restored once and sliced for its members
     return {f.name: _load(f, state, groups, require_complete) for f in folders}
@@ -204,10 +205,10 @@ def _spec(file):
 def _sweep_of(path: Path):
     """(SweepSpec, member index) for a sweep member folder, (SweepSpec, None) for a group folder,
     (None, None) otherwise."""
-    if path.parent.name == "groups" and (path.parent.parent / "sweep.json").exists():
-        return _spec(path.parent.parent / "sweep.json"), None
-    if (path.parent / "sweep.json").exists():
-        spec = _spec(path.parent / "sweep.json")
+    if path.parent.name == GROUPS and (path.parent.parent / SWEEP).exists():
+        return _spec(path.parent.parent / SWEEP), None
+    if (path.parent / SWEEP).exists():
+        spec = _spec(path.parent / SWEEP)
         for g in spec.groups():
             for j, c in enumerate(spec.combos()):
                 if spec.folder(path.parent, g, c).name == path.name:
@@ -218,7 +219,7 @@ def _sweep_of(path: Path):
 def _restore(trainer, folder: Path, n: int, verify: bool = True):
     """The vmapped state of `n` members saved in orbax folder `folder`, rebuilt from the trainer, after
     checking its files against their checksums."""
-    from awm_jax.io.results import restore_state
+    from awm_jax.io.checkpoint import restore_state
 
     keys = jax.ShapeDtypeStruct((n, 2), jnp.uint32)
     abstract = jax.eval_shape(jax.vmap(lambda k: trainer.init(k)), keys)

@@ -1,4 +1,7 @@
-"""Checkpoints of whole runs with orbax: every seed's TrainState (parameters, optimiser states, replay,
+"""Every orbax read and write of awm_jax: run checkpoints (`Checkpointer`) and a run's final state
+(`save_state`, `restore_state`).
+
+Checkpoints of whole runs: every seed's TrainState (parameters, optimiser states, replay,
 env state, keys, counters) plus the metrics so far, so a resumed run ends exactly where an
 uninterrupted one would.
 
@@ -20,8 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from awm_jax.io import run_folder
-
-CONFIG_NAME = "config.json"
 
 
 def _ocp():
@@ -130,7 +131,7 @@ def config_diff(saved: dict, current: dict, ignore=()) -> list[str]:
 
 def check_resume_config(out, config) -> None:
     """Refuse to resume a run folder written by a different configuration, saying what differs."""
-    path = Path(out) / CONFIG_NAME
+    path = Path(out) / run_folder.CONFIG
     if not path.exists():
         return
     diff = config_diff(run_folder.read_json(path, "config"), config.to_dict(), ignore=config.ignored_fields())
@@ -141,3 +142,39 @@ def check_resume_config(out, config) -> None:
 
 def remove_checkpoints(directory) -> None:
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def save_state(path, state) -> None:
+    """Write a (vmapped) train state with orbax to folder `path`, replacing an older one, then the sha256
+    of its files (`awm_sha256.json`, checked by `restore_state`). Orbax writes to a temporary folder and
+    renames it when complete; a failure leaves no partial folder and raises one OSError naming `path`
+    when the filesystem is the cause (disk full, permissions)."""
+    path = Path(path).absolute()
+    with run_folder.saving(path):
+        with _ocp().StandardCheckpointer() as ck:
+            ck.save(path, state, force=True)
+            ck.wait_until_finished()
+        run_folder.write_checksums(path)
+
+
+def restore_state(path, abstract, verify: bool = True):
+    """Read a state written by `save_state` into the structure of `abstract` (arrays or
+    jax.ShapeDtypeStruct leaves, e.g. from `jax.eval_shape`), onto the first local device, after
+    checking its files against their checksums (verify=False: only when a checksum file is present).
+    A damaged or unreadable state raises `run_folder.RunFolderError` naming the folder."""
+    path = Path(path).absolute()
+    advice = ("rerun the training (--overwrite moves this run aside), or read the config and metrics with "
+              "load_run(path, state=False)")
+    try:
+        run_folder.verify_checksums(path, missing_ok=not verify)
+    except run_folder.DamagedError as e:
+        raise run_folder.DamagedError(f"the saved state is damaged or incomplete: {e}; {advice}") from None
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=one), abstract)
+    try:
+        with run_folder.quiet_orbax(), _ocp().StandardCheckpointer() as ck:
+            return ck.restore(path, target)
+    except Exception as e:
+        first = str(e).splitlines()[0][:300] if str(e) else ""
+        raise run_folder.RunFolderError(f"{path}: the saved state cannot be restored ({type(e).__name__}: {first}); "
+                                        f"{advice}") from e

@@ -28,8 +28,9 @@ import zlib
 from pathlib import Path
 
 from awm_jax.config import BPO_METHODS, Config
+from awm_jax.io.run_folder import CONFIG, METRICS, group_name
 
-GROUP_FILES = ("config.json", "metrics.json", "metrics.csv", "summary.txt")
+GROUP_FILES = (CONFIG, METRICS, "metrics.csv", "summary.txt")
 TMP = ".tmp-"  # prefix of a group copy not yet renamed into place
 
 # Rough wall seconds per seed per 1,000 env steps at H = 100 on the 2-core CPU (4 vmapped seeds), plus
@@ -56,11 +57,6 @@ class Setting:
         return [dataclasses.replace(self.base, task=t, method=m) for t in tasks for m in methods]
 
 
-def group_name(task: str, method: str) -> str:
-    """The folder of a group: {task}-{method}."""
-    return f"{task}-{method}"
-
-
 def committed(data, cfg: Config) -> bool:
     """Whether data folder `data` holds the group of `cfg`, whole (its files match their COMPLETE
     marker). A group committed with a different config raises ValueError naming the differences."""
@@ -71,7 +67,7 @@ def committed(data, cfg: Config) -> bool:
     if not is_complete(folder):
         return False
     check_complete(folder, verify=GROUP_FILES)
-    diff = config_diff(read_json(folder / "config.json", "config"), cfg.to_dict(), ignore=cfg.ignored_fields())
+    diff = config_diff(read_json(folder / CONFIG, "config"), cfg.to_dict(), ignore=cfg.ignored_fields())
     if diff:
         raise ValueError(f"{folder} holds this group trained with another configuration ({'; '.join(diff)}): "
                          "pass the options it was trained with, use another --data folder, or remove that group "

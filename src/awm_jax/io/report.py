@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from awm_jax.analysis.benchmark import aggregate, normalized_score, probability_of_improvement
-from awm_jax.io.committed import GROUP_FILES, group_name
+from awm_jax.io.committed import GROUP_FILES
 from awm_jax.io.results import atomic_write, markdown_table, new_figure, read_run_files, save_figure, write_csv
+from awm_jax.io.run_folder import group_name
 
 REFERENCE = "awm_transformer"
 

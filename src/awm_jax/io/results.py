@@ -12,8 +12,8 @@ Layout of a run folder (written in this order; the rules are in `awm_jax.io.run_
     returns.png     eval/return vs env steps, mean and per seed (when matplotlib is installed)
     summary.txt     final eval return (mean, std, min, max over seeds), skipped non-finite updates per
                     seed, and a warning line when any were skipped
-    final_state/    the final TrainState of every seed (orbax, with awm_sha256.json; written by
-                    `awm_jax.loop.run.run_training` after the small files, as it is the large one)
+    final_state/    the final TrainState of every seed (orbax, with awm_sha256.json: awm_jax.io.checkpoint;
+                    written by `awm_jax.loop.run.run_training` after the small files, as it is the large one)
     COMPLETE        written last: the files above with their sha256
 
 `awm_jax.load_run` (in `awm_jax.api`) reads all of it back, the final state included;
@@ -28,6 +28,8 @@ import secrets
 from pathlib import Path
 
 import numpy as np
+
+from awm_jax.io.run_folder import CONFIG, METRICS
 
 
 def atomic_write(path, data: str | bytes) -> None:
@@ -172,10 +174,10 @@ def write_metrics(out, config, metrics: dict, extra: dict | None = None) -> list
     out = Path(out)
     m = metrics_to_numpy(metrics)
     seeds, periods = m["eval/return"].shape
-    atomic_write(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    atomic_write(out / CONFIG, json.dumps(config.to_dict(), indent=2))
     payload = {"seeds": seeds, "periods": periods, "metrics": {k: v.tolist() for k, v in m.items()}, **(extra or {})}
-    atomic_write(out / "metrics.json", json.dumps(payload))
-    return ["config.json", "metrics.json"]
+    atomic_write(out / METRICS, json.dumps(payload))
+    return [CONFIG, METRICS]
 
 
 def new_figure(figsize=(6, 4)):
@@ -215,54 +217,6 @@ def plot_returns(path, m: dict, title: str = "") -> None:
     save_figure(fig, path)
 
 
-FINAL_STATE = "final_state"
-
-
-def save_state(path, state) -> None:
-    """Write a (vmapped) train state with orbax to folder `path`, replacing an older one, then the sha256
-    of its files (`awm_sha256.json`, checked by `restore_state`). Orbax writes to a temporary folder and
-    renames it when complete; a failure leaves no partial folder and raises one OSError naming `path`
-    when the filesystem is the cause (disk full, permissions)."""
-    import orbax.checkpoint as ocp
-
-    from awm_jax.io import run_folder
-
-    path = Path(path).absolute()
-    with run_folder.saving(path):
-        with ocp.StandardCheckpointer() as ck:
-            ck.save(path, state, force=True)
-            ck.wait_until_finished()
-        run_folder.write_checksums(path)
-
-
-def restore_state(path, abstract, verify: bool = True):
-    """Read a state written by `save_state` into the structure of `abstract` (arrays or
-    jax.ShapeDtypeStruct leaves, e.g. from `jax.eval_shape`), onto the first local device, after
-    checking its files against their checksums (verify=False: only when a checksum file is present).
-    A damaged or unreadable state raises `run_folder.RunFolderError` naming the folder."""
-    import jax
-    import orbax.checkpoint as ocp
-
-    from awm_jax.io import run_folder
-
-    path = Path(path).absolute()
-    advice = ("rerun the training (--overwrite moves this run aside), or read the config and metrics with "
-              "load_run(path, state=False)")
-    try:
-        run_folder.verify_checksums(path, missing_ok=not verify)
-    except run_folder.DamagedError as e:
-        raise run_folder.DamagedError(f"the saved state is damaged or incomplete: {e}; {advice}") from None
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=one), abstract)
-    try:
-        with run_folder.quiet_orbax(), ocp.StandardCheckpointer() as ck:
-            return ck.restore(path, target)
-    except Exception as e:
-        first = str(e).splitlines()[0][:300] if str(e) else ""
-        raise run_folder.RunFolderError(f"{path}: the saved state cannot be restored ({type(e).__name__}: {first}); "
-                                        f"{advice}") from e
-
-
 def read_run_files(path) -> tuple:
     """Read a run folder's files back: (Config, {name: [seeds, periods] float64 arrays}).
     `awm_jax.load_run` also checks the COMPLETE marker and restores the final train state."""
@@ -271,10 +225,10 @@ def read_run_files(path) -> tuple:
 
     path = Path(path)
     try:
-        config = Config.from_dict(read_json(path / "config.json", "config"))
+        config = Config.from_dict(read_json(path / CONFIG, "config"))
     except TypeError as e:
         raise DamagedError(f"{path / 'config.json'}: not a run configuration ({e})") from None
-    payload = read_json(path / "metrics.json", "metrics file")
+    payload = read_json(path / METRICS, "metrics file")
     if not isinstance(payload, dict) or "metrics" not in payload:
         raise DamagedError(f"{path / 'metrics.json'}: no 'metrics' in it: not a metrics file of awm_jax")
     return config, {k: np.asarray(v) for k, v in payload["metrics"].items()}

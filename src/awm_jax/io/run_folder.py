@@ -1,4 +1,16 @@
-"""The run folder: one writer at a time, outputs complete or absent, saved states checked on restore.
+"""The run folder: its layout, one writer at a time, outputs complete or absent, saved states checked
+on restore.
+
+Layout (the names below are this module's constants; every other module asks them from here):
+    a run (`awm-jax train --out OUT`):   OUT/config.json, metrics.json, metrics.csv, returns.png,
+                                         summary.txt, final_state/, checkpoints/<periods done>/, COMPLETE
+                                         (the files: awm_jax.io.results; the orbax folders:
+                                         awm_jax.io.checkpoint)
+    a sweep (`awm-jax sweep --out OUT`): OUT/sweep.json, summary.csv, summary.md, COMPLETE,
+                                         OUT/{task}-{method}[-name=value...]/ one run folder per member
+                                         (metrics and config), OUT/groups/{task}-{method}/ the run of
+                                         all of a group's members at once (its checkpoints and final
+                                         state, the members' states stacked)
 
 Every folder that `awm-jax train` or `awm-jax sweep` writes (a run, a sweep, a sweep's group folder)
 follows these rules:
@@ -41,9 +53,30 @@ LOCK = ".lock"
 COMPLETE = "COMPLETE"
 CHECKSUMS = "awm_sha256.json"
 ORBAX_TMP = ".orbax-checkpoint-tmp"
+CONFIG = "config.json"
+METRICS = "metrics.json"
+FINAL_STATE = "final_state"  # the final train state of every seed (orbax: awm_jax.io.checkpoint)
+CHECKPOINTS = "checkpoints"  # checkpoints/<periods done>/ (orbax: awm_jax.io.checkpoint)
+SWEEP = "sweep.json"  # a sweep's specification, in its top folder
+GROUPS = "groups"  # a sweep's top folder: groups/{task}-{method}/, the run of all its grid members at once
 # what a run or sweep writes: a folder holding any of these holds (part of) a run
-RUN_NAMES = ("config.json", "metrics.json", "metrics.csv", "summary.txt", "returns.png", "final_state",
-             "checkpoints", COMPLETE, "sweep.json", "summary.csv", "summary.md", "groups")
+RUN_NAMES = (CONFIG, METRICS, "metrics.csv", "summary.txt", "returns.png", FINAL_STATE,
+             CHECKPOINTS, COMPLETE, SWEEP, "summary.csv", "summary.md", GROUPS)
+
+
+def group_name(task: str, method: str) -> str:
+    """The folder name of a (task, method) group: {task}-{method}."""
+    return f"{task}-{method}"
+
+
+def member_name(task: str, method: str, combo: dict) -> str:
+    """The folder name of a sweep member: {task}-{method}[-name=value...] (combo: its grid values)."""
+    return group_name(task, method) + "".join(f"-{k}={v:g}" for k, v in combo.items())
+
+
+def group_folder(sweep_out, task: str, method: str) -> Path:
+    """The folder of a sweep's group run: OUT/groups/{task}-{method}."""
+    return Path(sweep_out) / GROUPS / group_name(task, method)
 
 
 class RunFolderError(ValueError):
@@ -132,7 +165,7 @@ def run_content(folder) -> list[str]:
     for p in sorted(folder.iterdir()):
         if p.name == "checkpoints" and p.is_dir() and not any(p.iterdir()):
             continue
-        if p.name in RUN_NAMES or p.name.startswith("final_state" + ORBAX_TMP):
+        if p.name in RUN_NAMES or p.name.startswith(FINAL_STATE + ORBAX_TMP):
             out.append(p.name)
     return out
 
@@ -195,7 +228,7 @@ def unmark(folder) -> None:
         os.unlink(Path(folder) / COMPLETE)
 
 
-def check_complete(folder, verify=("config.json", "metrics.json")) -> dict:
+def check_complete(folder, verify=(CONFIG, METRICS)) -> dict:
     """The COMPLETE marker of `folder`, after checking the files named in `verify` against it; raises
     RunFolderError when the folder is unfinished, DamagedError when a file differs."""
     folder = Path(folder)

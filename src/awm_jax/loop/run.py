@@ -76,7 +76,7 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
                 raise run_folder.RunFolderError(_occupied(out, status))
             from awm_jax.io.results import atomic_write
 
-            atomic_write(Path(out) / "config.json", json.dumps(config.to_dict(), indent=2))
+            atomic_write(Path(out) / run_folder.CONFIG, json.dumps(config.to_dict(), indent=2))
         return _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, shard, log, hparams, keys,
                       write_outputs)
     finally:
@@ -105,7 +105,7 @@ def _finished(out, log):
     """The saved (state, metrics) of the finished run in `out` (state None if it saved none)."""
     from awm_jax.api import load_run
     from awm_jax.io import run_folder
-    from awm_jax.io.results import FINAL_STATE
+    from awm_jax.io.run_folder import FINAL_STATE
 
     marker = run_folder.check_complete(out)
     saved = any(name.startswith(FINAL_STATE + "/") for name in marker.get("files", {}))
@@ -120,11 +120,13 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
     """run_training once the folder is claimed: compile, (resume,) train in chunks, write outputs."""
     from awm_jax.io import checkpoint as ckpt
     from awm_jax.io import run_folder
-    from awm_jax.io.results import FINAL_STATE, save_state, write_metrics
+    from awm_jax.io.checkpoint import save_state
+    from awm_jax.io.results import write_metrics
     from awm_jax.io.results import write_outputs as write_files
+    from awm_jax.io.run_folder import FINAL_STATE
     from awm_jax.loop.sharding import SeedSharding
 
-    ck_dir = Path(out) / "checkpoints" if out is not None else None
+    ck_dir = Path(out) / run_folder.CHECKPOINTS if out is not None else None
     keys = seed_keys(config) if keys is None else keys
     hp = {} if hparams is None else {k: np.asarray(v, np.float32) for k, v in hparams.items()}
     sharding = SeedSharding.create(len(keys)) if shard else SeedSharding.single(len(keys))

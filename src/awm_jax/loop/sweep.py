@@ -51,8 +51,10 @@ class SweepSpec:
         return [dataclasses.replace(self.base, task=t, method=m) for t in self.tasks for m in self.methods]
 
     def folder(self, out, cfg: Config, combo: dict) -> Path:
-        suffix = "".join(f"-{k}={v:g}" for k, v in combo.items())
-        return Path(out) / f"{cfg.task}-{cfg.method}{suffix}"
+        """The member folder of group `cfg` and grid values `combo` (awm_jax.io.run_folder.member_name)."""
+        from awm_jax.io.run_folder import member_name
+
+        return Path(out) / member_name(cfg.task, cfg.method, combo)
 
     def to_dict(self) -> dict:
         return dict(base=self.base.to_dict(), tasks=list(self.tasks), methods=list(self.methods),
@@ -126,7 +128,7 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
     log = print if verbose else (lambda *a, **k: None)
     lock, status = run_folder.claim(out, overwrite=overwrite, log=log)
     try:
-        spec_path = out / "sweep.json"
+        spec_path = out / run_folder.SWEEP
         if spec_path.exists():
             diff = spec.differences(run_folder.read_json(spec_path, "sweep specification"))
             if diff:
@@ -145,13 +147,14 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
         atomic_write(spec_path, json.dumps(spec.to_dict(), indent=2))
         _run_groups(spec, out, chunk_periods, checkpoint_every, resume, verbose, log)
         rows = write_aggregate(spec, out)
-        run_folder.mark_complete(out, ["sweep.json", "summary.csv", "summary.md"])
+        run_folder.mark_complete(out, [run_folder.SWEEP, "summary.csv", "summary.md"])
         return rows
     finally:
         lock.release()
 
 
 def _run_groups(spec: SweepSpec, out: Path, chunk_periods, checkpoint_every, resume, verbose, log) -> None:
+    from awm_jax.io import run_folder
     from awm_jax.io.run_folder import is_complete
 
     groups, combos = spec.groups(), spec.combos()
@@ -166,7 +169,7 @@ def _run_groups(spec: SweepSpec, out: Path, chunk_periods, checkpoint_every, res
             continue
         keys = np.tile(np.asarray(seed_keys(cfg)), (len(combos), 1))
         hparams = {name: np.repeat([c[name] for c in combos], S) for name, _ in spec.grid}
-        group_dir = out / "groups" / f"{cfg.task}-{cfg.method}"
+        group_dir = run_folder.group_folder(out, cfg.task, cfg.method)
         _, metrics = run_training(cfg, out=group_dir, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every,
                                   resume=resume, verbose=verbose, hparams=hparams or None, keys=keys,
                                   write_outputs=False)
