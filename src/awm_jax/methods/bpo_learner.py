@@ -247,21 +247,12 @@ class BPOLearner(Learner):
 def world_model(config, task) -> WorldModel:
     """The world model of `config.model_kind` for `task`, sized by the config; the task itself
     (`TrueTask`) for "true_task"."""
-    from awm_jax.models import make_world_model
+    from awm_jax.models import world_model_from_config
 
-    kind = config.model_kind
-    if kind == "true_task":
+    if config.model_kind == "true_task":
         return TrueTask.of(task)
-    transformer = dict(width=config.width, layers=config.layers, heads=config.heads, decoder=config.mlp_hidden,
-                       position_std=config.position_std)
-    recurrent = dict(hidden=config.rnn_hidden, embed=config.mlp_hidden, decoder=config.mlp_hidden)
-    sizes = {
-        "awm_transformer": dict(transformer, token_mixer=config.token_mixer),
-        "hwm_transformer": transformer,
-        "markov_mlp": dict(hidden=config.mlp_hidden),
-        "awm_ssm": dict(recurrent, layers=config.layers, ssm_state=config.ssm_state),
-    }.get(kind, recurrent)
-    model = make_world_model(kind, task.obs_size - 1, task.action_size, config.max_positions or task.horizon, **sizes)
+    model = world_model_from_config(config.model_kind, config, task.obs_size - 1, task.action_size,
+                                    config.max_positions or task.horizon)
     model.check_horizon(task.horizon)
     return model
 

@@ -21,6 +21,13 @@ KINDS = {
 }
 
 
+def world_model_from_config(kind: str, config, state_size: int, action_size: int, max_horizon: int) -> WorldModel:
+    """World model `kind` sized by an awm_jax Config (`config_sizes` of its class)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown world model {kind!r}; valid: {', '.join(KINDS)}")
+    return make_world_model(kind, state_size, action_size, max_horizon, **KINDS[kind][0].config_sizes(config))
+
+
 def make_world_model(kind: str, state_size: int, action_size: int, max_horizon: int, **sizes) -> WorldModel:
     """Build world model `kind` (a key of KINDS); `sizes` override its defaults (width, layers, ...)."""
     if kind not in KINDS:
@@ -36,4 +43,4 @@ def make_world_model(kind: str, state_size: int, action_size: int, max_horizon: 
 
 
 __all__ = ["KINDS", "MarkovMLP", "RecurrentAWM", "SSMAWM", "TransformerAWM", "TransformerHWM", "WorldModel",
-           "make_world_model"]
+           "make_world_model", "world_model_from_config"]

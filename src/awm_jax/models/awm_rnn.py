@@ -55,6 +55,10 @@ class RecurrentAWM(WorldModel):
     embed: tuple = (64, 64)
     decoder: tuple = (64, 64)
 
+    @classmethod
+    def config_sizes(cls, config) -> dict:
+        return dict(hidden=config.rnn_hidden, embed=config.mlp_hidden, decoder=config.mlp_hidden)
+
     feeds_back_predictions = False
 
     def __post_init__(self):

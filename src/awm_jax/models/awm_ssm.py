@@ -165,6 +165,11 @@ class SSMAWM(WorldModel):
     embed: tuple = (64, 64)
     decoder: tuple = (64, 64)
 
+    @classmethod
+    def config_sizes(cls, config) -> dict:
+        return dict(hidden=config.rnn_hidden, layers=config.layers, ssm_state=config.ssm_state,
+                    embed=config.mlp_hidden, decoder=config.mlp_hidden)
+
     feeds_back_predictions = False
     parallel_predict = True
 

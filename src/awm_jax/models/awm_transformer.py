@@ -56,6 +56,10 @@ class TransformerAWM(TransformerWorldModel):
     parallel_predict = True
     token_mixer: bool = False  # a shared Dense after the per-type token embeddings (the paper's has none)
 
+    @classmethod
+    def config_sizes(cls, config) -> dict:
+        return dict(super().config_sizes(config), token_mixer=config.token_mixer)
+
     @property
     def net(self):
         return TransformerAWMNet(self.state_size, self.action_size, self.width, self.layers, self.heads,

@@ -45,6 +45,11 @@ class WorldModel:
         for the model's own randomness: the learned ones (`TrueTask` builds its own from norm and key)."""
         return params
 
+    @classmethod
+    def config_sizes(cls, config) -> dict:
+        """The constructor's size options read from an awm_jax Config (each kind names the fields it uses)."""
+        raise NotImplementedError
+
     def init(self, key):
         raise NotImplementedError
 
@@ -92,6 +97,11 @@ class TransformerWorldModel(WorldModel):
     heads: int = 3
     decoder: tuple = (64, 64)
     position_std: float = 0.1  # position table init std (the paper's lecun-uniform table: ~0.1; GPT-2's 0.02)
+
+    @classmethod
+    def config_sizes(cls, config) -> dict:
+        return dict(width=config.width, layers=config.layers, heads=config.heads, decoder=config.mlp_hidden,
+                    position_std=config.position_std)
 
     def empty_cache(self, positions: int, dtype):
         """Key/value cache [layers, 2, positions, heads, head_dim] of zeros."""

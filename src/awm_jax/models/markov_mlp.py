@@ -19,6 +19,10 @@ class MarkovMLP(WorldModel):
     hidden: tuple = (64, 64)
     activation: str = "swish"
 
+    @classmethod
+    def config_sizes(cls, config) -> dict:
+        return dict(hidden=config.mlp_hidden)
+
     @property
     def net(self):
         return MLP(tuple(self.hidden), self.state_size, self.activation)
