@@ -68,6 +68,13 @@ def test_chunked_run_equals_one_call(method):
 
 
 @pytest.mark.parametrize("method", ALL)
+def test_traced_hyperparameters_are_traced_config_fields(method):
+    learner = _run(method)[0]
+    assert learner.traced and set(learner.traced) <= set(Config.traced_fields())
+    assert set(_run(method)[1].hparams) == set(learner.traced)
+
+
+@pytest.mark.parametrize("method", ALL)
 def test_every_method_reports_on_one_evaluation_grid(method):
     learner, _, _, metrics = _run(method)
     cfg = learner.config

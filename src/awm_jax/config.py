@@ -1,7 +1,9 @@
 """The experiment configuration: one frozen dataclass, validated before anything is traced.
 
-Static fields decide shapes and loop lengths (task, method, sizes, schedule); numeric fields
-(learning rates, entropy coefficient, gamma, clip) only change numbers. Defaults follow the paper's
+One flat dataclass composed of field groups: the task, the schedule every method shares, BPO's fields,
+and each model-free family's own (`OWN_FIELDS`). Static fields decide shapes and loop lengths (task,
+method, sizes, schedule); `traced` fields (learning rates, entropy coefficient, gamma, clip) only
+change numbers, so a sweep may vary them inside one compiled program. Defaults follow the paper's
 reference implementation (shared PAPER.md, section 5).
 """
 
@@ -17,14 +19,30 @@ WARMUP_POLICIES = ("policy", "uniform")
 MODEL_SCALINGS = ("zscore", "raw")
 
 
+def traced(default):
+    """A field that only changes numbers: a learner may trace it (`Learner.traced`), so one compiled
+    program can vary it per vmapped member, like the seeds. Every other field is static: it decides
+    shapes, loop lengths or code paths."""
+    return dataclasses.field(default=default, metadata={"traced": True})
+
+
 @dataclasses.dataclass(frozen=True)
-class Config:
+class TaskConfig:
+    """Which task, in which version."""
+
     task: str = "cancer_treatment"  # task name (`awm-jax tasks` lists them)
     horizon: int | None = None  # episode length in steps; None: the task's default
     fixed_dt: bool = False  # keep dt = T / 100 and run `horizon` steps (scales the horizon)
     distractor_dims: int = 0  # extra N(0, 1) observation dimensions
     state_noise: float = 0.0  # std of Gaussian noise added to the state each step
     task_variant: str = "paper"  # "paper": the paper's copies of the tasks; "myriad": Myriad's originals (glucose, predator_prey, invasive_plant differ)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    """Which method, how many seeds, and the schedule every method shares: warm-up, env steps per update
+    and per evaluation, replayed episodes per update."""
+
     method: str = "awm_transformer"  # awm_transformer, awm_rnn, awm_gru, awm_lstm, awm_ssm, hwm_transformer, markov_mlp, markov_svg, true_bptt; model-free: sac, ppo, td3, online_dt
     seeds: int = 1  # seeds trained together as one vmapped program
     seed: int = 0  # the run's base seed: seed keys are split(PRNGKey(seed), seeds)
@@ -37,19 +55,27 @@ class Config:
     model_batch: int = 64  # episodes per world-model batch
     imagined_rollouts: int = 16  # imagined rollouts (start states) per policy update
     replay_episodes: int | None = None  # replay size in episodes; None: every episode of the run
-    model_lr: float = 1e-3  # Adam learning rate of the world model
+
+
+@dataclasses.dataclass(frozen=True)
+class BPOConfig:
+    """Backpropagation through world models (and the task itself): learning rates, the objective, the
+    world models' and the policy's sizes, the logged diagnostics. online_dt reads the transformer sizes,
+    entropy, grad_clip and policy_lr too."""
+
+    model_lr: float = traced(1e-3)  # Adam learning rate of the world model
     model_lr_decay: float = 1.0  # the world model's learning rate at its last update as a fraction of model_lr, cosine in between; 1.0: constant (the paper)
-    policy_lr: float | None = None  # Adam learning rate of the policy; None: the parameterisation's (normalized: 1e-3 through world models, 3e-3 true_bptt; paper: 1e-4)
-    critic_lr: float = 3e-4  # Adam learning rate of the critic (markov_svg)
-    entropy: float = 0.1  # entropy bonus: alpha times the mean over steps of the per-step entropy (the paper's 0.1)
+    policy_lr: float | None = traced(None)  # Adam learning rate of the policy; None: the parameterisation's (normalized: 1e-3 through world models, 3e-3 true_bptt; paper: 1e-4)
+    critic_lr: float = traced(3e-4)  # Adam learning rate of the critic (markov_svg)
+    entropy: float = traced(0.1)  # entropy bonus: alpha times the mean over steps of the per-step entropy (the paper's 0.1)
     parameterisation: str = "normalized"  # policy: "normalized" ([z-scored state, t/H], small last layer) or "paper" (raw [state, t], brax NormalTanh)
     model_scaling: str = "zscore"  # world-model states: "zscore" (warm-up mean and std) or "raw" (the paper)
     model_pretrain_updates: int = 0  # world-model updates on the warm-up data before the first policy period
-    gamma: float = 1.0  # discount of the imagined return
-    grad_clip: float = 100.0  # global-norm clip of the policy gradient
+    gamma: float = traced(1.0)  # discount of the imagined return
+    grad_clip: float = traced(100.0)  # global-norm clip of the policy gradient
     stop_state_grad: bool = True  # stop the gradient through the policy's state input (as the paper)
     svg_k: int = 2  # unroll length of markov_svg
-    target_tau: float = 0.005  # Polyak rate of the critic's target network
+    target_tau: float = traced(0.005)  # Polyak rate of the critic's target network
     width: int = 48  # transformer width
     layers: int = 2  # transformer blocks (awm_ssm: its SSM layers)
     heads: int = 3  # attention heads
@@ -63,14 +89,22 @@ class Config:
     gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
     model_error: bool = True  # log the world model's open-loop error on each evaluation episode and on warm-up episodes
 
-    # -- online decision transformer -------------------------------------------------------------
-    dt_lr: float = 1e-3  # online_dt: Adam learning rate of the decision transformer
-    dt_online_target: float = 0.2  # online_dt: exploring episodes target R* + k (R* - R0) (R*: best return seen, R0: mean warm-up return)
-    dt_eval_target: float = 0.0  # online_dt: evaluation episodes target R* + k (R* - R0)
+
+@dataclasses.dataclass(frozen=True)
+class ODTConfig:
+    """The online decision transformer's own fields (awm_jax.methods.online_dt)."""
+
+    dt_lr: float = traced(1e-3)  # online_dt: Adam learning rate of the decision transformer
+    dt_online_target: float = traced(0.2)  # online_dt: exploring episodes target R* + k (R* - R0) (R*: best return seen, R0: mean warm-up return)
+    dt_eval_target: float = traced(0.0)  # online_dt: evaluation episodes target R* + k (R* - R0)
     dt_target_entropy: float | None = None  # online_dt: target entropy of the learned temperature; None: -action size (ODT)
     dt_learn_temperature: bool = True  # online_dt: tune the entropy temperature (starting at `entropy`, Adam policy_lr) as ODT; False: fixed
 
-    # -- model-free baselines (rejax) -----------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class RejaxConfig:
+    """sac, ppo and td3's own fields (awm_jax.methods.rejax_adapter)."""
+
     rl_hidden: tuple[int, ...] = (256, 256)  # sac/ppo/td3: hidden sizes of the actor and critic MLPs
     rl_lr: float = 3e-4  # sac/ppo/td3: Adam learning rate of actor and critic
     rl_batch: int = 128  # sac/td3: transitions per update, sampled from the replay of every transition
@@ -78,6 +112,16 @@ class Config:
     rl_entropy: float | None = 0.1  # sac: fixed entropy coefficient alpha; None: rejax's automatic tuning
     rl_normalize_obs: bool = True  # sac/ppo/td3: running mean/std observation normalisation (rejax's)
     rl_ppo_minibatches: int = 4  # ppo: minibatches per epoch (divides the env steps of an evaluation period)
+
+
+# groups of fields only one method family reads (`Method.fields` names its own): a method ignores the others'
+OWN_FIELDS = {"odt": ODTConfig, "rejax": RejaxConfig}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
+    """The experiment configuration: the task, the schedule and every method family's fields, flat (one
+    CLI flag each). Fields made with `traced` only change numbers; the others are static."""
 
     # -- derived, static ------------------------------------------------------------------------
     @property
@@ -188,13 +232,15 @@ class Config:
         return max(math.ceil(self.env_steps / horizon) + 2, self.model_batch + 1)
 
     def ignored_fields(self) -> set[str]:
-        """Fields this method never reads: the other families' own fields (`Method.fields`: online_dt's
+        """Fields this method never reads: the other families' own groups (`OWN_FIELDS`: online_dt's
         `dt_*`, the rejax baselines' `rl_*`); resuming compares only the other fields."""
-        from awm_jax.methods import REGISTRY
-
         own = method(self.method).fields
-        prefixes = {m.fields for m in REGISTRY.values() if m.fields and m.fields != own}
-        return {f.name for f in dataclasses.fields(self) if any(f.name.startswith(p) for p in prefixes)}
+        return {f.name for g, cls in OWN_FIELDS.items() if g != own for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def traced_fields(cls) -> tuple[str, ...]:
+        """The fields made with `traced` (only change numbers)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("traced"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

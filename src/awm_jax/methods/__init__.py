@@ -2,7 +2,7 @@
 
 A `Method` says which learner trains it (a factory `(config, task) -> Learner`, imported only when
 the method is built, so rejax is imported only for sac, ppo and td3), which world model it learns,
-its family, the prefix of the config fields only its family reads, its default policy learning rate
+its family, the group of config fields only its family reads, its default policy learning rate
 and the checks of its own config fields. `make_train(config)` builds the learner of `config.method`.
 Nothing outside this module branches on a method's name.
 """
@@ -31,7 +31,7 @@ class Method:
     learner: str  # "module:factory", factory(config, task) -> a Learner (awm_jax.loop.learner)
     model: str | None = None  # the world model it learns (awm_jax.models.KINDS); "true_task": the task itself
     family: str = "bpo"  # "bpo": policy gradients backpropagated through a model; "model-free"
-    fields: str | None = None  # prefix of the config fields only this family reads ("dt_", "rl_")
+    fields: str | None = None  # the config field group only this family reads (config.OWN_FIELDS: "odt", "rejax")
     policy_lr: dict = dataclasses.field(default_factory=lambda: POLICY_LR)  # default, per parameterisation
     check: Callable | None = None  # check(config, task or None): ValueError for its own fields
 
@@ -105,7 +105,7 @@ def _check_ppo(config, task):
 
 
 _BPO = "awm_jax.methods.bpo_learner:make_bpo"
-_REJAX = dict(family="model-free", fields="rl_", policy_lr=PAPER_POLICY_LR)
+_REJAX = dict(family="model-free", fields="rejax", policy_lr=PAPER_POLICY_LR)
 REGISTRY = {m.name: m for m in (
     Method("awm_transformer", _BPO, model="awm_transformer"),
     Method("awm_rnn", _BPO, model="awm_rnn"),
@@ -119,7 +119,7 @@ REGISTRY = {m.name: m for m in (
     Method("sac", "awm_jax.methods.rejax_adapter:make_sac", check=_check_sac, **_REJAX),
     Method("ppo", "awm_jax.methods.rejax_adapter:make_ppo", check=_check_ppo, **_REJAX),
     Method("td3", "awm_jax.methods.rejax_adapter:make_td3", check=_check_td3, **_REJAX),
-    Method("online_dt", "awm_jax.methods.online_dt:make_online_dt", family="model-free", fields="dt_",
+    Method("online_dt", "awm_jax.methods.online_dt:make_online_dt", family="model-free", fields="odt",
            policy_lr=PAPER_POLICY_LR, check=_check_online_dt),
 )}
 METHODS = tuple(REGISTRY)
