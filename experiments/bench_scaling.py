@@ -3,6 +3,7 @@ transformer AWM's distance from the FLOP limit measured in the same run.
 
     python experiments/bench_scaling.py --out runs/scaling [--methods awm_transformer,awm_lstm,awm_ssm,true_bptt]
         [--seeds 1,2,4,8,16] [--task cancer_treatment] [--reps 3]
+    python experiments/bench_scaling.py --out /tmp/scaling --quick     # about two minutes: 2 methods, 1 and 2 seeds
 
 For each method and seed count, each phase of a block is compiled alone (vmapped over the seeds, laid
 over all devices) and timed: env steps (16 with the policy), world-model updates (8), imagination +
@@ -13,18 +14,40 @@ model's shapes and XLA's FLOP count of one model and one policy update, and prin
 per-seed time to the FLOP limit (schedule FLOPs / measured FLOP/s), as shared PEER.md defines it.
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 import time
 from pathlib import Path
+from typing import Annotated
 
 import jax
+import tyro
 
+from awm_jax.analysis.benchmark import QUICK_CONFIG
+from awm_jax.analysis.options import quick_defaults
 from awm_jax.config import Config
 from awm_jax.io.results import atomic_write, format_table
 from awm_jax.loop.sharding import SeedSharding
 from awm_jax.methods import make_train
+
+QUICK_HELP = ("smoke test (about two minutes on a laptop CPU): awm_transformer and true_bptt at 1 and 2 seeds with 1 "
+              "repetition unless --methods, --seeds or --reps are given, on the benchmark experiments' quick schedule "
+              "and sizes (20-step episodes, 400 env steps of which 200 warm-up, small batches), which the estimates "
+              "then are for")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Options:
+    out: str
+    """folder for scaling.md"""
+    methods: str = "awm_transformer,awm_lstm,awm_ssm,true_bptt"
+    """comma-separated methods (awm_transformer adds the FLOP-limit comparison)"""
+    seeds: str = "1,2,4,8,16"
+    """comma-separated numbers of vmapped seeds"""
+    task: str = "cancer_treatment"
+    """the task to train on"""
+    reps: int = 3
+    """timed repetitions of each phase (after one untimed call)"""
+    quick: Annotated[bool, tyro.conf.arg(help=QUICK_HELP)] = False
 
 
 def _time(fn, *args, reps=3):
@@ -75,15 +98,12 @@ def phases(trainer, n: int, reps: int):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--methods", default="awm_transformer,awm_lstm,awm_ssm,true_bptt")
-    ap.add_argument("--seeds", default="1,2,4,8,16")
-    ap.add_argument("--task", default="cancer_treatment")
-    ap.add_argument("--reps", type=int, default=3)
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
+    sizes = {}
+    if args.quick:
+        args, sizes = quick_defaults(args, methods="awm_transformer,true_bptt", seeds="1,2", reps=1), QUICK_CONFIG
     methods, counts = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
-    trainers = {m: make_train(Config(task=args.task, method=m)) for m in methods}  # validate first
+    trainers = {m: make_train(Config(task=args.task, method=m, **sizes)) for m in methods}  # validate first
     dev = jax.devices()
     print(f"devices: {len(dev)} x {dev[0].platform} ({dev[0].device_kind})")
     rows = []

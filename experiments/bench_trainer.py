@@ -3,6 +3,7 @@ the same updates driven by a Python loop.
 
     python experiments/bench_trainer.py --out runs/bench [--method awm_transformer] [--task cancer_treatment]
         [--seeds 1,4,16] [--total-steps 5000] [--warmup-steps 1500] [--loop-blocks 20]
+    python experiments/bench_trainer.py --out /tmp/bench --quick     # about a minute: 1 and 2 seeds, tiny schedule
 
 Prints (and writes bench.md / bench.csv) one row per seed count: compile time, wall time, env steps
 per second (all seeds together) and per seed, per-seed throughput relative to 1 seed, and the final
@@ -12,20 +13,45 @@ policy-update functions called one at a time for `--loop-blocks` blocks, against
 time measured above.
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 import time
 from pathlib import Path
+from typing import Annotated
 
 import jax
 import numpy as np
+import tyro
 
 import awm_envs
+from awm_jax.analysis.benchmark import QUICK_CONFIG
+from awm_jax.analysis.options import quick_defaults
 from awm_jax.analysis.references import best_constant_return, closed_gap, random_return
 from awm_jax.config import Config
 from awm_jax.io.results import atomic_write, format_table
 from awm_jax.methods import make_train
+
+QUICK_HELP = ("smoke test (about a minute on a laptop CPU): 1 and 2 seeds and 3 loop blocks unless --seeds or "
+              "--loop-blocks are given, and the benchmark experiments' quick schedule (20-step episodes, 400 env steps "
+              "of which 200 warm-up, small batches; it replaces --total-steps and --warmup-steps)")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Options:
+    out: str
+    """folder for bench.md and bench.csv"""
+    method: str = "awm_transformer"
+    """the method to time"""
+    task: str = "cancer_treatment"
+    """the task to train on"""
+    seeds: str = "1,4,16"
+    """comma-separated numbers of vmapped seeds to time"""
+    total_steps: int = 5000
+    """env steps per run (paper: 5000)"""
+    warmup_steps: int = 1500
+    """env steps before any update (paper: 1500)"""
+    loop_blocks: int = 20
+    """blocks the Python-loop comparison runs (one seed)"""
+    quick: Annotated[bool, tyro.conf.arg(help=QUICK_HELP)] = False
 
 
 def time_scan(cfg: Config, seeds: int):
@@ -68,16 +94,11 @@ def time_python_loop(cfg: Config, blocks: int) -> float:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--method", default="awm_transformer")
-    ap.add_argument("--task", default="cancer_treatment")
-    ap.add_argument("--seeds", default="1,4,16")
-    ap.add_argument("--total-steps", type=int, default=5000)
-    ap.add_argument("--warmup-steps", type=int, default=1500)
-    ap.add_argument("--loop-blocks", type=int, default=20)
-    args = ap.parse_args(argv)
-    cfg = Config(task=args.task, method=args.method, total_steps=args.total_steps, warmup_steps=args.warmup_steps)
+    args = tyro.cli(Options, args=argv, description=__doc__)
+    schedule = dict(total_steps=args.total_steps, warmup_steps=args.warmup_steps)
+    if args.quick:
+        args, schedule = quick_defaults(args, seeds="1,2", loop_blocks=3), QUICK_CONFIG
+    cfg = Config(task=args.task, method=args.method, **schedule)
     make_train(cfg)  # validate before any compilation
     task = awm_envs.make(cfg.task, **cfg.task_options())
     rand = random_return(task, jax.random.PRNGKey(1))

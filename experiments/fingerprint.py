@@ -2,6 +2,7 @@
 
     python experiments/fingerprint.py --out runs/fp_before            # before a refactor
     python experiments/fingerprint.py --out runs/fp_after --compare runs/fp_before
+    python experiments/fingerprint.py --out /tmp/fp --quick      # 3 methods: awm_transformer, true_bptt, sac
 
 Each method runs the same small schedule (cancer_treatment, 200 warm-up steps, 3 evaluation periods,
 2 vmapped seeds, small networks) from PRNGKey(0). `--compare` prints, per method, whether every metric
@@ -9,20 +10,36 @@ is bit-identical to the other folder's, or else the largest difference relative 
 so a change that should not alter results can say so per method (bit for bit, or float32 rounding).
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 import json
 from pathlib import Path
+from typing import Annotated
 
 import jax
 import numpy as np
+import tyro
 
 from awm_jax import Config, make_train
+from awm_jax.analysis.options import quick_defaults
 from awm_jax.config import METHODS
 
 SMALL = dict(task="cancer_treatment", total_steps=392, warmup_steps=200, eval_every=64, model_batch=16,
              imagined_rollouts=4, width=16, heads=2, layers=1, rnn_hidden=16, ssm_state=8, rl_hidden=(32, 32))
+QUICK_METHODS = "awm_transformer,true_bptt,sac"  # a world model, the true gradient, a model-free baseline
+
+
+@dataclasses.dataclass(kw_only=True)
+class Options:
+    out: str
+    """folder for one .npz of metrics per method"""
+    methods: Annotated[str, tyro.conf.arg(help="comma-separated methods (default: all)", help_behavior_hint="")] = (
+        ",".join(METHODS))
+    compare: str | None = None
+    """a folder written earlier by this script: print the differences"""
+    quick: Annotated[bool, tyro.conf.arg(help=(
+        f"smoke test (about a minute on a laptop CPU): only {QUICK_METHODS} (a world model, the true gradient, a "
+        "model-free baseline) unless --methods is given; the same schedule, so their files compare with a full "
+        "fingerprint's"))] = False
 
 
 def fingerprint(method: str, seeds: int = 2) -> dict:
@@ -48,11 +65,9 @@ def _rel(x, y) -> float:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="folder for one .npz of metrics per method")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all)")
-    p.add_argument("--compare", help="a folder written earlier by this script: print the differences")
-    args = p.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__.splitlines()[0])
+    if args.quick:
+        args = quick_defaults(args, methods=QUICK_METHODS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -28,16 +28,16 @@ Fits per model: log norm = c + r H (exponential, rate r per step) and log norm =
 config.json, norms.csv, rates.csv, rates.md and grad_norm_horizon.png to --out.
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tyro
 
 MODELS = ("true", "markov_mlp", "awm_rnn", "awm_transformer", "awm_ssm")  # the default run
 CHOICES = MODELS + ("awm_gru", "awm_lstm")  # a model's index here picks its key: appended ones change no other
@@ -45,6 +45,32 @@ SETTINGS = {  # full and --quick defaults
     "full": dict(hmax=1000, num_h=12, hmin=10, train_horizon=100, episodes=512, train_steps=1000, samples=4),
     "quick": dict(hmax=100, num_h=6, hmin=5, train_horizon=30, episodes=64, train_steps=60, samples=2),
 }
+
+
+def setting(key: str):
+    """An option for SETTINGS' `key`: None (the default) keeps the full or the --quick setting's value."""
+    return tyro.conf.arg(help=f"default {SETTINGS['full'][key]} (quick: {SETTINGS['quick'][key]})",
+                         help_behavior_hint="")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Options:
+    out: str
+    """folder for config.json, norms.csv, rates.csv, rates.md and grad_norm_horizon.png"""
+    quick: bool = False
+    """small setting (about a minute on a laptop CPU)"""
+    hmax: Annotated[int | None, setting("hmax")] = None
+    num_h: Annotated[int | None, setting("num_h")] = None
+    hmin: Annotated[int | None, setting("hmin")] = None
+    train_horizon: Annotated[int | None, setting("train_horizon")] = None
+    episodes: Annotated[int | None, setting("episodes")] = None
+    train_steps: Annotated[int | None, setting("train_steps")] = None
+    samples: Annotated[int | None, setting("samples")] = None
+    models: Annotated[str, tyro.conf.arg(help=f"comma list of {CHOICES}")] = ",".join(MODELS)
+    variants: str = "init,trained"
+    """init, trained or both"""
+    seed: int = 0
+    """the PRNG seed of the data, the models and the evaluation sequences"""
 
 
 def horizons(hmin, hmax, num):
@@ -57,16 +83,7 @@ def to_f64(tree):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="small setting (about a minute on a laptop CPU)")
-    for k, v in SETTINGS["full"].items():
-        ap.add_argument("--" + k.replace("_", "-"), type=int, default=None, help=f"default {v} (quick: "
-                        f"{SETTINGS['quick'][k]})")
-    ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {CHOICES}")
-    ap.add_argument("--variants", default="init,trained", help="init, trained or both")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
     jax.config.update("jax_enable_x64", True)  # before anything is traced
 
     import awm_envs
@@ -96,7 +113,7 @@ def main(argv=None):
     task32 = awm_envs.make("double_pendulum")  # data and training in float32
     task64 = awm_envs.make("double_pendulum", dtype="float64")  # evaluation
     n, m, dt = task32.state_size, task32.action_size, task32.dt
-    config = dict(args=vars(args), setting=cfg, horizons=hs, system="double_pendulum", dt=dt,
+    config = dict(args=dataclasses.asdict(args), setting=cfg, horizons=hs, system="double_pendulum", dt=dt,
                   quantity="||d s_H / d a_{0:H-1}||_F (raw state units), log-mean over samples",
                   start_angle_range_rad=[2.5, 3.0], models=models, variants=variants,
                   jax_version=jax.__version__)

@@ -1,6 +1,7 @@
 """Cosine similarity between each world model's policy gradient and the true one, at a random policy.
 
     python experiments/gradient_cosine_table.py --out runs/cosine [--task cancer_treatment] [--steps 400]
+    python experiments/gradient_cosine_table.py --out /tmp/cosine --quick     # about a minute: 2 models, 50 updates
 
 Each world model is trained briefly (Adam 1e-3, batches of 32) on random-action episodes of the task;
 then, for a freshly initialised policy, the BPO policy gradient through the model is compared with the
@@ -8,21 +9,39 @@ gradient through the true task on the same 16 start states and policy noise. Pri
 table (cosine.md): model, held-out 0.5 MSE (normalised), cosine, model and true gradient norms.
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 from pathlib import Path
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
 import optax
+import tyro
 
 import awm_envs
 from awm_jax.analysis.diagnostics import policy_gradient_comparison
+from awm_jax.analysis.options import quick_defaults
 from awm_jax.io.results import atomic_write, format_table
 from awm_jax.loop.spaces import Normalizer
 from awm_jax.models import KINDS, make_world_model
 from awm_jax.models.policy import Policy
+
+QUICK_MODELS = ("awm_transformer", "markov_mlp")
+QUICK_HELP = (f"smoke test (about a minute on a laptop CPU): only {', '.join(QUICK_MODELS)} instead of every world "
+              "model, with 50 model updates on 16 episodes unless --steps or --episodes are given")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Options:
+    out: str
+    """folder for cosine.md"""
+    task: str = "cancer_treatment"
+    """the task whose random-action episodes train the models"""
+    steps: int = 400
+    """model updates (Adam 1e-3, batches of 32)"""
+    episodes: int = 64
+    """random-action training episodes"""
+    quick: Annotated[bool, tyro.conf.arg(help=QUICK_HELP)] = False
 
 
 def random_episodes(task, key, count):
@@ -57,12 +76,10 @@ def train_model(wm, norm, states, actions, key, steps, batch=32, lr=1e-3):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--task", default="cancer_treatment")
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--episodes", type=int, default=64)
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
+    kinds = tuple(KINDS)
+    if args.quick:
+        args, kinds = quick_defaults(args, steps=50, episodes=16), QUICK_MODELS
     task = awm_envs.make(args.task)
     key = jax.random.PRNGKey(0)
     train_s, train_a = random_episodes(task, jax.random.fold_in(key, 1), args.episodes)
@@ -73,7 +90,7 @@ def main(argv=None):
     pparams = policy.init(jax.random.fold_in(key, 3))
     s0 = test_s[:16, 0]
     rows = []
-    for kind in KINDS:
+    for kind in kinds:
         wm = make_world_model(kind, n, task.action_size, task.horizon)
         params = train_model(wm, norm, train_s, train_a, jax.random.fold_in(key, 4), args.steps)
         test_loss = float(wm.loss(params, norm.norm(test_s), test_a, jnp.ones(test_a.shape[:2])))

@@ -22,17 +22,16 @@ Writes config.json, jacobians.csv (long format), jacobian_table.csv/.md, jacobia
 cosine_summary.csv/.md and cosine.png to --out.
 """
 
-from __future__ import annotations
-
-import argparse
 import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tyro
 
 JAC_MODELS = ("awm_transformer", "hwm_transformer", "markov_mlp", "awm_rnn")
 METHODS = ("awm_transformer", "awm_rnn", "hwm_transformer", "markov_mlp")
@@ -42,6 +41,35 @@ SETTINGS = {
 }
 COLORS = {"awm_transformer": "tab:blue", "awm_rnn": "tab:orange", "hwm_transformer": "tab:green",
           "markov_mlp": "tab:red"}
+
+
+def setting(key: str):
+    """An option for SETTINGS' `key`: None (the default) keeps the full or the --quick setting's value."""
+    return tyro.conf.arg(help=f"default {SETTINGS['full'][key]} (quick: {SETTINGS['quick'][key]})",
+                         help_behavior_hint="")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Options:
+    out: str
+    """folder for config.json, the Jacobian and cosine tables and their figures"""
+    quick: bool = False
+    """small setting (a couple of minutes on a laptop CPU)"""
+    episodes: Annotated[int | None, setting("episodes")] = None
+    fit_steps: Annotated[int | None, setting("fit_steps")] = None
+    seeds: Annotated[int | None, setting("seeds")] = None
+    total_steps: Annotated[int | None, setting("total_steps")] = None
+    warmup_steps: Annotated[int | None, setting("warmup_steps")] = None
+    jac_models: str = ",".join(JAC_MODELS)
+    """models of the Jacobian heatmaps"""
+    methods: str = ",".join(METHODS)
+    """methods of the cosine curves"""
+    rnn_hidden: int = 16
+    """hidden size of the RNN AWM (both parts)"""
+    parts: str = "jacobians,cosine"
+    """the parts to run: jacobians, cosine or both"""
+    seed: int = 0
+    """the PRNG seed of the Jacobian part and of the trainer's runs"""
 
 
 def write_csv(path, rows):
@@ -168,18 +196,7 @@ def cosine_part(args, cfg, out):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="small setting (a couple of minutes on a laptop CPU)")
-    for k, v in SETTINGS["full"].items():
-        ap.add_argument("--" + k.replace("_", "-"), type=int, default=None,
-                        help=f"default {v} (quick: {SETTINGS['quick'][k]})")
-    ap.add_argument("--jac-models", default=",".join(JAC_MODELS), help="models of the Jacobian heatmaps")
-    ap.add_argument("--methods", default=",".join(METHODS), help="methods of the cosine curves")
-    ap.add_argument("--rnn-hidden", type=int, default=16, help="hidden size of the RNN AWM (both parts)")
-    ap.add_argument("--parts", default="jacobians,cosine")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
 
     import awm_envs
     from awm_jax.io.results import atomic_write
@@ -189,7 +206,7 @@ def main(argv=None):
     out = Path(args.out)
     t_start = time.time()
     task = awm_envs.make("credit_assignment")
-    config = dict(args=vars(args), setting=cfg, task="credit_assignment", horizon=task.horizon,
+    config = dict(args=dataclasses.asdict(args), setting=cfg, task="credit_assignment", horizon=task.horizon,
                   jax_version=jax.__version__)
     atomic_write(out / "config.json", json.dumps(config, indent=2))
     parts = args.parts.split(",")

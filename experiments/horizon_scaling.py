@@ -14,12 +14,13 @@ mean per method and H with 95% CIs over tasks x seeds), improvement.csv, per_tas
 scaling.png (IQM vs H, and per task the mean +- std score vs H).
 """
 
-from __future__ import annotations
-
-import argparse
 import dataclasses
+from typing import Annotated
 
-from awm_jax.analysis.benchmark import add_arguments, base_config, report_scope, run_experiment
+import tyro
+
+from awm_jax.analysis.benchmark import base_config, report_scope, run_experiment
+from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.io.committed import Setting
 from awm_jax.io.report import write_report
 from awm_jax.io.results import new_figure, save_figure
@@ -31,22 +32,27 @@ HORIZONS = "100,200,400,800"
 DATA = "docs/data/horizon_scaling"
 
 
+@dataclasses.dataclass(kw_only=True)
+class Options(BenchmarkOptions):
+    data: Annotated[str | None, data_arg(DATA)] = None
+    tasks: str = TASKS
+    methods: str = METHODS_
+    seeds: int = 3
+    horizons: str = HORIZONS
+    """comma-separated episode lengths H, one setting each (dt fixed at T/100; quick: 10,20,40)"""
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap, TASKS, METHODS_, seeds=3, data=DATA)
-    ap.add_argument("--horizons", default=HORIZONS)
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
     if args.quick:
-        args.horizons = args.horizons if args.horizons != HORIZONS else "10,20,40"
-        args.tasks = "cancer_treatment" if args.tasks == TASKS else args.tasks
-        args.methods = "awm_transformer,true_bptt" if args.methods == METHODS_ else args.methods
+        args = quick_defaults(args, horizons="10,20,40", tasks="cancer_treatment", methods="awm_transformer,true_bptt")
         args.seeds = min(args.seeds, 2)
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
     base = base_config(args)
     # the warm-up must hold at least one whole episode
     settings = [Setting(dataclasses.replace(base, horizon=H, fixed_dt=True, warmup_steps=max(base.warmup_steps, H)),
                         folder=f"H{H}", columns=(("horizon", H),)) for H in parse_list(args.horizons, int)]
-    data = run_experiment(ap, args, settings, tasks, methods)
+    data = run_experiment(args, settings, tasks, methods)
     tasks, methods = report_scope(args, tasks, methods, parse_list(TASKS), parse_list(METHODS_))
     res = write_report(data, settings, tasks, methods, "Horizon scaling",
                        f"python experiments/horizon_scaling.py --data-only --data {data} --horizons {args.horizons}",

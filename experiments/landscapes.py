@@ -19,16 +19,16 @@ summary.csv/.md and
 landscapes.png to --out.
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Annotated
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tyro
 
 TASKS = ("double_pendulum", "one_bounce")
 LR = {"double_pendulum": 2e-3, "one_bounce": 1e-2}  # Adam step on the action, per task
@@ -40,6 +40,35 @@ COLORS = {"true_sim": "k", "awm_transformer": "tab:blue", "awm_rnn": "tab:orange
           "awm_lstm": "tab:brown", "awm_ssm": "tab:cyan", "markov_mlp": "tab:red", "hwm_transformer": "tab:green"}
 
 
+def setting(key: str):
+    """An option for SETTINGS' `key`: None (the default) keeps the full or the --quick setting's value."""
+    return tyro.conf.arg(help=f"default {SETTINGS['full'][key]} (quick: {SETTINGS['quick'][key]})",
+                         help_behavior_hint="")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Options:
+    out: str
+    """folder for config.json, landscape.csv, ascent.csv, summary.csv/.md and landscapes.png"""
+    quick: bool = False
+    """small setting (about a minute on a laptop CPU)"""
+    episodes: Annotated[int | None, setting("episodes")] = None
+    fit_steps: Annotated[int | None, setting("fit_steps")] = None
+    grid: Annotated[int | None, setting("grid")] = None
+    starts: Annotated[int | None, setting("starts")] = None
+    steps: Annotated[int | None, setting("steps")] = None
+    tasks: str = ",".join(TASKS)
+    """comma-separated tasks (double_pendulum, one_bounce)"""
+    models: str = "awm_transformer"
+    """comma list of world model kinds"""
+    rnn_hidden: int = 48
+    """hidden size of recurrent AWMs (awm_ssm: width)"""
+    lr_factors: str = "1,0.1,10"
+    """Adam learning rates as multiples of the per-task base rate; the first is plotted"""
+    seed: int = 0
+    """the PRNG seed of the data, the fits and the starting actions"""
+
+
 def write_csv(path, rows):
     from awm_jax.io.results import atomic_write
 
@@ -48,19 +77,7 @@ def write_csv(path, rows):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="small setting (about a minute on a laptop CPU)")
-    for k, v in SETTINGS["full"].items():
-        ap.add_argument("--" + k.replace("_", "-"), type=int, default=None,
-                        help=f"default {v} (quick: {SETTINGS['quick'][k]})")
-    ap.add_argument("--tasks", default=",".join(TASKS))
-    ap.add_argument("--models", default="awm_transformer", help="comma list of world model kinds")
-    ap.add_argument("--rnn-hidden", type=int, default=48, help="hidden size of recurrent AWMs (awm_ssm: width)")
-    ap.add_argument("--lr-factors", default="1,0.1,10",
-                    help="Adam learning rates as multiples of the per-task base rate; the first is plotted")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
 
     import awm_envs
     from awm_jax.analysis.gradient_growth import fit_world_model, random_action_episodes
@@ -74,8 +91,9 @@ def main(argv=None):
     out = Path(args.out)
     t_start = time.time()
     factors = [float(f) for f in args.lr_factors.split(",")]
-    config = dict(args=vars(args), setting=cfg, learning_rates={t: [LR[t] * f for f in factors] for t in tasks},
-                  slice="a_0 = a, a_1..a_{H-1} = 0", jax_version=jax.__version__)
+    config = dict(args=dataclasses.asdict(args), setting=cfg,
+                  learning_rates={t: [LR[t] * f for f in factors] for t in tasks}, slice="a_0 = a, a_1..a_{H-1} = 0",
+                  jax_version=jax.__version__)
     atomic_write(out / "config.json", json.dumps(config, indent=2))
     key = jax.random.PRNGKey(args.seed)
     grid = jnp.linspace(-1.0, 1.0, cfg["grid"])

@@ -4,29 +4,58 @@
         --policy-lr-grid 1e-4,3e-4,1e-3,3e-3,1e-2 --out runs/lr_true_norm          # ours ("normalized")
     awm-jax sweep ... --parameterisation paper --policy-lr-grid 3e-5,1e-4,3e-4 --out runs/lr_true_paper
     python experiments/lr_sweep.py --sweeps runs/lr_true_norm,runs/lr_true_paper --out docs/data/lr_sweep
+    python experiments/lr_sweep.py --out /tmp/lr --quick      # runs a tiny sweep into OUT/quick first (< 1 min)
 
 Reads each sweep's summary.csv and sweep.json, scores every (task, method, parameterisation,
 policy_lr) final return against the task's references (random = 0, best of constant action and
 open-loop optimisation = 1; `awm_jax.analysis.benchmark`), and writes OUT/returns.csv (one row per task,
 method, parameterisation and rate), OUT/scores.csv (mean score over the tasks per method,
 parameterisation and rate) and OUT/lr_sweep.md (both tables), printing the second. With --data-only
-it rebuilds them from OUT/returns.csv alone (the committed data).
+it rebuilds them from OUT/returns.csv alone (the committed data). --quick (a smoke test) first runs a
+tiny sweep itself (true_bptt on cancer_treatment, policy_lr 1e-3 and 1e-2, 2 seeds of 400 env steps)
+into OUT/quick and scores that instead of --sweeps.
 """
 
-from __future__ import annotations
-
-import argparse
 import csv
 import dataclasses
 import io
 import json
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+import tyro
 
 from awm_jax.analysis.benchmark import normalized_score, task_references
 from awm_jax.config import Config
 from awm_jax.io.results import atomic_write, format_table
+
+QUICK_HELP = ("smoke test (under a minute on a laptop CPU): run a tiny sweep (true_bptt on cancer_treatment, policy_lr "
+              "1e-3 and 1e-2, 2 seeds of 400 env steps) into OUT/quick, continuing it if there, and score it instead "
+              "of --sweeps")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Options:
+    sweeps: str = ""
+    """comma-separated finished sweep folders"""
+    out: str
+    """folder for returns.csv, scores.csv and lr_sweep.md (and the references.json cache)"""
+    data_only: bool = False
+    """rebuild the tables from OUT/returns.csv"""
+    quick: Annotated[bool, tyro.conf.arg(help=QUICK_HELP)] = False
+
+
+def quick_sweep(out: Path) -> Path:
+    """The tiny sweep of --quick in OUT/quick (continued if already there); the task keeps its default
+    options, which the references are computed for."""
+    from awm_jax.loop.sweep import SweepSpec, run_sweep
+
+    base = Config(task="cancer_treatment", method="true_bptt", seeds=2, total_steps=400, warmup_steps=200,
+                  eval_every=64)
+    spec = SweepSpec(base, ("cancer_treatment",), ("true_bptt",), (("policy_lr", (1e-3, 1e-2)),))
+    run_sweep(spec, out / "quick", resume=(out / "quick" / "sweep.json").exists(), verbose=False)
+    return out / "quick"
 
 
 def read_sweeps(folders) -> list[dict]:
@@ -68,14 +97,14 @@ def _csv(rows: list[dict]) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweeps", default="", help="comma-separated finished sweep folders")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--data-only", action="store_true", help="rebuild the tables from OUT/returns.csv")
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
+    if args.quick and args.data_only:
+        raise SystemExit("lr_sweep.py: --quick runs and scores a sweep, --data-only reads OUT/returns.csv: pass one")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.data_only:
+    if args.quick:
+        rows = read_sweeps([quick_sweep(out)])
+    elif args.data_only:
         with open(out / "returns.csv") as f:
             rows = [dict(r, policy_lr=float(r["policy_lr"]), mean=float(r["mean"]), std=float(r["std"]),
                          seeds=int(r["seeds"])) for r in csv.DictReader(f)]

@@ -17,12 +17,11 @@ seeds; the errors as geometric means) and OUT/model_error.png (per task: errors,
 against env steps).
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import tyro
 
 from awm_jax.io.results import (
     atomic_write,
@@ -37,6 +36,22 @@ from awm_jax.io.results import (
 TASKS = "cancer_treatment,timber_harvest"
 METHODS = "awm_transformer,hwm_transformer,awm_lstm,markov_mlp"
 WINDOW = 10  # evaluations averaged at the start and at the end
+
+
+@dataclasses.dataclass(kw_only=True)
+class Options:
+    data: str = "docs/data/myriad_benchmark"
+    """folder of {task}-{method} run folders"""
+    out: str
+    """folder for model_error.csv, .md and .png"""
+    tasks: str = TASKS
+    """comma-separated task names"""
+    methods: str = METHODS
+    """comma-separated methods"""
+    window: int = WINDOW
+    """evaluations averaged at the start and the end"""
+    quick: bool = False
+    """train tiny runs into OUT/quick first and report on them"""
 
 
 def window_rows(runs: dict, window: int = WINDOW) -> list[dict]:
@@ -132,14 +147,7 @@ def quick_data(out: Path) -> Path:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="docs/data/myriad_benchmark", help="folder of {task}-{method} run folders")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--tasks", default=TASKS)
-    ap.add_argument("--methods", default=METHODS)
-    ap.add_argument("--window", type=int, default=WINDOW, help="evaluations averaged at the start and the end")
-    ap.add_argument("--quick", action="store_true", help="train tiny runs into OUT/quick first and report on them")
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
     out = Path(args.out)
     tasks, methods = args.tasks.split(","), args.methods.split(",")
     if args.quick:

@@ -19,19 +19,14 @@ env steps, mean +- std). Scores: random policy 0, best reference 1, with the ref
 per task into DATA/references.json (awm_jax/benchmark.py). Missing groups are listed in tables.md.
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 from pathlib import Path
+from typing import Annotated
 
-from awm_jax.analysis.benchmark import (
-    BENCHMARK_TASKS,
-    add_arguments,
-    base_config,
-    plot_aggregate,
-    report_scope,
-    run_experiment,
-)
+import tyro
+
+from awm_jax.analysis.benchmark import BENCHMARK_TASKS, base_config, plot_aggregate, report_scope, run_experiment
+from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.config import METHODS
 from awm_jax.io.committed import Setting
 from awm_jax.io.report import REFERENCE, plot_curves, write_report
@@ -41,17 +36,22 @@ QUICK_TASKS, QUICK_METHODS = "cancer_treatment,timber_harvest", "awm_transformer
 DATA = "docs/data/myriad_benchmark"
 
 
+@dataclasses.dataclass(kw_only=True)
+class Options(BenchmarkOptions):
+    data: Annotated[str | None, data_arg(DATA)] = None
+    tasks: str = ",".join(BENCHMARK_TASKS)
+    methods: str = ",".join(METHODS)
+    seeds: int = 4
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap, ",".join(BENCHMARK_TASKS), ",".join(METHODS), seeds=4, data=DATA)
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
     if args.quick:
-        args.tasks = QUICK_TASKS if args.tasks == ",".join(BENCHMARK_TASKS) else args.tasks
-        args.methods = QUICK_METHODS if args.methods == ",".join(METHODS) else args.methods
+        args = quick_defaults(args, tasks=QUICK_TASKS, methods=QUICK_METHODS)
         args.seeds = min(args.seeds, 2)
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
     settings = [Setting(base_config(args))]
-    data = run_experiment(ap, args, settings, tasks, methods)
+    data = run_experiment(args, settings, tasks, methods)
     report(data, settings, *report_scope(args, tasks, methods, BENCHMARK_TASKS, METHODS), reps=args.reps)
 
 

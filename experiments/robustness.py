@@ -15,14 +15,14 @@ method and seed, with distractor_dims and state_noise columns), aggregate.csv, i
 per_task.csv, tables.md and robustness.png (IQM with 95% CIs per setting and method).
 """
 
-from __future__ import annotations
-
-import argparse
 import dataclasses
+from typing import Annotated
 
 import numpy as np
+import tyro
 
-from awm_jax.analysis.benchmark import add_arguments, base_config, report_scope, run_experiment
+from awm_jax.analysis.benchmark import base_config, report_scope, run_experiment
+from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.io.committed import Setting
 from awm_jax.io.report import write_report
 from awm_jax.io.results import new_figure, save_figure
@@ -40,19 +40,26 @@ def settings_of(base, distractors, noise) -> list[Setting]:
                     columns=(("distractor_dims", d), ("state_noise", s))) for d, s in pairs]
 
 
+@dataclasses.dataclass(kw_only=True)
+class Options(BenchmarkOptions):
+    data: Annotated[str | None, data_arg(DATA)] = None
+    tasks: str = TASKS
+    methods: str = METHODS_
+    seeds: int = 3
+    distractors: str = "0,4,16"
+    """distractor dimensions to try (without noise)"""
+    noise: str = "0,0.01,0.05"
+    """state-noise standard deviations to try (without distractors)"""
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap, TASKS, METHODS_, seeds=3, data=DATA)
-    ap.add_argument("--distractors", default="0,4,16", help="distractor dimensions to try (without noise)")
-    ap.add_argument("--noise", default="0,0.01,0.05", help="state-noise standard deviations to try (without "
-                                                           "distractors)")
-    args = ap.parse_args(argv)
+    args = tyro.cli(Options, args=argv, description=__doc__)
     if args.quick:
-        args.methods = "awm_transformer,true_bptt" if args.methods == METHODS_ else args.methods
+        args = quick_defaults(args, methods="awm_transformer,true_bptt")
         args.distractors, args.noise, args.seeds = "0,4", "0.05", min(args.seeds, 2)
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
     settings = settings_of(base_config(args), parse_list(args.distractors, int), parse_list(args.noise, float))
-    data = run_experiment(ap, args, settings, tasks, methods)
+    data = run_experiment(args, settings, tasks, methods)
     tasks, methods = report_scope(args, tasks, methods, parse_list(TASKS), parse_list(METHODS_))
     res = write_report(data, settings, tasks, methods, "Robustness",
                        f"python experiments/robustness.py --data-only --data {data} --distractors {args.distractors} "

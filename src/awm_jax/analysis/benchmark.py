@@ -15,12 +15,14 @@ can still score above 1 where the optimiser stalls.
 
 Aggregates over tasks and seeds use rliable (Agarwal et al. 2021): the interquartile mean (IQM) and
 the mean, with stratified bootstrap 95% confidence intervals, and the probability of improvement of one
-method over another. Also here: the command-line options the benchmark experiments share and their
-driver (`run_experiment`: train what the data folder lacks, `awm_jax.io.committed`).
+method over another. Also here: the driver of the benchmark experiments (`run_experiment`: train
+what the data folder lacks, `awm_jax.io.committed`) and their quick setting; their command-line
+options are in `awm_jax.analysis.options` (tyro, which this module does not need).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import jax
@@ -173,44 +175,25 @@ def task_references(base, tasks, out, key=0, verbose: bool = True) -> dict:
     return {t: cache["tasks"][t] for t in tasks}
 
 
-def add_arguments(ap, tasks: str, methods: str, seeds: int, data: str) -> None:
-    """The options every benchmark experiment shares (argparse); `data` names the committed data folder."""
-    ap.add_argument("--out", help="training folder: OUT/runs/[setting/]{task}-{method}/ is each group's run folder "
-                                  "(checkpoints, final state); needed unless --data-only")
-    ap.add_argument("--data", help="data folder: each finished group's small files (skipped when already there), "
-                                   "references.json, scores.csv, tables and figures (default: --out; the committed "
-                                   f"one: {data})")
-    ap.add_argument("--data-only", action="store_true", help="train nothing: regenerate scores.csv, the tables "
-                                                             "and figures from --data alone")
-    ap.add_argument("--quick", action="store_true", help="a few minutes on a laptop CPU (smoke test)")
-    ap.add_argument("--tasks", default=tasks, help="comma-separated task names")
-    ap.add_argument("--methods", default=methods, help="comma-separated methods")
-    ap.add_argument("--seeds", type=int, default=seeds, help="seeds per (task, method), vmapped")
-    ap.add_argument("--total-steps", type=int, default=5000, help="env steps per run (paper: 5000)")
-    ap.add_argument("--warmup-steps", type=int, default=1500, help="env steps before any update (paper: 1500)")
-    ap.add_argument("--model-batch", type=int, default=64, help="episodes per world-model batch (paper: 64)")
-    ap.add_argument("--resume", action="store_true", help="continue the groups' interrupted runs in --out from their "
-                                                          "checkpoints (finished ones: their saved results)")
-    ap.add_argument("--overwrite", action="store_true", help="move each group's run folder in --out aside and train "
-                                                             "it afresh (committed groups are never retrained)")
-    ap.add_argument("--checkpoint-every", type=int, default=2, help="save a group's whole train state every N chunks "
-                                                                    "of --chunk-periods evaluations, for --resume")
-    ap.add_argument("--chunk-periods", type=int, default=8, help="evaluation periods per compiled chunk")
-    ap.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the confidence intervals")
+def _usage_error(message: str):
+    """Stop like a command-line parser does on a bad combination of options (exit status 2)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
-def run_experiment(ap, args, settings, tasks, methods) -> Path:
+def run_experiment(args, settings, tasks, methods) -> Path:
     """Train the groups of `settings` x tasks x methods not committed in the data folder yet (unless
-    --data-only) and return the data folder; the caller writes the report from it."""
+    --data-only) and return the data folder; the caller writes the report from it. `args`: the
+    experiment's options (`awm_jax.analysis.options.BenchmarkOptions`)."""
     from awm_jax.io.committed import run_groups
 
     if not args.data_only and not args.out:
-        ap.error("--out is required to train (or pass --data-only to regenerate the report from --data)")
+        _usage_error("--out is required to train (or pass --data-only to regenerate the report from --data)")
     if args.data_only and not (args.data or args.out):
-        ap.error("--data-only needs --data (the data folder)")
+        _usage_error("--data-only needs --data (the data folder)")
     data = Path(args.data or args.out)
     if args.data_only and not data.is_dir():
-        ap.error(f"--data {data} is not a folder")
+        _usage_error(f"--data {data} is not a folder")
     if not args.data_only:
         run_groups(settings, tasks, methods, args.out, data, resume=args.resume, overwrite=args.overwrite,
                    chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every)
@@ -227,6 +210,8 @@ def report_scope(args, tasks, methods, default_tasks, default_methods) -> tuple[
 
 
 QUICK = dict(total_steps=400, warmup_steps=200, horizon=20, eval_every=64)
+# the Config overrides of the experiments' --quick: the short episodes and schedule above, small batches
+QUICK_CONFIG = dict(QUICK, model_batch=8, imagined_rollouts=4, gradient_cosine=False)
 
 
 def base_config(args, **overrides):
@@ -236,6 +221,6 @@ def base_config(args, **overrides):
     kw = dict(seeds=args.seeds, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
               model_batch=args.model_batch)
     if args.quick:
-        kw.update(QUICK, model_batch=8, imagined_rollouts=4, gradient_cosine=False)
+        kw.update(QUICK_CONFIG)
     kw.update(overrides)
     return Config(**kw)
