@@ -1,4 +1,4 @@
-"""The benchmark's scoring (awm_jax/benchmark.py) against independent computations, and the three
+"""The benchmark's scoring (awm_jax/analysis/benchmark.py) against independent computations, and the three
 benchmark experiments' --quick runs."""
 
 from __future__ import annotations

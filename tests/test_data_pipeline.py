@@ -1,4 +1,4 @@
-"""Experiments kept as data (awm_jax/committed.py, awm_jax/report.py and the benchmark, horizon-scaling
+"""Experiments kept as data (awm_jax/io/committed.py, awm_jax/io/report.py and the benchmark, horizon-scaling
 and robustness scripts) on tiny fixtures built here in the layout the pipeline writes: scores,
 aggregates and the probability of improvement against direct numpy computations, missing groups,
 the skipping of committed groups, and one real tiny training committed and taken back by --resume."""

@@ -182,6 +182,7 @@ QUALITY = dict(pngs=["jacobians.png", "cosine.png"],
 LANDSCAPES = dict(pngs=["landscapes.png"], csvs=["landscape.csv", "ascent.csv", "summary.csv"])
 
 
+@pytest.mark.slow  # ~50 s on the 2-core machine
 def test_grad_norm_horizon_script_tiny(tmp_path):
     stdout = _run("grad_norm_horizon.py", tmp_path, "--quick", "--hmax", "24", "--num-h", "4", "--train-horizon", "8",
                   "--episodes", "16", "--train-steps", "5", "--samples", "1", "--variants", "trained")
@@ -194,6 +195,7 @@ def test_grad_norm_horizon_script_tiny(tmp_path):
     assert "exp_rate" in stdout
 
 
+@pytest.mark.slow  # ~40 s on the 2-core machine
 def test_gradient_quality_script_tiny(tmp_path):
     _run("gradient_quality.py", tmp_path, "--quick", "--episodes", "16", "--fit-steps", "5",
          "--jac-models", "awm_transformer,markov_mlp", "--methods", "markov_mlp", "--total-steps", "300")

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     from awm_jax import Config
     from awm_jax.loop.run import run_training
     assert jax.device_count() == 4, jax.devices()
-    cfg = Config(task="cancer_treatment", method=sys.argv[1], seeds=int(sys.argv[2]), total_steps=328,
+    cfg = Config(task="simple_case", horizon=10, method=sys.argv[1], seeds=int(sys.argv[2]), total_steps=328,
                  warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4, width=16, heads=2,
                  layers=1, rnn_hidden=16, policy_lr=1e-4)
     s1, m1 = run_training(cfg, shard=True, verbose=False)
@@ -60,7 +60,9 @@ def test_sharded_equals_unsharded(method, seeds):
     r = _run(method, seeds)
     assert r["shape"] == [seeds, 2] and r["devices"] == 4 and r["repeat"]
     np.testing.assert_allclose(r["sharded"], r["single"], rtol=1e-5)
-    np.testing.assert_allclose(r["loss_sharded"], r["loss_single"], rtol=1e-3, atol=1e-7)
+    # the model loss on simple_case is small (~1e-2): rounding moves it up to 2.7e-3 relative (measured);
+    # another seed's data would move it by O(1)
+    np.testing.assert_allclose(r["loss_sharded"], r["loss_single"], rtol=1e-2, atol=1e-7)
     assert r["param_rel_diff"] < 2e-3  # 3.3e-4 measured on an AMD EPYC host, < 1e-4 on others; a seed mix-up gives O(1)
 
 

@@ -35,7 +35,12 @@ def test_schedule_is_traced_once(monkeypatch):
     assert calls == {"block": 1, "policy": 1, "model": 1}
 
 
-@pytest.mark.parametrize("method", BPO_METHODS)
+# the default run: the paper's three model families and BPTT through the task; the rest with -m slow
+LEARNS_BY_DEFAULT = ("awm_transformer", "awm_lstm", "markov_mlp", "true_bptt")
+
+
+@pytest.mark.parametrize("method", [m if m in LEARNS_BY_DEFAULT else pytest.param(m, marks=pytest.mark.slow)
+                                    for m in BPO_METHODS])
 def test_each_method_improves_evaluation_return(method):
     """A short run (faster policy learning rate, a model update every step) beats the initial policy's
     evaluation return. The transformer HWM is the exception the paper predicts: on so little data its

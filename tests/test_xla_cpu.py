@@ -1,4 +1,4 @@
-"""The XLA CPU deadlock workaround (awm_jax/xla_cpu.py): the flag is set on import and passed to
+"""The XLA CPU deadlock workaround (awm_jax/loop/xla_cpu.py): the flag is set on import and passed to
 the programs awm_jax compiles; the slow test reruns the configuration that used to stall."""
 
 from __future__ import annotations

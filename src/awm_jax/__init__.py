@@ -21,7 +21,7 @@ Public API:
 
 from awm_jax.loop import xla_cpu
 
-xla_cpu.set_default_flags()  # before anything compiles: see awm_jax/xla_cpu.py
+xla_cpu.set_default_flags()  # before anything compiles: see awm_jax/loop/xla_cpu.py
 
 from awm_jax.api import (  # noqa: E402
                          Agent,

@@ -47,7 +47,7 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
         resume or overwrite, a folder that already holds a run (finished or not) is refused.
     shard: lay the seed axis over all devices (padding the seed count to a multiple of them).
     keys, hparams: the vmapped members (default: the config's seed keys, its own hyperparameters);
-        hparams is {name: [members] array} of numeric hyperparameters (see trainer.NUMERIC).
+        hparams is {name: [members] array} of traced hyperparameters (see the learner's `traced`).
     write_outputs: write the plot, metrics.csv and summary to `out` (a sweep writes its own per-member
         folders; its group folder gets config.json, metrics.json and the final state).
     """
