@@ -151,6 +151,37 @@ def test_raw_model_scaling_trains_the_model_on_raw_states():
     np.testing.assert_allclose(got, loss_raw, rtol=1e-5)
 
 
+def test_symlog_model_scaling_is_a_log_scale_that_matches_the_z_score_at_the_mean():
+    """symlog(s) = sign(s) log(1 + |s|) centred and scaled by the delta method: the closed form, its
+    inverse, dz/ds = 1 / std at the mean (as the z-score), log growth far above it; and the model trains
+    on states scaled that way."""
+    from awm_jax.loop.spaces import Normalizer, SymlogNormalizer
+
+    norm = Normalizer(jnp.array([440.0, -2.0, 0.0]), jnp.array([315.0, 0.5, 1.0]))
+    sl = SymlogNormalizer.around(norm)
+    s = jnp.array([[4700.0, -3.0, 0.5], [0.0, 2.0, -0.25]])
+    mean, std = np.array([440.0, -2.0, 0.0]), np.array([315.0, 0.5, 1.0])
+    f = lambda x: np.sign(x) * np.log1p(np.abs(x))
+    want = (f(np.asarray(s)) - f(mean)) / (std / (1 + np.abs(mean)))
+    np.testing.assert_allclose(sl.norm(s), want, rtol=1e-5)
+    np.testing.assert_allclose(sl.denorm(sl.norm(s)), s, rtol=1e-5, atol=1e-5)
+    slope = jax.vmap(jax.grad(lambda x, i: sl.norm(norm.mean.at[i].set(x))[i]), (0, 0))(norm.mean, jnp.arange(3))
+    np.testing.assert_allclose(slope, 1 / std, rtol=1e-5)
+    from awm_jax.loop.spaces import symexp, symlog
+    for fn in (symlog, symexp):  # slope 1 at 0 (sign(s) log1p|s| written naively has slope 0 there)
+        assert float(jax.grad(fn)(0.0)) == 1.0
+    assert float(sl.norm(s)[0, 0]) < 0.3 * float(norm.norm(s)[0, 0])  # 4,700: z 13.5, symlog about 3.4
+    trainer = make_train(Config(method="markov_mlp", model_scaling="symlog", **SMALL))
+    state = jax.jit(trainer.init)(KEY)
+    obs, acts, _ = state.replay.sample(jax.random.PRNGKey(5), 4)
+    want_loss = trainer.model.loss(state.model_params, SymlogNormalizer.around(state.norm).norm(obs[..., :-1]), acts,
+                                   jnp.ones(acts.shape[:2]))
+    _, got = jax.jit(trainer._model_update)(state, jax.random.PRNGKey(5))
+    np.testing.assert_allclose(got, want_loss, rtol=1e-5)
+    _, metrics = jax.jit(trainer.run_chunk, static_argnums=1)(state, 1)
+    assert np.isfinite(metrics["eval/return"]).all() and np.isfinite(metrics["model/loss"]).all()
+
+
 def test_transformer_awm_has_the_papers_embedding_and_position_init():
     """By default the token embeddings go straight into the stream (no shared Dense) and the position
     table starts with std 0.1, like the paper's; token_mixer=True adds the shared Dense back."""

@@ -56,6 +56,39 @@ class Normalizer:
         return z * self.std + self.mean
 
 
+def symlog(s):
+    """sign(s) log(1 + |s|): the identity's slope at 0, logarithmic for large |s|. (Written with
+    maximum, whose gradient splits evenly at a tie, so the gradient at s = 0 is 1, not the 0 of
+    sign(s) and |s|.)"""
+    return jnp.log1p(jnp.maximum(s, 0)) - jnp.log1p(jnp.maximum(-s, 0))
+
+
+def symexp(y):
+    """The inverse of `symlog`: sign(y) (exp|y| - 1), with gradient 1 at y = 0."""
+    return jnp.expm1(jnp.maximum(y, 0)) - jnp.expm1(jnp.maximum(-y, 0))
+
+
+@struct.dataclass
+class SymlogNormalizer:
+    """z = (symlog(s) - center) / scale for model states s [..., n]: a log scale for states that range
+    over orders of magnitude, built from a z-score normaliser by the delta method, so that near the
+    data's mean it agrees with that z-score to first order (dz/ds = 1 / std there) and far above it
+    grows like log(s). center = symlog(mean), scale = std / (1 + |mean|) (at least 1e-3)."""
+
+    center: jax.Array
+    scale: jax.Array
+
+    @classmethod
+    def around(cls, norm: Normalizer) -> SymlogNormalizer:
+        return cls(symlog(norm.mean), jnp.maximum(norm.std / (1 + jnp.abs(norm.mean)), 1e-3))
+
+    def norm(self, s):
+        return (symlog(s) - self.center) / self.scale
+
+    def denorm(self, z):
+        return symexp(z * self.scale + self.center)
+
+
 def policy_input(norm: Normalizer, obs, horizon: int):
     """Observation [..., n + 1] -> policy input [..., n + 1]: normalised state and t / horizon."""
     return jnp.concatenate([norm.norm(model_state(obs)), obs[..., -1:] / horizon], axis=-1)

@@ -41,7 +41,7 @@ from awm_jax.analysis.diagnostics import gradient_agreement, open_loop_error
 from awm_jax.loop.learner import Learner
 from awm_jax.loop.pieces import adam, env_step, episode, evaluation_period, guarded_update, init_opt, set_hyperparams
 from awm_jax.loop.replay import Replay, fit_normalizer, running_normalizer
-from awm_jax.loop.spaces import Normalizer
+from awm_jax.loop.spaces import Normalizer, SymlogNormalizer
 from awm_jax.methods.bpo import bpo_loss
 from awm_jax.models.base import WorldModel
 from awm_jax.models.policy import Policy
@@ -139,9 +139,12 @@ class BPOLearner(Learner):
 
     def model_norm(self, state: TrainState) -> Normalizer:
         """How model states are scaled for the world model: the run's normaliser (`model_scaling`
-        "zscore") or the identity ("raw"). The policy's features always use `state.norm`."""
+        "zscore"), the identity ("raw") or a log scale around it ("symlog", `SymlogNormalizer`). The
+        policy's features always use `state.norm`."""
         if self.config.model_scaling == "raw":
             return Normalizer.identity(state.norm.mean.shape[-1], state.norm.mean.dtype)
+        if self.config.model_scaling == "symlog":
+            return SymlogNormalizer.around(state.norm)
         return state.norm
 
     # -- what a variant of BPO changes (awm_jax.methods.svg) --------------------------------------
