@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
+from awm_jax.analysis.options import setting_arg
+
 MODELS = ("true", "markov_mlp", "awm_rnn", "awm_transformer", "awm_ssm")  # the default run
 CHOICES = MODELS + ("awm_gru", "awm_lstm")  # a model's index here picks its key: appended ones change no other
 SETTINGS = {  # full and --quick defaults
@@ -49,8 +51,7 @@ SETTINGS = {  # full and --quick defaults
 
 def setting(key: str):
     """An option for SETTINGS' `key`: None (the default) keeps the full or the --quick setting's value."""
-    return tyro.conf.arg(help=f"default {SETTINGS['full'][key]} (quick: {SETTINGS['quick'][key]})",
-                         help_behavior_hint="")
+    return setting_arg(SETTINGS, key)
 
 
 @dataclasses.dataclass(kw_only=True)

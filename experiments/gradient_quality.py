@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
+from awm_jax.analysis.options import setting_arg
+
 JAC_MODELS = ("awm_transformer", "hwm_transformer", "markov_mlp", "awm_rnn")
 METHODS = ("awm_transformer", "awm_rnn", "hwm_transformer", "markov_mlp")
 SETTINGS = {
@@ -45,8 +47,7 @@ COLORS = {"awm_transformer": "tab:blue", "awm_rnn": "tab:orange", "hwm_transform
 
 def setting(key: str):
     """An option for SETTINGS' `key`: None (the default) keeps the full or the --quick setting's value."""
-    return tyro.conf.arg(help=f"default {SETTINGS['full'][key]} (quick: {SETTINGS['quick'][key]})",
-                         help_behavior_hint="")
+    return setting_arg(SETTINGS, key)
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
+from awm_jax.analysis.options import setting_arg
+
 TASKS = ("double_pendulum", "one_bounce")
 LR = {"double_pendulum": 2e-3, "one_bounce": 1e-2}  # Adam step on the action, per task
 SETTINGS = {
@@ -42,8 +44,7 @@ COLORS = {"true_sim": "k", "awm_transformer": "tab:blue", "awm_rnn": "tab:orange
 
 def setting(key: str):
     """An option for SETTINGS' `key`: None (the default) keeps the full or the --quick setting's value."""
-    return tyro.conf.arg(help=f"default {SETTINGS['full'][key]} (quick: {SETTINGS['quick'][key]})",
-                         help_behavior_hint="")
+    return setting_arg(SETTINGS, key)
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -66,3 +66,10 @@ def quick_defaults(args, **values):
     defaults: what the command line sets explicitly is kept."""
     default = {f.name: f.default for f in dataclasses.fields(args)}
     return dataclasses.replace(args, **{k: v for k, v in values.items() if getattr(args, k) == default[k]})
+
+
+def setting_arg(settings: dict, key: str):
+    """An option's annotation for scripts with full and --quick settings ({"full": {...}, "quick": {...}}):
+    its help names both defaults; the option's None default keeps the chosen setting's value."""
+    return tyro.conf.arg(help=f"default {settings['full'][key]} (quick: {settings['quick'][key]})",
+                         help_behavior_hint="")
