@@ -4,6 +4,8 @@
   differently) and differ from each other;
 - init, then chunks, equals init, then one chunk of every period, to the last bit (the path of
   awm_jax.loop.run and of resumed checkpoints);
+- a checkpoint (orbax, as awm_jax.loop.run writes it) restores into the state structure rebuilt from
+  the learner, and the run continues to the same end, bit for bit;
 - every method reports on the same evaluation grid (`eval/env_steps` after the warm-up, every
   eval_every env steps), with int32 steps and float32 returns;
 - a seed whose updates are not finite skips them and counts them, and leaves the other seeds as a run
@@ -41,6 +43,16 @@ def _run(method):
     return _RUNS[method]
 
 
+def _chunks(method):
+    """Compiled (one period, the remaining periods) chunk functions of `method`'s learner, cached."""
+    key = ("chunks", method)
+    if key not in _RUNS:
+        learner = _run(method)[0]
+        _RUNS[key] = (jax.jit(jax.vmap(lambda s: learner.run_chunk(s, 1))),
+                      jax.jit(jax.vmap(lambda s: learner.run_chunk(s, learner.config.periods - 1))))
+    return _RUNS[key]
+
+
 def _equal(a, b):
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
@@ -59,12 +71,31 @@ def test_vmapped_seeds_equal_single_runs_and_differ(method):
 @pytest.mark.parametrize("method", ALL)
 def test_chunked_run_equals_one_call(method):
     learner, state0, state, metrics = _run(method)
-    one = jax.jit(jax.vmap(lambda s: learner.run_chunk(s, 1)))
-    rest = jax.jit(jax.vmap(lambda s: learner.run_chunk(s, learner.config.periods - 1)))
+    one, rest = _chunks(method)
     s, m1 = one(state0)
     s, m2 = rest(s)
     _equal(jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), m1, m2), metrics)
     _equal(s, state)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_a_checkpoint_restores_and_the_run_ends_as_without_it(method, tmp_path):
+    from awm_jax.io.checkpoint import Checkpointer
+
+    learner, state0, state, metrics = _run(method)
+    one, rest = _chunks(method)
+    s1, m1 = one(state0)
+    checkpointer = Checkpointer(tmp_path / "checkpoints")
+    checkpointer.save(1, s1, m1)
+    abstract = jax.eval_shape(jax.vmap(learner.init), KEYS)  # the structure a resumed run rebuilds
+    done, restored, m_restored = checkpointer.restore_latest(abstract, jax.eval_shape(lambda: m1), log=lambda *a: None)
+    checkpointer.close()
+    assert done == 1
+    _equal(restored, s1)
+    _equal(m_restored, m1)
+    s, m2 = rest(restored)
+    _equal(s, state)
+    _equal(m2, jax.tree.map(lambda a: a[:, 1:], metrics))
 
 
 @pytest.mark.parametrize("method", ALL)
