@@ -4,7 +4,8 @@
   optimiser state, built once per learner; `init_opt` sets them to traced values (vmapped like seeds).
 - `guarded_update`: an optimiser step applied only where the loss, the gradient and the new
   parameters are all finite (per seed, by selection).
-- `env_step`: one env step written to an episode replay, with autoreset.
+- `env_step`: one env step written to an episode replay, with autoreset; `act_steps`: a scan of them
+  (the warm-up, a block's acting).
 - `episode`: one evaluation episode of any acting function; `evaluation_period`: the period shape
   (a scan of blocks, the block metrics averaged, one evaluation) every learner shares.
 """
@@ -60,6 +61,12 @@ def env_step(task, env, replay, action, reset_key):
     replay = replay.add(env.t, env.obs, action, nxt.reward, nxt.obs, nxt.done)
     fresh = task.reset(reset_key)
     return nxt, jax.tree.map(lambda r, n: jnp.where(nxt.done, r, n), fresh, nxt), replay
+
+
+def act_steps(step, state, act, key, n: int):
+    """`n` env steps `step(state, key, act) -> state`, one key each split from `key`, in a scan: the
+    warm-up (acting with the warm-up policy) and each block's acting share it."""
+    return jax.lax.scan(lambda s, k: (step(s, k, act), None), state, jax.random.split(key, n))[0]
 
 
 def episode(task, key, act, carry=()):

@@ -39,7 +39,16 @@ from flax import struct
 import awm_envs
 from awm_jax.analysis.diagnostics import gradient_agreement, open_loop_error
 from awm_jax.loop.learner import Learner
-from awm_jax.loop.pieces import adam, env_step, episode, evaluation_period, guarded_update, init_opt, set_hyperparams
+from awm_jax.loop.pieces import (
+    act_steps,
+    adam,
+    env_step,
+    episode,
+    evaluation_period,
+    guarded_update,
+    init_opt,
+    set_hyperparams,
+)
 from awm_jax.loop.replay import Replay, fit_normalizer, running_normalizer
 from awm_jax.loop.spaces import Normalizer, SymlogNormalizer
 from awm_jax.methods.bpo import bpo_loss
@@ -113,8 +122,7 @@ class BPOLearner(Learner):
         else:  # the initial policy, on the states seen so far
             act = lambda s, obs, k: self.policy.sample(
                 s.policy_params, self.policy.features(running_normalizer(s.replay, s.env.t), obs), k)[0]
-        state = jax.lax.scan(lambda s, k: (self._env_step(s, k, act), None), state,
-                             jax.random.split(k_warm, cfg.warmup_steps))[0]
+        state = act_steps(self._env_step, state, act, k_warm, cfg.warmup_steps)
         state = state.replace(norm=fit_normalizer(state.replay))
         if cfg.model_pretrain_updates and self.model.trainable:
             state = jax.lax.scan(self._model_update, state, jax.random.split(k_pre, cfg.model_pretrain_updates))[0]
@@ -233,8 +241,7 @@ class BPOLearner(Learner):
         cfg = self.config
         key, k_env, k_model, k_policy = jax.random.split(state.key, 4)
         state = state.replace(key=key)
-        state = jax.lax.scan(lambda s, k: (self._env_step(s, k, self._policy_act), None), state,
-                             jax.random.split(k_env, cfg.policy_every))[0]
+        state = act_steps(self._env_step, state, self._policy_act, k_env, cfg.policy_every)
         metrics = {}
         if self.model.trainable:
             state, losses = jax.lax.scan(self._model_update, state,

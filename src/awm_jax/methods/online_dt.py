@@ -51,7 +51,7 @@ from flax import struct
 
 import awm_envs
 from awm_jax.loop.learner import Learner
-from awm_jax.loop.pieces import adam, env_step, episode, evaluation_period, guarded_update, init_opt
+from awm_jax.loop.pieces import act_steps, adam, env_step, episode, evaluation_period, guarded_update, init_opt
 from awm_jax.loop.replay import Replay, fit_normalizer
 from awm_jax.loop.spaces import Normalizer, model_state
 from awm_jax.models.networks import CausalTransformer
@@ -174,8 +174,7 @@ class OnlineDT(Learner):
             skipped_updates=jnp.zeros((), jnp.int32),
         )
         uniform = lambda s, k: jax.random.uniform(k, (task.action_size,), minval=-1.0, maxval=1.0)
-        state = jax.lax.scan(lambda s, k: (self._env_step(s, k, uniform), None), state,
-                             jax.random.split(k_warm, cfg.warmup_steps))[0]
+        state = act_steps(self._env_step, state, uniform, k_warm, cfg.warmup_steps)
         # the warm-up fixes the normaliser, c and R0 (validation guarantees one completed episode)
         replay = state.replay
         valid = replay.completed()
@@ -264,8 +263,7 @@ class OnlineDT(Learner):
         cfg = self.config
         key, k_env, k_upd = jax.random.split(state.key, 3)
         state = state.replace(key=key)
-        state = jax.lax.scan(lambda s, k: (self._env_step(s, k, self._act), None), state,
-                             jax.random.split(k_env, cfg.policy_every))[0]
+        state = act_steps(self._env_step, state, self._act, k_env, cfg.policy_every)
         state, info = jax.lax.scan(self._update, state, jax.random.split(k_upd, cfg.policy_every // cfg.model_every))
         return state, {k: v.mean() for k, v in info.items()}
 
