@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from awm_jax.analysis.options import setting_arg
+from awm_jax.analysis.options import setting_args
 
 MODELS = ("true", "markov_mlp", "awm_rnn", "awm_transformer", "awm_ssm")  # the default run
 CHOICES = MODELS + ("awm_gru", "awm_lstm")  # a model's index here picks its key: appended ones change no other
@@ -49,9 +49,7 @@ SETTINGS = {  # full and --quick defaults
 }
 
 
-def setting(key: str):
-    """An option for SETTINGS' `key`: None (the default) keeps the full or the --quick setting's value."""
-    return setting_arg(SETTINGS, key)
+setting = setting_args(SETTINGS)  # an option's help: its full and --quick defaults
 
 
 @dataclasses.dataclass(kw_only=True)

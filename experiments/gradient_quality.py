@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from awm_jax.analysis.options import setting_arg
+from awm_jax.analysis.options import setting_args
 
 JAC_MODELS = ("awm_transformer", "hwm_transformer", "markov_mlp", "awm_rnn")
 METHODS = ("awm_transformer", "awm_rnn", "hwm_transformer", "markov_mlp")
@@ -45,9 +45,7 @@ COLORS = {"awm_transformer": "tab:blue", "awm_rnn": "tab:orange", "hwm_transform
           "markov_mlp": "tab:red"}
 
 
-def setting(key: str):
-    """An option for SETTINGS' `key`: None (the default) keeps the full or the --quick setting's value."""
-    return setting_arg(SETTINGS, key)
+setting = setting_args(SETTINGS)  # an option's help: its full and --quick defaults
 
 
 @dataclasses.dataclass(kw_only=True)

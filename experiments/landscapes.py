@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from awm_jax.analysis.options import setting_arg
+from awm_jax.analysis.options import setting_args
 
 TASKS = ("double_pendulum", "one_bounce")
 LR = {"double_pendulum": 2e-3, "one_bounce": 1e-2}  # Adam step on the action, per task
@@ -42,9 +42,7 @@ COLORS = {"true_sim": "k", "awm_transformer": "tab:blue", "awm_rnn": "tab:orange
           "awm_lstm": "tab:brown", "awm_ssm": "tab:cyan", "markov_mlp": "tab:red", "hwm_transformer": "tab:green"}
 
 
-def setting(key: str):
-    """An option for SETTINGS' `key`: None (the default) keeps the full or the --quick setting's value."""
-    return setting_arg(SETTINGS, key)
+setting = setting_args(SETTINGS)  # an option's help: its full and --quick defaults
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -68,8 +68,9 @@ def quick_defaults(args, **values):
     return dataclasses.replace(args, **{k: v for k, v in values.items() if getattr(args, k) == default[k]})
 
 
-def setting_arg(settings: dict, key: str):
-    """An option's annotation for scripts with full and --quick settings ({"full": {...}, "quick": {...}}):
-    its help names both defaults; the option's None default keeps the chosen setting's value."""
-    return tyro.conf.arg(help=f"default {settings['full'][key]} (quick: {settings['quick'][key]})",
-                         help_behavior_hint="")
+def setting_args(settings: dict):
+    """For scripts with full and --quick settings ({"full": {...}, "quick": {...}}): a function
+    `key -> annotation` for each option of the settings, whose help names both defaults (the option's
+    None default keeps the chosen setting's value)."""
+    return lambda key: tyro.conf.arg(help=f"default {settings['full'][key]} (quick: {settings['quick'][key]})",
+                                     help_behavior_hint="")
