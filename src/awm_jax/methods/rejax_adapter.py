@@ -41,7 +41,7 @@ from rejax.buffers import Minibatch
 from rejax.networks import DeterministicPolicy, QNetwork
 
 from awm_jax.loop.learner import Learner
-from awm_jax.loop.pieces import episode, set_hyperparams
+from awm_jax.loop.pieces import episode, init_opt
 
 PPO_ENTROPY = 0.01  # rejax's default entropy coefficient of ppo
 
@@ -146,8 +146,8 @@ class RejaxLearner(Learner):
         return episode(self.task, key, lambda carry, env: (self._mode(ts, env.obs), carry))[0]
 
     def _opt(self, train_state, hp):
-        return train_state.replace(tx=self.tx, opt_state=set_hyperparams(self.tx.init(train_state.params),
-                                                                         learning_rate=hp["policy_lr"]))
+        return train_state.replace(tx=self.tx, opt_state=init_opt(self.tx, train_state.params,
+                                                                  learning_rate=hp["policy_lr"]))
 
     def _mode(self, ts, obs):
         """The deterministic action [action_size] at one observation [obs_size]."""
