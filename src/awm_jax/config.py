@@ -55,6 +55,7 @@ class ScheduleConfig:
     model_batch: int = 64  # episodes per world-model batch
     imagined_rollouts: int = 16  # imagined rollouts (start states) per policy update
     replay_episodes: int | None = None  # replay size in episodes; None: every episode of the run
+    replay_half_life: float | None = None  # world-model batches favour recent episodes: one completed j episodes before the newest is drawn with weight 0.5^(j / replay_half_life); None: uniformly (the paper)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +203,8 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
         if isinstance(self.model_pretrain_updates, bool) or not isinstance(self.model_pretrain_updates, int) \
                 or self.model_pretrain_updates < 0:
             raise ValueError(f"model_pretrain_updates must be a non-negative integer, got {self.model_pretrain_updates!r}")
+        if self.replay_half_life is not None and not self.replay_half_life > 0:
+            raise ValueError(f"replay_half_life must be > 0 episodes (or None: uniform), got {self.replay_half_life}")
         if not 0 <= self.model_lr_decay <= 1:
             raise ValueError(f"model_lr_decay must be in [0, 1], got {self.model_lr_decay}")
         for name in ("model_lr", "policy_lr_value", "critic_lr", "grad_clip", "position_std"):

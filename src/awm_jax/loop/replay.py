@@ -54,14 +54,22 @@ class Replay:
         """[E] bool: which slots hold a completed episode (the `count` slots before `ep`)."""
         return ((self.ep - 1 - jnp.arange(self.capacity)) % self.capacity) < self.count
 
-    def sample_indices(self, key, n: int):
-        """n slot indices of completed episodes, uniformly with replacement."""
-        j = jax.random.randint(key, (n,), 0, jnp.maximum(self.count, 1))
+    def sample_indices(self, key, n: int, half_life: float | None = None):
+        """n slot indices of completed episodes, with replacement: uniformly (`half_life` None), or
+        favouring recent ones, the episode completed j episodes before the newest drawn with weight
+        0.5 ** (j / half_life)."""
+        if half_life is None:
+            j = jax.random.randint(key, (n,), 0, jnp.maximum(self.count, 1))
+        else:
+            age = jnp.arange(self.capacity)
+            logits = jnp.where(age < jnp.maximum(self.count, 1), -jnp.log(2.0) * age / half_life, -jnp.inf)
+            j = jax.random.categorical(key, logits, shape=(n,))
         return (self.ep - 1 - j) % self.capacity
 
-    def sample(self, key, n: int):
-        """n whole episodes: obs [n, H + 1, obs_size], actions [n, H, m], rewards [n, H]."""
-        idx = self.sample_indices(key, n)
+    def sample(self, key, n: int, half_life: float | None = None):
+        """n whole episodes (drawn as `sample_indices` says): obs [n, H + 1, obs_size], actions
+        [n, H, m], rewards [n, H]."""
+        idx = self.sample_indices(key, n, half_life)
         return self.obs[idx], self.actions[idx], self.rewards[idx]
 
 

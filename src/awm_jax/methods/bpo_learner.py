@@ -200,7 +200,7 @@ class BPOLearner(Learner):
         return state.replace(env=env, replay=replay, env_steps=state.env_steps + 1)
 
     def _model_update(self, state: TrainState, key):
-        obs, acts, _ = state.replay.sample(key, self.config.model_batch)
+        obs, acts, _ = state.replay.sample(key, self.config.model_batch, self.config.replay_half_life)
         s = self.model_norm(state).norm(obs[..., :-1])
         mask = jnp.ones(acts.shape[:2], s.dtype)
         loss, g = jax.value_and_grad(self.model.loss)(state.model_params, s, acts, mask)
