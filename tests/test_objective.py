@@ -182,6 +182,23 @@ def test_symlog_model_scaling_is_a_log_scale_that_matches_the_z_score_at_the_mea
     assert np.isfinite(metrics["eval/return"]).all() and np.isfinite(metrics["model/loss"]).all()
 
 
+def test_running_model_scaling_follows_every_completed_episode():
+    """model_scaling="running": the model's z-scores are refitted to every completed episode in the
+    replay (numpy mean and std of their states), not frozen at the warm-up's like "zscore"."""
+    cfg = Config(method="markov_mlp", model_scaling="running", **SMALL)
+    trainer = make_train(cfg)
+    state = jax.jit(trainer.init)(KEY)
+    later, _ = jax.jit(trainer.run_chunk, static_argnums=1)(state, 2)
+    H, r = trainer.task.horizon, later.replay
+    done = [(int(r.ep) - 1 - j) % r.capacity for j in range(int(r.count))]
+    states = np.asarray(r.obs[np.array(done), :H + 1, :-1], np.float64).reshape(-1, trainer.task.obs_size - 1)
+    got = trainer.model_norm(later)
+    np.testing.assert_allclose(got.mean, states.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(got.std, states.std(0), rtol=1e-3)
+    assert int(r.count) > cfg.warmup_steps // H  # episodes after the warm-up are in it
+    assert float(jnp.abs(got.mean - later.norm.mean).max()) > 1e-3  # and moved it off the warm-up's fit
+
+
 def test_transformer_awm_has_the_papers_embedding_and_position_init():
     """By default the token embeddings go straight into the stream (no shared Dense) and the position
     table starts with std 0.1, like the paper's; token_mixer=True adds the shared Dense back."""

@@ -16,7 +16,7 @@ from awm_jax.methods import BASELINES, BPO_METHODS, METHODS, POLICY_LR, TRUE_BPT
 
 PARAMETERISATIONS = ("normalized", "paper")  # see awm_jax.models.policy
 WARMUP_POLICIES = ("policy", "uniform")
-MODEL_SCALINGS = ("zscore", "raw", "symlog")
+MODEL_SCALINGS = ("zscore", "raw", "symlog", "running")
 
 
 def traced(default):
@@ -70,7 +70,7 @@ class BPOConfig:
     critic_lr: float = traced(3e-4)  # Adam learning rate of the critic (markov_svg)
     entropy: float = traced(0.1)  # entropy bonus: alpha times the mean over steps of the per-step entropy (the paper's 0.1)
     parameterisation: str = "normalized"  # policy: "normalized" ([z-scored state, t/H], small last layer) or "paper" (raw [state, t], brax NormalTanh)
-    model_scaling: str = "zscore"  # world-model states: "zscore" (warm-up mean and std), "raw" (the paper) or "symlog" (log scale around the warm-up mean: sign(s) log(1 + |s|), z-scored by the delta method)
+    model_scaling: str = "zscore"  # world-model states: "zscore" (warm-up mean and std), "raw" (the paper), "symlog" (log scale around the warm-up mean: sign(s) log(1 + |s|), z-scored by the delta method) or "running" (mean and std of every completed episode so far, refitted as episodes complete)
     model_pretrain_updates: int = 0  # world-model updates on the warm-up data before the first policy period
     gamma: float = traced(1.0)  # discount of the imagined return
     grad_clip: float = traced(100.0)  # global-norm clip of the policy gradient

@@ -147,8 +147,12 @@ class BPOLearner(Learner):
 
     def model_norm(self, state: TrainState) -> Normalizer:
         """How model states are scaled for the world model: the run's normaliser (`model_scaling`
-        "zscore"), the identity ("raw") or a log scale around it ("symlog", `SymlogNormalizer`). The
-        policy's features always use `state.norm`."""
+        "zscore", fitted on the warm-up), the identity ("raw"), a log scale around it ("symlog",
+        `SymlogNormalizer`) or z-scores refitted to every completed episode in the replay so far
+        ("running": the scale follows the data as the policy moves). The policy's features always use
+        `state.norm`."""
+        if self.config.model_scaling == "running":
+            return fit_normalizer(state.replay)
         if self.config.model_scaling == "raw":
             return Normalizer.identity(state.norm.mean.shape[-1], state.norm.mean.dtype)
         if self.config.model_scaling == "symlog":
