@@ -356,3 +356,23 @@ def test_transformer_awm_learns_cancer_dynamics():
     model_err = float(jnp.mean((pred - test_s[:, 1:]) ** 2))
     copy_err = float(jnp.mean((test_s[:, :1] - test_s[:, 1:]) ** 2))
     assert model_err < copy_err / 10, (model_err, copy_err)
+
+
+@pytest.mark.parametrize("kind", ["awm_transformer", "hwm_transformer"])
+def test_bfloat16_transformer_computes_in_bfloat16_near_the_float32_model(models, kind):
+    """model_dtype="bfloat16": the same float32 parameters, float32 predictions and gradients, within
+    bfloat16 rounding of the float32 model's (and not equal to them: the layers did run in bfloat16)."""
+    wm, params = models[kind]
+    low = dataclasses.replace(wm, dtype="bfloat16")
+    assert jax.tree.structure(low.init(KEY)) == jax.tree.structure(params)
+    states, actions = _data()
+    ref, got = wm.predict(params, states, actions), low.predict(params, states, actions)
+    scale = float(jnp.max(jnp.abs(ref)))
+    assert got.dtype == jnp.float32 and 0 < float(jnp.max(jnp.abs(got - ref))) < 3e-2 * scale
+    np.testing.assert_allclose(low.rollout(params, states[0], actions)[0], got[0], atol=3e-2 * scale)
+    mask = jnp.ones((1, H))
+    g_ref = jax.grad(wm.loss)(params, states[None], actions[None], mask)
+    g_low = jax.grad(low.loss)(params, states[None], actions[None], mask)
+    flat = lambda g: jnp.concatenate([x.ravel() for x in jax.tree.leaves(g)])
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(g_low))
+    assert float(jnp.dot(flat(g_ref), flat(g_low)) / jnp.linalg.norm(flat(g_ref)) / jnp.linalg.norm(flat(g_low))) > 0.99

@@ -17,6 +17,16 @@ from awm_jax.methods import BASELINES, BPO_METHODS, METHODS, POLICY_LR, TRUE_BPT
 PARAMETERISATIONS = ("normalized", "paper")  # see awm_jax.models.policy
 WARMUP_POLICIES = ("policy", "uniform")
 MODEL_SCALINGS = ("zscore", "raw", "symlog", "running")
+MODEL_DTYPES = ("float32", "bfloat16")
+
+
+def _transformer_model(name: str) -> bool:
+    """Whether method `name` learns a transformer world model (the ones `model_dtype` applies to)."""
+    from awm_jax.models import KINDS
+    from awm_jax.models.base import TransformerWorldModel
+
+    kind = method(name).model
+    return kind in KINDS and issubclass(KINDS[kind][0], TransformerWorldModel)
 
 
 def traced(default):
@@ -86,6 +96,7 @@ class BPOConfig:
     position_std: float = 0.1  # std of the transformer's position table init (the paper's lecun-uniform table: ~0.1; GPT-2: 0.02)
     token_mixer: bool = False  # transformer AWM: a shared Dense after the per-type token embeddings (the paper's has none)
     mlp_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of model MLPs (embeddings, decoder, Markov, critic)
+    model_dtype: str = "float32"  # transformer world models' computation dtype: "bfloat16" runs their matmuls and activations in bfloat16 (parameters, Adam, softmax, predictions and loss stay float32), for accelerators; "float32" (default) everywhere else
     policy_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the policy MLP
     gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
     model_error: bool = True  # log the world model's open-loop error on each evaluation episode and on warm-up episodes
@@ -186,7 +197,8 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
         for name, value, valid in (("parameterisation", self.parameterisation, PARAMETERISATIONS),
                                    ("warmup_policy", self.warmup_policy, WARMUP_POLICIES),
-                                   ("model_scaling", self.model_scaling, MODEL_SCALINGS)):
+                                   ("model_scaling", self.model_scaling, MODEL_SCALINGS),
+                                   ("model_dtype", self.model_dtype, MODEL_DTYPES)):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
         for name in ("seeds", "total_steps", "model_every", "policy_every", "eval_every", "model_batch",
@@ -224,6 +236,10 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
             if self.max_positions is not None and H > self.max_positions:
                 raise ValueError(f"horizon {H} is longer than the model's position table (max_positions="
                                  f"{self.max_positions}); raise max_positions or shorten the horizon")
+        if self.model_dtype != "float32" and not _transformer_model(self.method):
+            reduced = [m for m in METHODS if _transformer_model(m)]
+            raise ValueError(f"model_dtype={self.model_dtype!r} applies to the transformer world models' methods "
+                             f"({', '.join(reduced)}); {self.method} computes in float32")
         check = method(self.method).check  # the method family's own fields (awm_jax.methods)
         if check is not None:
             check(self, task)

@@ -10,6 +10,7 @@ gradient from s^_t to a_k stays inside the network. Imagination runs one token p
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -28,13 +29,14 @@ class TransformerAWMNet(nn.Module):
     decoder: tuple = (64, 64)
     position_std: float = 0.1
     token_mixer: bool = False
+    dtype: Any = None  # computation dtype (None: float32); predictions come out in float32
 
     def setup(self):
-        self.embed_s = nn.Dense(self.width)
-        self.embed_a = nn.Dense(self.width)
+        self.embed_s = nn.Dense(self.width, dtype=self.dtype)
+        self.embed_a = nn.Dense(self.width, dtype=self.dtype)
         self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len, pos_std=self.position_std,
-                                      embed_input=self.token_mixer)
-        self.head = MLP(self.decoder, self.state_size, "relu")
+                                      embed_input=self.token_mixer, dtype=self.dtype)
+        self.head = MLP(self.decoder, self.state_size, "relu", dtype=self.dtype)
 
     def __call__(self, s0, actions):
         """s0 [n], actions [H, m] -> predictions s^_1..s^_H [H, n] (one full causal pass)."""
@@ -63,7 +65,8 @@ class TransformerAWM(TransformerWorldModel):
     @property
     def net(self):
         return TransformerAWMNet(self.state_size, self.action_size, self.width, self.layers, self.heads,
-                                 self.max_horizon + 1, tuple(self.decoder), self.position_std, self.token_mixer)
+                                 self.max_horizon + 1, tuple(self.decoder), self.position_std, self.token_mixer,
+                                 self.compute_dtype)
 
     def init(self, key):
         s0 = jnp.zeros((self.state_size,))

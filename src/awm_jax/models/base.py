@@ -97,12 +97,20 @@ class TransformerWorldModel(WorldModel):
     heads: int = 3
     decoder: tuple = (64, 64)
     position_std: float = 0.1  # position table init std (the paper's lecun-uniform table: ~0.1; GPT-2's 0.02)
+    dtype: str = "float32"  # computation dtype of the layers; "bfloat16": parameters, softmax and outputs stay float32
 
     @classmethod
     def config_sizes(cls, config) -> dict:
         return dict(width=config.width, layers=config.layers, heads=config.heads, decoder=config.mlp_hidden,
-                    position_std=config.position_std)
+                    position_std=config.position_std, dtype=config.model_dtype)
+
+    @property
+    def compute_dtype(self):
+        """The flax modules' `dtype`: None (their float32 default) or the reduced precision asked for."""
+        return None if self.dtype == "float32" else jnp.dtype(self.dtype)
 
     def empty_cache(self, positions: int, dtype):
-        """Key/value cache [layers, 2, positions, heads, head_dim] of zeros."""
+        """Key/value cache [layers, 2, positions, heads, head_dim] of zeros (in the computation dtype when
+        that is reduced)."""
+        dtype = self.compute_dtype or dtype
         return jnp.zeros((self.layers, 2, positions, self.heads, self.width // self.heads), dtype)

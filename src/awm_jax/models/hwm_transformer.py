@@ -9,6 +9,7 @@ many "circuitous" gradient paths through predicted states. Imagination uses a ke
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -25,10 +26,12 @@ class TransformerHWMNet(nn.Module):
     max_len: int = 100
     decoder: tuple = (64, 64)
     position_std: float = 0.1
+    dtype: Any = None  # computation dtype (None: float32); predictions come out in float32
 
     def setup(self):
-        self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len, pos_std=self.position_std)
-        self.head = MLP(self.decoder, self.state_size, "relu")
+        self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len, pos_std=self.position_std,
+                                      dtype=self.dtype)
+        self.head = MLP(self.decoder, self.state_size, "relu", dtype=self.dtype)
 
     def __call__(self, states, actions):
         """states [H, n] (s_0..s_{H-1}), actions [H, m] -> s^_1..s^_H [H, n]."""
@@ -44,7 +47,7 @@ class TransformerHWM(TransformerWorldModel):
     @property
     def net(self):
         return TransformerHWMNet(self.state_size, self.width, self.layers, self.heads, self.max_horizon,
-                                 tuple(self.decoder), self.position_std)
+                                 tuple(self.decoder), self.position_std, self.compute_dtype)
 
     def init(self, key):
         H = self.max_horizon

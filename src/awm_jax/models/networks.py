@@ -9,6 +9,7 @@ The transformer has two entry points that share every weight:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -24,14 +25,16 @@ class MLP(nn.Module):
     out: int
     activation: str = "relu"
     out_init_scale: float = 1.0
+    dtype: Any = None  # computation dtype of the layers (None: float32); the output comes back in float32
 
     @nn.compact
     def __call__(self, x):
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(nn.Dense(width)(x))
+            x = act(nn.Dense(width, dtype=self.dtype)(x))
         init = nn.initializers.variance_scaling(self.out_init_scale, "fan_avg", "uniform")
-        return nn.Dense(self.out, kernel_init=init)(x)
+        y = nn.Dense(self.out, kernel_init=init, dtype=self.dtype)(x)
+        return y if self.dtype is None else y.astype(jnp.float32)
 
 
 class CausalTransformer(nn.Module):
@@ -45,19 +48,22 @@ class CausalTransformer(nn.Module):
     mlp_ratio: int = 4
     pos_std: float = 0.02  # std of the position table's normal init (GPT-2's 0.02; the world models pass 0.1)
     embed_input: bool = True  # a Dense from the inputs to the width (False: inputs are already width-sized)
+    dtype: Any = None  # computation dtype (None: float32); bfloat16 keeps parameters and the softmax in float32
 
     def setup(self):
         if self.width % self.heads:
             raise ValueError(f"transformer width {self.width} must be divisible by heads {self.heads}")
-        self.embed = nn.Dense(self.width, name="embed") if self.embed_input else (lambda x: x)
+        dense = lambda n, name: nn.Dense(n, name=name, dtype=self.dtype)
+        norm = lambda name: nn.LayerNorm(name=name, dtype=self.dtype)
+        self.embed = dense(self.width, "embed") if self.embed_input else (lambda x: x)
         self.pos = self.param("pos", nn.initializers.normal(self.pos_std), (self.max_len, self.width))
-        self.ln1 = [nn.LayerNorm(name=f"ln1_{i}") for i in range(self.layers)]
-        self.qkv = [nn.Dense(3 * self.width, name=f"qkv_{i}") for i in range(self.layers)]
-        self.proj = [nn.Dense(self.width, name=f"proj_{i}") for i in range(self.layers)]
-        self.ln2 = [nn.LayerNorm(name=f"ln2_{i}") for i in range(self.layers)]
-        self.fc = [nn.Dense(self.mlp_ratio * self.width, name=f"fc_{i}") for i in range(self.layers)]
-        self.fc_out = [nn.Dense(self.width, name=f"fc_out_{i}") for i in range(self.layers)]
-        self.ln_f = nn.LayerNorm(name="ln_f")
+        self.ln1 = [norm(f"ln1_{i}") for i in range(self.layers)]
+        self.qkv = [dense(3 * self.width, f"qkv_{i}") for i in range(self.layers)]
+        self.proj = [dense(self.width, f"proj_{i}") for i in range(self.layers)]
+        self.ln2 = [norm(f"ln2_{i}") for i in range(self.layers)]
+        self.fc = [dense(self.mlp_ratio * self.width, f"fc_{i}") for i in range(self.layers)]
+        self.fc_out = [dense(self.width, f"fc_out_{i}") for i in range(self.layers)]
+        self.ln_f = norm("ln_f")
 
     @property
     def head_dim(self) -> int:
@@ -71,10 +77,18 @@ class CausalTransformer(nn.Module):
     def _mlp(self, i, h):
         return h + self.fc_out[i](nn.gelu(self.fc[i](self.ln2[i](h))))
 
+    def _positions(self, index):
+        p = self.pos[index]
+        return p if self.dtype is None else p.astype(self.dtype)
+
+    def _softmax(self, logits):  # in float32 whatever the computation dtype
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(logits.dtype)
+
     def __call__(self, x):
         """Full causal pass: tokens [T, d_in] (T <= max_len) -> features [T, width]."""
         T = x.shape[-2]
-        h = self.embed(x) + self.pos[:T]
+        h = self.embed(x)
+        h = h + self._positions(slice(0, T))
         mask = jnp.tril(jnp.ones((T, T), bool))
         for i in range(self.layers):
             # heads first, [heads, T, hd]: plain batched matmuls (measured ~30% faster on CPU than
@@ -82,7 +96,7 @@ class CausalTransformer(nn.Module):
             q, k, v = (a.swapaxes(-3, -2) for a in self._split(self.qkv[i](self.ln1[i](h))))
             logits = q @ k.swapaxes(-1, -2) / jnp.sqrt(self.head_dim).astype(h.dtype)
             logits = jnp.where(mask, logits, jnp.finfo(h.dtype).min)
-            att = (jax.nn.softmax(logits, axis=-1) @ v).swapaxes(-3, -2)  # [T, heads, hd]
+            att = (self._softmax(logits) @ v).swapaxes(-3, -2)  # [T, heads, hd]
             h = h + self.proj[i](att.reshape(h.shape))
             h = self._mlp(i, h)
         return self.ln_f(h)
@@ -90,7 +104,8 @@ class CausalTransformer(nn.Module):
     def decode(self, x, cache, pos):
         """One token x [d_in] at position `pos` (int, may be traced) with cache
         [layers, 2, max_len, heads, head_dim] -> (features [width], updated cache)."""
-        h = self.embed(x) + self.pos[pos]
+        h = self.embed(x)
+        h = h + self._positions(pos)
         visible = jnp.arange(self.max_len) <= pos
         for i in range(self.layers):
             q, k, v = self._split(self.qkv[i](self.ln1[i](h)))  # [heads, hd]
@@ -99,7 +114,7 @@ class CausalTransformer(nn.Module):
             cache = cache.at[i].set(jnp.stack([keys, vals]))
             logits = jnp.einsum("hd,khd->hk", q, keys) / jnp.sqrt(self.head_dim).astype(h.dtype)
             logits = jnp.where(visible, logits, jnp.finfo(h.dtype).min)
-            att = jnp.einsum("hk,khd->hd", jax.nn.softmax(logits, axis=-1), vals)
+            att = jnp.einsum("hk,khd->hd", self._softmax(logits), vals)
             h = h + self.proj[i](att.reshape(-1))
             h = self._mlp(i, h)
         return self.ln_f(h), cache
