@@ -4,6 +4,8 @@ transformer AWM's distance from the FLOP limit measured in the same run.
     python experiments/bench_scaling.py --out runs/scaling [--methods awm_transformer,awm_lstm,awm_ssm,true_bptt]
         [--seeds 1,2,4,8,16] [--task cancer_treatment] [--reps 3]
     python experiments/bench_scaling.py --out /tmp/scaling --quick     # about two minutes: 2 methods, 1 and 2 seeds
+    python experiments/bench_scaling.py --out runs/gpu --max-seeds 1024   # an accelerator: 1, 2, 4, ... seeds until
+                                                                          # memory runs out
 
 For each method and seed count, each phase of a block is compiled alone (vmapped over the seeds, laid
 over all devices) and timed: env steps (16 with the policy), world-model updates (8), imagination +
@@ -13,6 +15,15 @@ estimated. The script also measures this machine's sustained matmul throughput o
 shapes (200 matmuls in one compiled loop) and, for every method, XLA's FLOP count of one model and one
 policy update, and prints each method's ratio of the per-seed time to its own FLOP limit (schedule
 FLOPs / sustained FLOP/s), as shared PEER.md defines it.
+
+Each row also gives the whole trainer program's memory (XLA's memory analysis of the compiled program:
+arguments + outputs + temporaries, minus what outputs alias) and that per seed. `--max-seeds N` replaces
+--seeds by 1, 2, 4, ... up to N and stops a method's doubling at the first seed count whose program does
+not fit in the device's memory (RESOURCE_EXHAUSTED at compile or run time), which it reports. The last
+table estimates the wall time of the full Myriad benchmark (8 tasks x 13 methods, `experiments/
+myriad_benchmark.py`) at each seed count, from the measured methods' schedule times: one program per
+(task, method) with all its seeds vmapped, methods not measured here counted at the mean of those that
+were (an estimate, labelled as such).
 """
 
 import dataclasses
@@ -48,7 +59,51 @@ class Options:
     """the task to train on"""
     reps: int = 3
     """timed repetitions of each phase (after one untimed call)"""
+    max_seeds: int | None = None
+    """time 1, 2, 4, ... seeds up to this many (replaces --seeds), each method until memory runs out"""
     quick: Annotated[bool, tyro.conf.arg(help=QUICK_HELP)] = False
+
+
+BENCHMARK_TASKS, BENCHMARK_METHODS = 8, 13  # the Myriad benchmark's groups (experiments/myriad_benchmark.py)
+
+
+def seed_counts(seeds: str, max_seeds: int | None) -> list[int]:
+    """The seed counts to time: `seeds` as listed, or powers of two up to `max_seeds`."""
+    if max_seeds is None:
+        return [int(s) for s in seeds.split(",")]
+    if max_seeds < 1:
+        raise SystemExit(f"--max-seeds must be >= 1, got {max_seeds}")
+    return [2 ** i for i in range(max_seeds.bit_length()) if 2 ** i <= max_seeds]
+
+
+def out_of_memory(error: Exception) -> bool:
+    """Whether an XLA error says the program did not fit in device memory."""
+    text = str(error)
+    return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+
+
+def program_bytes(compiled) -> int | None:
+    """Peak-memory estimate of a compiled program from XLA's memory analysis (None where the backend
+    gives none): arguments + outputs + temporaries - output bytes that alias arguments."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
+def benchmark_estimates(rows: list[dict]) -> list[dict]:
+    """Estimated wall time of the full Myriad benchmark at each seed count measured for every method:
+    BENCHMARK_TASKS x (the measured methods' schedule_s + compile_s, the unmeasured ones at their mean)."""
+    methods = sorted({r["method"] for r in rows})
+    out = []
+    for n in sorted({r["seeds"] for r in rows}):
+        per = [r["schedule_s"] + r["compile_s"] for r in rows if r["seeds"] == n]
+        if len(per) < len(methods):
+            continue  # some method did not fit at this count
+        total = BENCHMARK_TASKS * (sum(per) + (BENCHMARK_METHODS - len(per)) * sum(per) / len(per))
+        out.append(dict(seeds=n, measured_methods=len(per), benchmark_s=round(total, 1),
+                        benchmark_h=round(total / 3600, 2)))
+    return out
 
 
 def _time(fn, *args, reps=3):
@@ -97,7 +152,7 @@ def phases(trainer, n: int, reps: int):
     sh = SeedSharding.create(n)
     keys = sh.pad(jax.random.split(jax.random.PRNGKey(0), n))
     t0 = time.perf_counter()
-    sh.compile(jax.vmap(trainer), keys)
+    whole = sh.compile(jax.vmap(trainer), keys)
     compile_s = time.perf_counter() - t0
     state = sh.compile(jax.vmap(trainer.init), keys)(keys)
     ks = sh.pad(jax.random.split(jax.random.PRNGKey(1), n))
@@ -112,7 +167,8 @@ def phases(trainer, n: int, reps: int):
     def evaluate(s, k):
         return trainer.evaluate(s, k)
 
-    out = {"compile_s": compile_s}
+    out = {"compile_s": compile_s, "program_mb": program_bytes(whole)}
+    out["program_mb"] = None if out["program_mb"] is None else out["program_mb"] / 2 ** 20
     for name, fn in (("env_s", env), ("model_s", model), ("policy_s", lambda s, k: trainer._policy_update(s, k)[0]),
                      ("eval_s", evaluate)):
         if name == "model_s" and not trainer.model.trainable:
@@ -127,7 +183,7 @@ def main(argv=None):
     sizes = {}
     if args.quick:
         args, sizes = quick_defaults(args, methods="awm_transformer,true_bptt", seeds="1,2", reps=1), QUICK_CONFIG
-    methods, counts = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
+    methods, counts = args.methods.split(","), seed_counts(args.seeds, args.max_seeds)
     trainers = {m: make_train(Config(task=args.task, method=m, **sizes)) for m in methods}  # validate first
     dev = jax.devices()
     print(f"devices: {len(dev)} x {dev[0].platform} ({dev[0].device_kind})")
@@ -135,13 +191,22 @@ def main(argv=None):
     for m, tr in trainers.items():
         cfg = tr.config
         for n in counts:
-            ph, _ = phases(tr, n, args.reps)
+            try:
+                ph, _ = phases(tr, n, args.reps)
+            except Exception as e:  # only memory exhaustion ends the doubling
+                if not out_of_memory(e):
+                    raise
+                print(f"{m}: {n} seeds do not fit in device memory ({str(e).splitlines()[0][:160]})", flush=True)
+                break
+            mb = ph.pop("program_mb")
             block = ph["env_s"] + ph["model_s"] + ph["policy_s"]
             warm = ph["env_s"] * cfg.warmup_steps / cfg.policy_every  # the warm-up takes env steps only
             run = warm + cfg.blocks * block + cfg.periods * ph["eval_s"]
             rows.append(dict(method=m, seeds=n, **{k: round(v, 5) for k, v in ph.items()},
                              schedule_s=round(run, 2), per_seed_s=round(run / n, 3),
-                             seed_steps_per_s=round(n * cfg.env_steps / run, 1)))
+                             seed_steps_per_s=round(n * cfg.env_steps / run, 1),
+                             program_mb=None if mb is None else round(mb, 1),
+                             mb_per_seed=None if mb is None else round(mb / n, 2)))
             print(rows[-1], flush=True)
     gf = sustained_gflops()
     limits = []
@@ -156,6 +221,11 @@ def main(argv=None):
     text = (format_table(rows) + f"\n\nsustained matmul rate here: {gf:.0f} GFLOP/s (200 [6464, 48] x [48, 192] "
             "matmuls in one compiled loop); FLOP limit = the schedule's update FLOPs (XLA cost analysis, one seed) "
             "at that rate; x_limit = best measured seconds per seed / the limit\n\n" + format_table(limits))
+    estimates = benchmark_estimates(rows)
+    if estimates:
+        text += (f"\n\nestimated wall time of the full Myriad benchmark ({BENCHMARK_TASKS} tasks x {BENCHMARK_METHODS} "
+                 "methods, one program per group, the seeds vmapped; unmeasured methods at the measured mean):\n\n"
+                 + format_table(estimates))
     print(text)
     atomic_write(Path(args.out) / "scaling.md", text + "\n")
 
