@@ -80,19 +80,11 @@ def load(folder: Path):
 def restore_partial(run, path: Path):
     """The seed-batched state in orbax folder `path` restored into the current TrainState of `run`'s
     trainer, skipping saved fields that state does not have."""
-    import orbax.checkpoint as ocp
+    from awm_jax.io.checkpoint import restore_state
 
-    from awm_jax.io.run_folder import verify_checksums
-
-    verify_checksums(path.absolute())
     trainer = run.trainer
     abstract = jax.eval_shape(jax.vmap(lambda k: trainer.init(k)), jax.ShapeDtypeStruct((run.seeds, 2), jnp.uint32))
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=one), abstract)
-    args = ocp.args.PyTreeRestore(item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                                  partial_restore=True)
-    with ocp.PyTreeCheckpointer() as ck:
-        return ck.restore(path.absolute(), args=args)
+    return restore_state(path, abstract, partial=True)
 
 
 def run_rows(task: str, method: str, run, state, warmup: int, key) -> list[dict]:

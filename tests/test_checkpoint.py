@@ -116,3 +116,21 @@ def test_config_diff_names_what_differs_and_skips_what_is_not_read():
     assert config_diff(older, Config(method="true_bptt", gradient_cosine=False).to_dict()) == [
         "gradient_cosine: saved (absent), now False"]
     assert config_diff({**saved, "retired": 1}, cfg.to_dict()) == ["retired: saved 1, now (absent)"]
+
+
+def test_partial_restore_skips_fields_an_older_state_had(tmp_path):
+    """A state saved with a field today's state lacks (an older awm_jax's) restores with partial=True,
+    every value equal, and is refused without it."""
+    from awm_jax.io.checkpoint import restore_state, save_state
+    from awm_jax.io.run_folder import RunFolderError
+
+    old = {"params": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, "step": np.int32(7),
+           "critic": {"v": np.ones(4, np.float32)}}
+    save_state(tmp_path / "state", old)
+    today = {"params": {"w": jax.ShapeDtypeStruct((2, 3), np.float32)}, "step": jax.ShapeDtypeStruct((), np.int32)}
+    got = restore_state(tmp_path / "state", today, partial=True)
+    assert set(got) == {"params", "step"}
+    np.testing.assert_array_equal(got["params"]["w"], old["params"]["w"])
+    assert int(got["step"]) == 7
+    with pytest.raises(RunFolderError, match="cannot be restored"):
+        restore_state(tmp_path / "state", today)

@@ -157,11 +157,13 @@ def save_state(path, state) -> None:
         run_folder.write_checksums(path)
 
 
-def restore_state(path, abstract, verify: bool = True):
+def restore_state(path, abstract, verify: bool = True, partial: bool = False):
     """Read a state written by `save_state` into the structure of `abstract` (arrays or
     jax.ShapeDtypeStruct leaves, e.g. from `jax.eval_shape`), onto the first local device, after
     checking its files against their checksums (verify=False: only when a checksum file is present).
-    A damaged or unreadable state raises `run_folder.RunFolderError` naming the folder."""
+    partial=True skips saved fields that `abstract` lacks (a state saved by an older awm_jax whose
+    states had more fields; every field of `abstract` must still be in the file). A damaged or
+    unreadable state raises `run_folder.RunFolderError` naming the folder."""
     path = Path(path).absolute()
     advice = ("rerun the training (--overwrite moves this run aside), or read the config and metrics with "
               "load_run(path, state=False)")
@@ -172,6 +174,12 @@ def restore_state(path, abstract, verify: bool = True):
     one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=one), abstract)
     try:
+        if partial:
+            ocp = _ocp()
+            args = ocp.args.PyTreeRestore(item=target, partial_restore=True,
+                                          restore_args=ocp.checkpoint_utils.construct_restore_args(target))
+            with run_folder.quiet_orbax(), ocp.PyTreeCheckpointer() as ck:
+                return ck.restore(path, args=args)
         with run_folder.quiet_orbax(), _ocp().StandardCheckpointer() as ck:
             return ck.restore(path, target)
     except Exception as e:

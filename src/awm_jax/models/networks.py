@@ -81,7 +81,9 @@ class CausalTransformer(nn.Module):
         p = self.pos[index]
         return p if self.dtype is None else p.astype(self.dtype)
 
-    def _softmax(self, logits):  # in float32 whatever the computation dtype
+    def _softmax(self, logits):  # in float32 (at least) when the computation dtype is reduced
+        if self.dtype is None:
+            return jax.nn.softmax(logits, axis=-1)
         return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(logits.dtype)
 
     def __call__(self, x):
