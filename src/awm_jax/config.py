@@ -13,6 +13,7 @@ import dataclasses
 import math
 
 from awm_jax.methods import BASELINES, BPO_METHODS, METHODS, POLICY_LR, TRUE_BPTT_POLICY_LR, method  # noqa: F401
+from awm_jax.models.networks import TRANSFORMER_INITS
 
 PARAMETERISATIONS = ("normalized", "paper")  # see awm_jax.models.policy
 WARMUP_POLICIES = ("policy", "uniform")
@@ -96,6 +97,7 @@ class BPOConfig:
     position_std: float = 0.1  # std of the transformer's position table init (the paper's lecun-uniform table: ~0.1; GPT-2: 0.02)
     token_mixer: bool = False  # transformer AWM: a shared Dense after the per-type token embeddings (the paper's has none)
     mlp_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of model MLPs (embeddings, decoder, Markov, critic)
+    transformer_init: str = "lecun"  # transformer world models' token embeddings and blocks: "lecun" (flax's Dense init, LayerNorm epsilon 1e-6) or "gpt2" (kernels N(0, 0.02), epsilon 1e-5: the paper code's)
     model_dtype: str = "float32"  # transformer world models' computation dtype: "bfloat16" runs their matmuls and activations in bfloat16 (parameters, Adam, softmax, predictions and loss stay float32), for accelerators; "float32" (default) everywhere else
     policy_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the policy MLP
     gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
@@ -198,7 +200,8 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
         for name, value, valid in (("parameterisation", self.parameterisation, PARAMETERISATIONS),
                                    ("warmup_policy", self.warmup_policy, WARMUP_POLICIES),
                                    ("model_scaling", self.model_scaling, MODEL_SCALINGS),
-                                   ("model_dtype", self.model_dtype, MODEL_DTYPES)):
+                                   ("model_dtype", self.model_dtype, MODEL_DTYPES),
+                                   ("transformer_init", self.transformer_init, TRANSFORMER_INITS)):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
         for name in ("seeds", "total_steps", "model_every", "policy_every", "eval_every", "model_batch",

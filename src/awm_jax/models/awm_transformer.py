@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from awm_jax.models.base import TransformerWorldModel
-from awm_jax.models.networks import MLP, CausalTransformer
+from awm_jax.models.networks import MLP, CausalTransformer, transformer_dense
 
 
 class TransformerAWMNet(nn.Module):
@@ -30,12 +30,13 @@ class TransformerAWMNet(nn.Module):
     position_std: float = 0.1
     token_mixer: bool = False
     dtype: Any = None  # computation dtype (None: float32); predictions come out in float32
+    weight_init: str = "lecun"  # the token embeddings' and blocks' init (networks.transformer_dense)
 
     def setup(self):
-        self.embed_s = nn.Dense(self.width, dtype=self.dtype)
-        self.embed_a = nn.Dense(self.width, dtype=self.dtype)
+        self.embed_s = transformer_dense(self.width, self.weight_init, self.dtype)
+        self.embed_a = transformer_dense(self.width, self.weight_init, self.dtype)
         self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len, pos_std=self.position_std,
-                                      embed_input=self.token_mixer, dtype=self.dtype)
+                                      embed_input=self.token_mixer, dtype=self.dtype, weight_init=self.weight_init)
         self.head = MLP(self.decoder, self.state_size, "relu", dtype=self.dtype)
 
     def __call__(self, s0, actions):
@@ -66,7 +67,7 @@ class TransformerAWM(TransformerWorldModel):
     def net(self):
         return TransformerAWMNet(self.state_size, self.action_size, self.width, self.layers, self.heads,
                                  self.max_horizon + 1, tuple(self.decoder), self.position_std, self.token_mixer,
-                                 self.compute_dtype)
+                                 self.compute_dtype, self.weight_init)
 
     def init(self, key):
         s0 = jnp.zeros((self.state_size,))

@@ -27,10 +27,11 @@ class TransformerHWMNet(nn.Module):
     decoder: tuple = (64, 64)
     position_std: float = 0.1
     dtype: Any = None  # computation dtype (None: float32); predictions come out in float32
+    weight_init: str = "lecun"  # the token embedding's and blocks' init (networks.transformer_dense)
 
     def setup(self):
         self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len, pos_std=self.position_std,
-                                      dtype=self.dtype)
+                                      dtype=self.dtype, weight_init=self.weight_init)
         self.head = MLP(self.decoder, self.state_size, "relu", dtype=self.dtype)
 
     def __call__(self, states, actions):
@@ -47,7 +48,7 @@ class TransformerHWM(TransformerWorldModel):
     @property
     def net(self):
         return TransformerHWMNet(self.state_size, self.width, self.layers, self.heads, self.max_horizon,
-                                 tuple(self.decoder), self.position_std, self.compute_dtype)
+                                 tuple(self.decoder), self.position_std, self.compute_dtype, self.weight_init)
 
     def init(self, key):
         H = self.max_horizon

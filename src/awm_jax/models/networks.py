@@ -37,6 +37,20 @@ class MLP(nn.Module):
         return y if self.dtype is None else y.astype(jnp.float32)
 
 
+TRANSFORMER_INITS = ("lecun", "gpt2")
+LN_EPSILON = {"lecun": 1e-6, "gpt2": 1e-5}  # flax's LayerNorm default; GPT-2's (and the paper code's)
+
+
+def transformer_dense(features: int, init: str = "lecun", dtype=None, **kw) -> nn.Dense:
+    """A Dense layer of the transformer world models: flax's default init ("lecun") or GPT-2's kernels
+    N(0, 0.02) with zero biases ("gpt2", the paper code's)."""
+    if init not in TRANSFORMER_INITS:
+        raise ValueError(f"unknown transformer init {init!r}; valid: {', '.join(TRANSFORMER_INITS)}")
+    if init == "gpt2":
+        kw["kernel_init"] = nn.initializers.normal(0.02)
+    return nn.Dense(features, dtype=dtype, **kw)
+
+
 class CausalTransformer(nn.Module):
     """Pre-LayerNorm GPT-2 blocks over linearly embedded tokens plus a learned position table
     (`embed_input=False`: the tokens come in embedded already, at width `width`)."""
@@ -49,12 +63,14 @@ class CausalTransformer(nn.Module):
     pos_std: float = 0.02  # std of the position table's normal init (GPT-2's 0.02; the world models pass 0.1)
     embed_input: bool = True  # a Dense from the inputs to the width (False: inputs are already width-sized)
     dtype: Any = None  # computation dtype (None: float32); bfloat16 keeps parameters and the softmax in float32
+    weight_init: str = "lecun"  # "lecun": flax Dense init, LayerNorm eps 1e-6; "gpt2": N(0, 0.02), eps 1e-5
 
     def setup(self):
         if self.width % self.heads:
             raise ValueError(f"transformer width {self.width} must be divisible by heads {self.heads}")
-        dense = lambda n, name: nn.Dense(n, name=name, dtype=self.dtype)
-        norm = lambda name: nn.LayerNorm(name=name, dtype=self.dtype)
+        dense = lambda n, name: transformer_dense(n, self.weight_init, self.dtype, name=name)
+        eps = LN_EPSILON[self.weight_init]
+        norm = lambda name: nn.LayerNorm(epsilon=eps, name=name, dtype=self.dtype)
         self.embed = dense(self.width, "embed") if self.embed_input else (lambda x: x)
         self.pos = self.param("pos", nn.initializers.normal(self.pos_std), (self.max_len, self.width))
         self.ln1 = [norm(f"ln1_{i}") for i in range(self.layers)]
