@@ -134,8 +134,8 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
 
     t0 = time.time()
     init = sharding.compile(jax.vmap(lambda k, h: trainer.init(k, h)), keys, hp)
+    compile_s = time.time() - t0  # compiling only: running init (the warm-up) is training time
     state = init(keys, sharding.put(hp))
-    compile_s = time.time() - t0
     shapes = jax.eval_shape(jax.vmap(lambda s: trainer.run_chunk(s, 1)), state)[1]
     S, P = len(keys), config.periods
     metrics = {k: np.full((S, P), np.nan, np.float64) for k in shapes}
