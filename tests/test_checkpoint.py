@@ -116,6 +116,11 @@ def test_config_diff_names_what_differs_and_skips_what_is_not_read():
     assert config_diff(older, Config(method="true_bptt", gradient_cosine=False).to_dict()) == [
         "gradient_cosine: saved (absent), now False"]
     assert config_diff({**saved, "retired": 1}, cfg.to_dict()) == ["retired: saved 1, now (absent)"]
+    # a field whose default changed when it was added: an older run meant the old behaviour
+    pre = {k: v for k, v in Config().to_dict().items() if k != "transformer_init"}
+    assert Config.from_dict(pre).transformer_init == "lecun" and Config().transformer_init == "gpt2"
+    assert config_diff(pre, Config(transformer_init="lecun").to_dict()) == []
+    assert config_diff(pre, Config().to_dict()) == ["transformer_init: saved 'lecun', now 'gpt2'"]
 
 
 def test_partial_restore_skips_fields_an_older_state_had(tmp_path):

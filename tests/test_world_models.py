@@ -380,15 +380,17 @@ def test_bfloat16_transformer_computes_in_bfloat16_near_the_float32_model(models
 
 @pytest.mark.parametrize("kind", ["awm_transformer", "hwm_transformer"])
 def test_gpt2_init_draws_embeddings_and_blocks_from_n_0_002(kind):
-    """transformer_init="gpt2" (the paper code's): every kernel of the token embeddings and the blocks
-    ~ N(0, 0.02), biases zero; the decoder MLP and the position table keep their own inits."""
-    wm = make_world_model(kind, N, M, 60, weight_init="gpt2")
+    """transformer_init="gpt2" (the paper code's, the default): every kernel of the token embeddings and
+    the blocks ~ N(0, 0.02); the decoder MLP and the position table are drawn as with flax's init."""
+    wm = make_world_model(kind, N, M, 60)
+    assert wm.weight_init == "gpt2"
     params = wm.init(KEY)["params"]
-    default = make_world_model(kind, N, M, 60).init(KEY)["params"]
+    lecun = make_world_model(kind, N, M, 60, weight_init="lecun").init(KEY)["params"]
     kernels = [v for path, v in jax.tree_util.tree_leaves_with_path(params)
                if path[-1].key == "kernel" and path[0].key != "head"]
     assert len(kernels) >= 9  # embeddings, and qkv, proj, fc, fc_out of both layers
     pooled = np.concatenate([np.ravel(k) for k in kernels])
     assert abs(pooled.mean()) < 1e-3 and pooled.std() == pytest.approx(0.02, rel=0.03)
-    np.testing.assert_array_equal(params["head"]["Dense_0"]["kernel"], default["head"]["Dense_0"]["kernel"])
-    np.testing.assert_array_equal(params["body"]["pos"], default["body"]["pos"])
+    np.testing.assert_array_equal(params["head"]["Dense_0"]["kernel"], lecun["head"]["Dense_0"]["kernel"])
+    np.testing.assert_array_equal(params["body"]["pos"], lecun["body"]["pos"])
+    assert np.std(lecun["body"]["qkv_0"]["kernel"]) > 5 * np.std(params["body"]["qkv_0"]["kernel"])

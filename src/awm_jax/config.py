@@ -21,6 +21,16 @@ MODEL_SCALINGS = ("zscore", "raw", "symlog", "running")
 MODEL_DTYPES = ("float32", "bfloat16")
 
 
+# Fields added with a default other than the behaviour before them: a saved config without the field
+# meant this value (config.json files of older runs; `Config.from_dict` and resume checks read them so).
+LEGACY_DEFAULTS = {"transformer_init": "lecun"}
+
+
+def with_legacy_defaults(saved: dict) -> dict:
+    """A saved config dict with the fields it predates set to what they meant then (`LEGACY_DEFAULTS`)."""
+    return {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in saved}, **saved}
+
+
 def _transformer_model(name: str) -> bool:
     """Whether method `name` learns a transformer world model (the ones `model_dtype` applies to)."""
     from awm_jax.models import KINDS
@@ -97,7 +107,7 @@ class BPOConfig:
     position_std: float = 0.1  # std of the transformer's position table init (the paper's lecun-uniform table: ~0.1; GPT-2: 0.02)
     token_mixer: bool = False  # transformer AWM: a shared Dense after the per-type token embeddings (the paper's has none)
     mlp_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of model MLPs (embeddings, decoder, Markov, critic)
-    transformer_init: str = "lecun"  # transformer world models' token embeddings and blocks: "lecun" (flax's Dense init, LayerNorm epsilon 1e-6) or "gpt2" (kernels N(0, 0.02), epsilon 1e-5: the paper code's)
+    transformer_init: str = "gpt2"  # transformer world models' token embeddings and blocks: "gpt2" (kernels N(0, 0.02), LayerNorm epsilon 1e-5: the paper code's) or "lecun" (flax's Dense init, epsilon 1e-6; the default before December 2026)
     model_dtype: str = "float32"  # transformer world models' computation dtype: "bfloat16" runs their matmuls and activations in bfloat16 (parameters, Adam, softmax, predictions and loss stay float32), for accelerators; "float32" (default) everywhere else
     policy_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the policy MLP
     gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
@@ -269,9 +279,11 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
+        """The config a saved dict describes; a field the dict lacks takes the value runs saved before it
+        existed had (`LEGACY_DEFAULTS`), else today's default."""
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - fields)
         if unknown:
             raise ValueError(f"unknown config fields {unknown}; valid: {sorted(fields)}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in with_legacy_defaults(d).items()}
         return cls(**d)

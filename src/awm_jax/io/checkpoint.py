@@ -111,10 +111,12 @@ def _check_shapes(ck, abstract) -> None:
 def config_diff(saved: dict, current: dict, ignore=()) -> list[str]:
     """Human-readable differences between two config dicts (lists and tuples compare equal), leaving
     out the fields in `ignore` and fields the saved config lacks that still hold their default (a
-    field added to Config since the run was saved)."""
-    from awm_jax.config import Config
+    field added to Config since the run was saved; one whose default changed then counts as its old
+    value, `config.LEGACY_DEFAULTS`)."""
+    from awm_jax.config import Config, with_legacy_defaults
 
     defaults = Config().to_dict()
+    saved = with_legacy_defaults(saved)
     norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v
     keys = sorted((set(saved) | set(current)) - set(ignore))
     missing = object()

@@ -30,7 +30,7 @@ class TransformerAWMNet(nn.Module):
     position_std: float = 0.1
     token_mixer: bool = False
     dtype: Any = None  # computation dtype (None: float32); predictions come out in float32
-    weight_init: str = "lecun"  # the token embeddings' and blocks' init (networks.transformer_dense)
+    weight_init: str = "gpt2"  # the token embeddings' and blocks' init (networks.transformer_dense)
 
     def setup(self):
         self.embed_s = transformer_dense(self.width, self.weight_init, self.dtype)

@@ -98,7 +98,7 @@ class TransformerWorldModel(WorldModel):
     decoder: tuple = (64, 64)
     position_std: float = 0.1  # position table init std (the paper's lecun-uniform table: ~0.1; GPT-2's 0.02)
     dtype: str = "float32"  # computation dtype of the layers; "bfloat16": parameters, softmax and outputs stay float32
-    weight_init: str = "lecun"  # embeddings and blocks: "lecun" (flax) or "gpt2" (N(0, 0.02), the paper code)
+    weight_init: str = "gpt2"  # embeddings and blocks: "lecun" (flax) or "gpt2" (N(0, 0.02), the paper code)
 
     @classmethod
     def config_sizes(cls, config) -> dict:

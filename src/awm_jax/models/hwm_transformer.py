@@ -27,7 +27,7 @@ class TransformerHWMNet(nn.Module):
     decoder: tuple = (64, 64)
     position_std: float = 0.1
     dtype: Any = None  # computation dtype (None: float32); predictions come out in float32
-    weight_init: str = "lecun"  # the token embedding's and blocks' init (networks.transformer_dense)
+    weight_init: str = "gpt2"  # the token embedding's and blocks' init (networks.transformer_dense)
 
     def setup(self):
         self.body = CausalTransformer(self.width, self.layers, self.heads, self.max_len, pos_std=self.position_std,
