@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
+from awm_jax.analysis.options import tiny_runs
 from awm_jax.io.results import atomic_write, format_table, markdown_table, write_csv
 
 TASKS = "cancer_treatment,timber_harvest"
@@ -121,26 +122,13 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def quick_runs(out: Path) -> Path:
-    """Tiny runs on cancer_treatment in the --runs layout: OUT/quick/{task}-{method}."""
-    from awm_jax import Config
-    from awm_jax.loop.run import run_training
-
-    runs = out / "quick"
-    for method in ("awm_transformer", "markov_mlp", "true_bptt"):
-        cfg = Config(task="cancer_treatment", method=method, seeds=2, total_steps=800, warmup_steps=400,
-                     eval_every=32, model_batch=16, imagined_rollouts=4, width=16, heads=2, layers=1)
-        run_training(cfg, out=runs / f"cancer_treatment-{method}", resume=True, verbose=False)
-    return runs
-
-
 def main(argv=None):
     args = tyro.cli(Options, args=argv, description=__doc__)
     out = Path(args.out)
     tasks, methods = args.tasks.split(","), args.methods.split(",")
     if args.quick:
-        args.runs, tasks = quick_runs(out), ["cancer_treatment"]
-        methods = ["awm_transformer", "markov_mlp", "true_bptt"]
+        methods, tasks = ["awm_transformer", "markov_mlp", "true_bptt"], ["cancer_treatment"]
+        args.runs = tiny_runs(out / "quick", methods)
     key = jax.random.PRNGKey(args.seed)
     rows, missing, start = [], [], time.time()
     for t in tasks:

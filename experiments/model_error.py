@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from awm_jax.analysis.options import tiny_runs
 from awm_jax.io.results import (
     atomic_write,
     format_table,
@@ -133,26 +134,13 @@ def plot(runs: dict, tasks, path) -> None:
     save_figure(fig, path)
 
 
-def quick_data(out: Path) -> Path:
-    """Tiny runs of two world models on cancer_treatment, in the data layout: OUT/quick/{task}-{method}."""
-    from awm_jax import Config
-    from awm_jax.loop.run import run_training
-
-    data = out / "quick"
-    for method in ("awm_transformer", "markov_mlp"):
-        cfg = Config(task="cancer_treatment", method=method, seeds=2, total_steps=1500, warmup_steps=400,
-                     eval_every=32, model_batch=16, imagined_rollouts=4, width=16, heads=2, layers=1)
-        run_training(cfg, out=data / f"cancer_treatment-{method}", resume=True, verbose=False)
-    return data
-
-
 def main(argv=None):
     args = tyro.cli(Options, args=argv, description=__doc__)
     out = Path(args.out)
     tasks, methods = args.tasks.split(","), args.methods.split(",")
     if args.quick:
-        args.data, tasks = quick_data(out), ["cancer_treatment"]
-        methods, args.window = ["awm_transformer", "markov_mlp"], 3
+        methods, tasks, args.window = ["awm_transformer", "markov_mlp"], ["cancer_treatment"], 3
+        args.data = tiny_runs(out / "quick", methods, total_steps=1500)
     runs, missing = read_runs(args.data, tasks, methods)
     if not runs:
         raise SystemExit(f"model_error.py: no run folder under {args.data} logs the model error "

@@ -74,3 +74,20 @@ def setting_args(settings: dict):
     None default keeps the chosen setting's value)."""
     return lambda key: tyro.conf.arg(help=f"default {settings['full'][key]} (quick: {settings['quick'][key]})",
                                      help_behavior_hint="")
+
+
+def tiny_runs(folder, methods, total_steps: int = 800, task: str = "cancer_treatment"):
+    """Train tiny runs of `methods` on `task` (2 seeds, small networks and batches; seconds each) into
+    FOLDER/{task}-{method}, the layout the diagnostics scripts read; a finished one is kept. Returns
+    FOLDER as a Path (the diagnostics scripts' --quick)."""
+    from pathlib import Path
+
+    from awm_jax import Config
+    from awm_jax.loop.run import run_training
+
+    folder = Path(folder)
+    for method in methods:
+        cfg = Config(task=task, method=method, seeds=2, total_steps=total_steps, warmup_steps=400, eval_every=32,
+                     model_batch=16, imagined_rollouts=4, width=16, heads=2, layers=1)
+        run_training(cfg, out=folder / f"{task}-{method}", resume=True, verbose=False)
+    return folder
