@@ -107,7 +107,7 @@ class BPOConfig:
     position_std: float = 0.1  # std of the transformer's position table init (the paper's lecun-uniform table: ~0.1; GPT-2: 0.02)
     token_mixer: bool = False  # transformer AWM: a shared Dense after the per-type token embeddings (the paper's has none)
     mlp_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of model MLPs (embeddings, decoder, Markov, critic)
-    transformer_init: str = "gpt2"  # transformer world models' token embeddings and blocks: "gpt2" (kernels N(0, 0.02), LayerNorm epsilon 1e-5: the paper code's) or "lecun" (flax's Dense init, epsilon 1e-6; the default before December 2026)
+    transformer_init: str = "gpt2"  # transformer world models' token embeddings and blocks: "gpt2" (kernels N(0, 0.02), LayerNorm epsilon 1e-5: the paper code's) or "lecun" (flax's Dense init, epsilon 1e-6; the default before 30 November 2026)
     model_dtype: str = "float32"  # transformer world models' computation dtype: "bfloat16" runs their matmuls and activations in bfloat16 (parameters, Adam, softmax, predictions and loss stay float32), for accelerators; "float32" (default) everywhere else
     policy_hidden: tuple[int, ...] = (64, 64)  # hidden sizes of the policy MLP
     gradient_cosine: bool = True  # log model-vs-true policy gradient cosine at every policy update
