@@ -121,6 +121,10 @@ def test_config_diff_names_what_differs_and_skips_what_is_not_read():
     assert Config.from_dict(pre).transformer_init == "lecun" and Config().transformer_init == "gpt2"
     assert config_diff(pre, Config(transformer_init="lecun").to_dict()) == []
     assert config_diff(pre, Config().to_dict()) == ["transformer_init: saved 'lecun', now 'gpt2'"]
+    lstm = Config(method="awm_lstm")  # which never reads it: an older awm_lstm run still resumes
+    assert "transformer_init" in lstm.ignored_fields() and "transformer_init" not in Config().ignored_fields()
+    older_lstm = {k: v for k, v in lstm.to_dict().items() if k != "transformer_init"}
+    assert config_diff(older_lstm, lstm.to_dict(), ignore=lstm.ignored_fields()) == []
 
 
 def test_partial_restore_skips_fields_an_older_state_had(tmp_path):

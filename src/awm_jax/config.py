@@ -24,6 +24,7 @@ MODEL_DTYPES = ("float32", "bfloat16")
 # Fields added with a default other than the behaviour before them: a saved config without the field
 # meant this value (config.json files of older runs; `Config.from_dict` and resume checks read them so).
 LEGACY_DEFAULTS = {"transformer_init": "lecun"}
+TRANSFORMER_MODEL_FIELDS = ("transformer_init", "model_dtype")  # read only by the transformer world models
 
 
 def with_legacy_defaults(saved: dict) -> dict:
@@ -265,9 +266,11 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
 
     def ignored_fields(self) -> set[str]:
         """Fields this method never reads: the other families' own groups (`OWN_FIELDS`: online_dt's
-        `dt_*`, the rejax baselines' `rl_*`); resuming compares only the other fields."""
+        `dt_*`, the rejax baselines' `rl_*`) and, without a transformer world model, the transformer
+        world models' own fields (`TRANSFORMER_MODEL_FIELDS`); resuming compares only the other fields."""
         own = method(self.method).fields
-        return {f.name for g, cls in OWN_FIELDS.items() if g != own for f in dataclasses.fields(cls)}
+        out = {f.name for g, cls in OWN_FIELDS.items() if g != own for f in dataclasses.fields(cls)}
+        return out if _transformer_model(self.method) else out | set(TRANSFORMER_MODEL_FIELDS)
 
     @classmethod
     def traced_fields(cls) -> tuple[str, ...]:
