@@ -36,6 +36,10 @@ def test_sampling_frequencies_match_the_weights(episodes, half_life):
     np.testing.assert_allclose(freq, expected, atol=4 * np.sqrt(expected.max() / n))
 
 
-def test_half_life_must_be_positive():
+def test_half_life_must_be_positive_and_needs_a_world_model():
     with pytest.raises(ValueError, match="replay_half_life"):
         Config(replay_half_life=0.0).validate()
+    for name in ("true_bptt", "sac", "online_dt"):
+        with pytest.raises(ValueError, match="fits no world model"):
+            Config(method=name, replay_half_life=5.0).validate()
+    Config(method="markov_svg", replay_half_life=5.0).validate()

@@ -250,6 +250,8 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
             if self.max_positions is not None and H > self.max_positions:
                 raise ValueError(f"horizon {H} is longer than the model's position table (max_positions="
                                  f"{self.max_positions}); raise max_positions or shorten the horizon")
+        if self.replay_half_life is not None and not method(self.method).learns_model:
+            raise ValueError(f"replay_half_life weights the world-model batches; {self.method} fits no world model")
         if self.model_dtype != "float32" and not _transformer_model(self.method):
             reduced = [m for m in METHODS if _transformer_model(m)]
             raise ValueError(f"model_dtype={self.model_dtype!r} applies to the transformer world models' methods "
