@@ -167,8 +167,8 @@ def phases(trainer, n: int, reps: int):
     def evaluate(s, k):
         return trainer.evaluate(s, k)
 
-    out = {"compile_s": compile_s, "program_mb": program_bytes(whole)}
-    out["program_mb"] = None if out["program_mb"] is None else out["program_mb"] / 2 ** 20
+    nbytes = program_bytes(whole)
+    out = {"compile_s": compile_s, "program_mb": None if nbytes is None else nbytes / 2 ** 20}
     for name, fn in (("env_s", env), ("model_s", model), ("policy_s", lambda s, k: trainer._policy_update(s, k)[0]),
                      ("eval_s", evaluate)):
         if name == "model_s" and not trainer.model.trainable:
