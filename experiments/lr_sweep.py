@@ -29,6 +29,7 @@ import tyro
 from awm_jax.analysis.benchmark import normalized_score, task_references
 from awm_jax.config import Config
 from awm_jax.io.results import atomic_write, format_table
+from awm_jax.loop.sweep import saved_rates
 
 QUICK_HELP = ("smoke test (under a minute on a laptop CPU): run a tiny sweep (true_bptt on cancer_treatment, policy_lr "
               "1e-3 and 1e-2, 2 seeds of 400 env steps) into OUT/quick, continuing it if there, and score it instead "
@@ -63,11 +64,10 @@ def read_sweeps(folders) -> list[dict]:
     rows = []
     for folder in folders:
         spec = json.loads((Path(folder) / "sweep.json").read_text())
-        base = Config.from_dict(spec["base"])
+        base, rates = Config.from_dict(spec["base"], run=False), saved_rates(spec)
         with open(Path(folder) / "summary.csv") as f:
             for r in csv.DictReader(f):
-                lr = float(r["policy_lr"]) if r.get("policy_lr") else \
-                    dataclasses.replace(base, method=r["method"]).policy_lr_value
+                lr = float(r["policy_lr"]) if r.get("policy_lr") else rates[r["method"]]
                 rows.append(dict(task=r["task"], method=r["method"], parameterisation=base.parameterisation,
                                  policy_lr=lr, mean=float(r["mean"]), std=float(r["std"]), seeds=int(r["seeds"])))
     return rows

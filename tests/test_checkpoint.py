@@ -62,8 +62,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
 
     with pytest.raises(ValueError, match="--resume"):  # a fresh start would discard the checkpoints
         run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, verbose=False)
-    with pytest.raises(ValueError, match="policy_lr: saved None, now 0.001"):
-        run_training(Config(**{**cfg.to_dict(), "policy_lr": 1e-3}), out=out, resume=True, verbose=False)
+    with pytest.raises(ValueError, match="policy_lr: saved 0.001, now 0.003"):
+        run_training(Config(**{**cfg.to_dict(), "policy_lr": 3e-3}), out=out, resume=True, verbose=False)
 
     _, metrics = run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, resume=True, verbose=False)
     for k in ref_metrics:
@@ -103,7 +103,7 @@ def test_config_diff_names_what_differs_and_skips_what_is_not_read():
     saved = cfg.to_dict()
     assert config_diff(saved, cfg.to_dict()) == []
     assert config_diff(saved, Config(method="true_bptt", policy_lr=1e-3).to_dict()) == [
-        "policy_lr: saved None, now 0.001"]
+        "policy_lr: saved 0.003, now 0.001"]  # the rates in force: None is the method's default
     # a field the method never reads
     changed = Config(method="true_bptt", dt_lr=0.5).to_dict()
     assert config_diff(saved, changed, ignore=cfg.ignored_fields()) == []
@@ -125,6 +125,28 @@ def test_config_diff_names_what_differs_and_skips_what_is_not_read():
     assert "transformer_init" in lstm.ignored_fields() and "transformer_init" not in Config().ignored_fields()
     older_lstm = {k: v for k, v in lstm.to_dict().items() if k != "transformer_init"}
     assert config_diff(older_lstm, lstm.to_dict(), ignore=lstm.ignored_fields()) == []
+
+
+def test_a_run_saves_its_policy_rate_and_older_runs_mean_the_default_then(monkeypatch):
+    """A run's config.json holds the policy learning rate in force, so a later change of a method's default
+    cannot pass it off as the new one; a config saved with None (before runs wrote the rate out) means the
+    default when it was saved (`LEGACY_POLICY_LR`), in resume checks, committed-group checks and loading."""
+    import awm_jax.config as config_mod
+    from awm_jax.io.checkpoint import config_diff
+
+    monkeypatch.setitem(config_mod.LEGACY_POLICY_LR, "awm_lstm", {"normalized": 0.123, "paper": 1e-4})
+    now = Config(method="awm_lstm")
+    assert now.resolved().policy_lr == now.policy_lr_value == config_mod.POLICY_LR["normalized"] != 0.123
+    assert config_diff(now.resolved().to_dict(), now.to_dict()) == []  # saved from now on: the rate written out
+    old = {**now.to_dict(), "policy_lr": None}  # saved before, when the default was 0.123
+    assert config_diff(old, now.to_dict()) == [f"policy_lr: saved 0.123, now {now.policy_lr_value!r}"]
+    assert config_diff(old, Config(method="awm_lstm", policy_lr=0.123).to_dict()) == []
+    assert Config.from_dict(old).policy_lr == 0.123
+    # methods whose default never changed: None then and None now are the same rate
+    bptt = Config(method="true_bptt")
+    assert config_diff({**bptt.to_dict(), "policy_lr": None}, bptt.to_dict()) == []
+    # a sweep's base config keeps None (each method's own rate); sweep.json lists the rates separately
+    assert Config.from_dict(old, run=False).policy_lr is None
 
 
 def test_partial_restore_skips_fields_an_older_state_had(tmp_path):

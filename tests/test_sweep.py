@@ -49,6 +49,28 @@ def test_bad_sweeps_are_rejected_before_compiling(tmp_path):
     assert len(rows) == 1
 
 
+def test_a_sweep_records_each_methods_policy_rate(monkeypatch):
+    """sweep.json lists the policy learning rate each method ran at; resuming after a method's default
+    changed is refused, and an older sweep.json without the list means the defaults then."""
+    import json as _json
+
+    import awm_jax.config as config_mod
+    from awm_jax.loop.sweep import saved_rates
+
+    spec = SweepSpec(Config(**SMALL), ("cancer_treatment",), ("true_bptt", "awm_lstm"))
+    saved = _json.loads(_json.dumps(spec.to_dict()))
+    rates = {"true_bptt": config_mod.TRUE_BPTT_POLICY_LR["normalized"], "awm_lstm": config_mod.POLICY_LR["normalized"]}
+    assert saved["policy_lr"] == saved_rates(saved) == rates and spec.differences(saved) == []
+    older = {k: v for k, v in saved.items() if k != "policy_lr"}
+    assert saved_rates(older) == rates and spec.differences(older) == []
+    monkeypatch.setitem(config_mod.LEGACY_POLICY_LR, "awm_lstm", {"normalized": 0.123, "paper": 1e-4})
+    assert saved_rates(older)["awm_lstm"] == 0.123
+    assert spec.differences(older) == [f"policy_lr of awm_lstm: saved 0.123, now {rates['awm_lstm']!r}"]
+    # a sweep over the rate itself does not depend on the default
+    grid = SweepSpec(spec.base, spec.tasks, spec.methods, (("policy_lr", (1e-3, 1e-2)),))
+    assert grid.differences({**_json.loads(_json.dumps(grid.to_dict())), "policy_lr": {}}) == []
+
+
 @pytest.mark.slow  # ~2-3 min: two subprocess sweeps of 4 groups on 4 devices, then 4 reference runs
 def test_sharded_sweep_killed_and_resumed_equals_unsharded(tmp_path):
     """4 forced host devices, 8 seeds; SIGKILL once the first checkpoint lands, then --resume."""

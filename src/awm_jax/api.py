@@ -198,7 +198,7 @@ def _spec(file):
     from awm_jax.loop.sweep import SweepSpec
 
     d = _read_json(file, "sweep specification")
-    return SweepSpec(Config.from_dict(d["base"]), tuple(d["tasks"]), tuple(d["methods"]),
+    return SweepSpec(Config.from_dict(d["base"], run=False), tuple(d["tasks"]), tuple(d["methods"]),
                      tuple((n, tuple(v)) for n, v in d["grid"]))
 
 

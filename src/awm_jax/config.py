@@ -27,9 +27,29 @@ LEGACY_DEFAULTS = {"transformer_init": "lecun"}
 TRANSFORMER_MODEL_FIELDS = ("transformer_init", "model_dtype")  # read only by the transformer world models
 
 
-def with_legacy_defaults(saved: dict) -> dict:
-    """A saved config dict with the fields it predates set to what they meant then (`LEGACY_DEFAULTS`)."""
-    return {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in saved}, **saved}
+# Default policy learning rates that changed, per method and parameterisation. Runs saved before runs
+# wrote out the rate in force (`Config.resolved`) hold policy_lr None: such a run trained at the rate here.
+LEGACY_POLICY_LR = {"awm_transformer": {"normalized": 1e-3, "paper": 1e-4}}
+
+
+def with_legacy_defaults(saved: dict, run: bool = True) -> dict:
+    """A saved config dict with the fields it predates set to what they meant then (`LEGACY_DEFAULTS`).
+    run: `saved` is one run's config, so policy_lr None means the method's default when it was saved
+    (`LEGACY_POLICY_LR`), written out; a sweep's base config (run=False) keeps None: each method's own."""
+    out = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in saved}, **saved}
+    if run:
+        out = with_policy_lr(out, LEGACY_POLICY_LR)
+    return out
+
+
+def with_policy_lr(d: dict, legacy: dict | None = None) -> dict:
+    """Config dict `d` with policy_lr None replaced by the rate in force: its method's default for its
+    parameterisation, or where `legacy` names the method, the rate given there. Unknown methods are left."""
+    if d.get("policy_lr") is not None or d.get("method") not in METHODS:
+        return d
+    param = d.get("parameterisation", "normalized")
+    rates = (legacy or {}).get(d["method"]) or method(d["method"]).policy_lr
+    return {**d, "policy_lr": rates[param]} if param in rates else d
 
 
 def _transformer_model(name: str) -> bool:
@@ -282,13 +302,20 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def resolved(self) -> Config:
+        """This config with the defaults that depend on the method written out (the policy learning
+        rate in force): what a run saves, so that its config.json still says what ran after a default
+        changes."""
+        return dataclasses.replace(self, policy_lr=self.policy_lr_value)
+
     @classmethod
-    def from_dict(cls, d: dict) -> Config:
+    def from_dict(cls, d: dict, run: bool = True) -> Config:
         """The config a saved dict describes; a field the dict lacks takes the value runs saved before it
-        existed had (`LEGACY_DEFAULTS`), else today's default."""
+        existed had (`LEGACY_DEFAULTS`), else today's default. run: `d` is a run's config, whose
+        policy_lr None means the rate in force when it was saved; False for a sweep's base config."""
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - fields)
         if unknown:
             raise ValueError(f"unknown config fields {unknown}; valid: {sorted(fields)}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in with_legacy_defaults(d).items()}
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in with_legacy_defaults(d, run=run).items()}
         return cls(**d)

@@ -174,7 +174,7 @@ def write_metrics(out, config, metrics: dict, extra: dict | None = None) -> list
     out = Path(out)
     m = metrics_to_numpy(metrics)
     seeds, periods = m["eval/return"].shape
-    atomic_write(out / CONFIG, json.dumps(config.to_dict(), indent=2))
+    atomic_write(out / CONFIG, json.dumps(config.resolved().to_dict(), indent=2))
     payload = {"seeds": seeds, "periods": periods, "metrics": {k: v.tolist() for k, v in m.items()}, **(extra or {})}
     atomic_write(out / METRICS, json.dumps(payload))
     return [CONFIG, METRICS]

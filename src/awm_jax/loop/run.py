@@ -76,7 +76,7 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
                 raise run_folder.RunFolderError(_occupied(out, status))
             from awm_jax.io.results import atomic_write
 
-            atomic_write(Path(out) / run_folder.CONFIG, json.dumps(config.to_dict(), indent=2))
+            atomic_write(Path(out) / run_folder.CONFIG, json.dumps(config.resolved().to_dict(), indent=2))
         return _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, shard, log, hparams, keys,
                       write_outputs)
     finally:

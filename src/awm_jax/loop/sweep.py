@@ -57,19 +57,27 @@ class SweepSpec:
         return Path(out) / member_name(cfg.task, cfg.method, combo)
 
     def to_dict(self) -> dict:
+        """What sweep.json holds: the base config, tasks, methods, grid, and each method's policy
+        learning rate in force (the base's policy_lr None means each method's default)."""
         return dict(base=self.base.to_dict(), tasks=list(self.tasks), methods=list(self.methods),
-                    grid=[[n, list(v)] for n, v in self.grid])
+                    grid=[[n, list(v)] for n, v in self.grid],
+                    policy_lr={m: dataclasses.replace(self.base, method=m).policy_lr_value for m in self.methods})
 
     def differences(self, saved: dict) -> list[str]:
-        """What differs between this sweep and a saved `to_dict()`: tasks, methods, grid, and the base
-        config's fields that some method of the sweep reads (see `Config.ignored_fields`)."""
+        """What differs between this sweep and a saved `to_dict()`: tasks, methods, grid, each method's
+        policy learning rate, and the base config's fields that some method of the sweep reads (see
+        `Config.ignored_fields`)."""
         from awm_jax.io.checkpoint import config_diff
 
         current = json.loads(json.dumps(self.to_dict()))
         diff = [f"{k}: saved {saved.get(k)!r}, now {current[k]!r}" for k in ("tasks", "methods", "grid")
                 if saved.get(k) != current[k]]
+        if "policy_lr" not in dict(self.grid):
+            old = saved_rates(saved)
+            diff += [f"policy_lr of {m}: saved {old.get(m)!r}, now {r!r}" for m, r in current["policy_lr"].items()
+                     if old.get(m) != r]
         ignore = {"task", "method"} | set.intersection(*[g.ignored_fields() for g in self.groups()])
-        return diff + config_diff(saved.get("base", {}), current["base"], ignore=ignore)
+        return diff + config_diff(saved.get("base", {}), current["base"], ignore=ignore, run=False)
 
     def validate(self) -> None:
         """Every check before anything compiles: names, counts, grid fields and values."""
@@ -99,6 +107,17 @@ class SweepSpec:
                 c = dataclasses.replace(cfg, **combo)
                 c.validate()
                 c.validate(awm_envs.make(c.task, **c.task_options()))
+
+
+def saved_rates(saved: dict) -> dict:
+    """{method: the policy learning rate it ran at} of a saved sweep.json (`SweepSpec.to_dict`); older
+    files, which lack the entry, meant the defaults then (`config.LEGACY_POLICY_LR`)."""
+    from awm_jax.config import with_legacy_defaults
+
+    if "policy_lr" in saved:
+        return dict(saved["policy_lr"])
+    base = saved.get("base", {})
+    return {m: with_legacy_defaults({**base, "method": m})["policy_lr"] for m in saved.get("methods", ())}
 
 
 def parse_list(text: str | None, cast=str) -> tuple:
