@@ -13,6 +13,7 @@ from awm_jax import Config, make_train
 from awm_jax.config import POLICY_LR, TRUE_BPTT_POLICY_LR
 from awm_jax.loop.replay import Replay, running_normalizer
 from awm_jax.loop.spaces import Normalizer
+from awm_jax.methods import AWM_TRANSFORMER_POLICY_LR
 from awm_jax.methods.bpo import bpo_loss, imagine
 from awm_jax.models.policy import MIN_STD, Policy
 from awm_jax.models.true_task import TrueTask
@@ -121,7 +122,8 @@ def test_warmup_acts_with_the_initial_policy():
 
 
 def test_policy_learning_rate_follows_the_parameterisation():
-    assert Config().policy_lr_value == POLICY_LR["normalized"] == 1e-3
+    assert Config().policy_lr_value == AWM_TRANSFORMER_POLICY_LR["normalized"] == 1e-2  # its own sweep's rate
+    assert Config(method="awm_lstm").policy_lr_value == POLICY_LR["normalized"] == 1e-3
     assert Config(method="true_bptt").policy_lr_value == TRUE_BPTT_POLICY_LR["normalized"] == 3e-3
     assert Config(method="true_bptt", parameterisation="paper").policy_lr_value == 1e-4
     assert Config(parameterisation="paper").policy_lr_value == POLICY_LR["paper"] == 1e-4
