@@ -119,8 +119,9 @@ def test_config_diff_names_what_differs_and_skips_what_is_not_read():
     # a field whose default changed when it was added: an older run meant the old behaviour
     pre = {k: v for k, v in Config().to_dict().items() if k != "transformer_init"}
     assert Config.from_dict(pre).transformer_init == "lecun" and Config().transformer_init == "gpt2"
-    assert config_diff(pre, Config(transformer_init="lecun").to_dict()) == []
-    assert config_diff(pre, Config().to_dict()) == ["transformer_init: saved 'lecun', now 'gpt2'"]
+    # (its policy_lr None meant awm_transformer's rate then, 1e-3: config.LEGACY_POLICY_LR)
+    assert config_diff(pre, Config(transformer_init="lecun", policy_lr=1e-3).to_dict()) == []
+    assert config_diff(pre, Config(policy_lr=1e-3).to_dict()) == ["transformer_init: saved 'lecun', now 'gpt2'"]
     lstm = Config(method="awm_lstm")  # which never reads it: an older awm_lstm run still resumes
     assert "transformer_init" in lstm.ignored_fields() and "transformer_init" not in Config().ignored_fields()
     older_lstm = {k: v for k, v in lstm.to_dict().items() if k != "transformer_init"}

@@ -105,7 +105,7 @@ def test_cli_run_writes_outputs(tmp_path):
     for name in ("config.json", "metrics.csv", "metrics.json", "returns.png", "summary.txt"):
         assert (tmp_path / name).stat().st_size > 0
     loaded_cfg, loaded = read_run_files(tmp_path)
-    assert loaded_cfg == cfg
+    assert loaded_cfg == cfg.resolved() and loaded_cfg.policy_lr == 1e-3  # the rate in force, written out
     np.testing.assert_allclose(loaded["eval/return"], np.asarray(metrics["eval/return"]), rtol=1e-6)
     rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2 * cfg.periods

@@ -108,7 +108,7 @@ class BPOConfig:
 
     model_lr: float = traced(1e-3)  # Adam learning rate of the world model
     model_lr_decay: float = 1.0  # the world model's learning rate at its last update as a fraction of model_lr, cosine in between; 1.0: constant (the paper)
-    policy_lr: float | None = traced(None)  # Adam learning rate of the policy; None: the method's for the parameterisation (normalized: 1e-2 awm_transformer, 1e-3 the other world models, 3e-3 true_bptt; paper: 1e-4)
+    policy_lr: float | None = traced(None)  # Adam learning rate of the policy; None: the method's for the parameterisation (normalized: 3e-3 awm_transformer and true_bptt, 1e-3 the other world models; paper: 1e-4)
     critic_lr: float = traced(3e-4)  # Adam learning rate of the critic (markov_svg)
     entropy: float = traced(0.1)  # entropy bonus: alpha times the mean over steps of the per-step entropy (the paper's 0.1)
     parameterisation: str = "normalized"  # policy: "normalized" ([z-scored state, t/H], small last layer) or "paper" (raw [state, t], brax NormalTanh)
