@@ -293,3 +293,42 @@ def test_a_run_of_some_groups_reports_every_group_the_experiment_defines():
     quick = argparse.Namespace(quick=True)
     assert report_scope(quick, ["cancer_treatment"], ["true_bptt"], BENCHMARK_TASKS, METHODS) == (
         ["cancer_treatment"], ["true_bptt"])
+
+
+def test_lr_sweep_scores_paired_runs_on_the_final_and_the_last_10_evaluations(tmp_path, capsys):
+    """experiments/lr_sweep.py --runs: single runs (found directly or inside a folder) scored against
+    the references as numpy computes it; --data-only rebuilds the same tables from returns.csv."""
+    lr_sweep = script("lr_sweep")
+    rng = np.random.default_rng(0)
+    runs = {}
+    for lr in (3e-3, 1e-2):
+        cfg = dataclasses.replace(BASE, task="cancer_treatment", policy_lr=lr)
+        ret = rng.uniform(-30.0, -20.0, (2, 12))  # [seeds, periods]
+        metrics = {"eval/return": ret, "eval/env_steps": np.tile(np.arange(1, 13) * 100.0, (2, 1)),
+                   "skipped_updates": np.zeros((2, 12))}
+        write_run(tmp_path / "runs" / f"lr{lr:g}", cfg, metrics)
+        runs[lr] = ret
+    (tmp_path / "runs" / "unfinished").mkdir()  # no COMPLETE marker: not a run
+    out = tmp_path / "out"
+    write_refs(out, BASE, tasks=("cancer_treatment",))
+    lr_sweep.main(["--runs", f"{tmp_path / 'runs' / 'lr0.01'},{tmp_path / 'runs'}", "--out", str(out)])
+    ref = REFS["cancer_treatment"]
+    norm = lambda x: (x - ref["random"]) / (ref["best"] - ref["random"])
+    with open(out / "returns.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["policy_lr"]) for r in rows] == [3e-3, 1e-2]  # each run once (one was named twice), sorted
+    for r in rows:
+        ret = runs[float(r["policy_lr"])]
+        np.testing.assert_allclose([float(r[k]) for k in ("mean", "std", "last10", "score", "last10_score")],
+                                   [ret[:, -1].mean(), ret[:, -1].std(), ret[:, -10:].mean(),
+                                    norm(ret[:, -1].mean()), norm(ret[:, -10:].mean())], rtol=1e-9)
+    with open(out / "scores.csv") as f:
+        table = {float(r["policy_lr"]): r for r in csv.DictReader(f)}
+    np.testing.assert_allclose(float(table[3e-3]["mean_last10_score"]), norm(runs[3e-3][:, -10:].mean()))
+    before = (out / "lr_sweep.md").read_text()
+    lr_sweep.main(["--data-only", "--out", str(out)])
+    assert (out / "lr_sweep.md").read_text() == before
+    with pytest.raises(SystemExit, match="pass one of"):
+        lr_sweep.main(["--runs", str(tmp_path / "runs"), "--data-only", "--out", str(out)])
+    with pytest.raises(SystemExit, match="no finished run folder"):
+        lr_sweep.main(["--runs", str(tmp_path / "runs" / "unfinished"), "--out", str(out)])
