@@ -15,7 +15,8 @@ parameterisation and rate) and OUT/lr_sweep.md (both tables), printing the secon
 it rebuilds them from OUT/returns.csv alone (the committed data). --runs scores single `awm-jax train`
 runs instead (folders, or folders of them, with a COMPLETE marker): the same rate compared on the same
 seeds, as in docs/data/lr_stability, where the benchmark's final evaluation alone can land in a passing
-collapse; each row then also has `last10`, the mean return over the last 10 evaluations, and its score.
+collapse; each row then also has `last10`, the mean return over the last 10 evaluations, and its score,
+and the model scaling in force (`model_scaling`), which the mean-score table also groups by.
 Such runs are the benchmark's groups at another rate, so they are scored against the benchmark's
 references (`awm_jax.io.committed.references`). --quick (a smoke test) first runs a
 tiny sweep itself (true_bptt on cancer_treatment, policy_lr 1e-3 and 1e-2, 2 seeds of 400 env steps)
@@ -36,7 +37,7 @@ from awm_jax.analysis.benchmark import normalized_score, task_references
 from awm_jax.config import Config
 from awm_jax.io.committed import references
 from awm_jax.io.results import atomic_write, format_table
-from awm_jax.loop.sweep import saved_rates
+from awm_jax.loop.sweep import saved_method_values
 
 QUICK_HELP = ("smoke test (under a minute on a laptop CPU): run a tiny sweep (true_bptt on cancer_treatment, policy_lr "
               "1e-3 and 1e-2, 2 seeds of 400 env steps) into OUT/quick, continuing it if there, and score it instead "
@@ -73,7 +74,7 @@ def read_sweeps(folders) -> list[dict]:
     rows = []
     for folder in folders:
         spec = json.loads((Path(folder) / "sweep.json").read_text())
-        base, rates = Config.from_dict(spec["base"], run=False), saved_rates(spec)
+        base, rates = Config.from_dict(spec["base"], run=False), saved_method_values(spec)
         with open(Path(folder) / "summary.csv") as f:
             for r in csv.DictReader(f):
                 lr = float(r["policy_lr"]) if r.get("policy_lr") else rates[r["method"]]
@@ -93,9 +94,9 @@ def run_folders(paths) -> list[Path]:
 
 
 def read_runs(folders, window: int = 10) -> list[dict]:
-    """Rows {task, method, parameterisation, policy_lr, mean, std, seeds, last10} of finished runs: the
-    final evaluation return's mean and std over seeds, and `last10` the mean over seeds and the last
-    `window` evaluations."""
+    """Rows {task, method, parameterisation, model_scaling, policy_lr, mean, std, seeds, last10} of finished
+    runs: the final evaluation return's mean and std over seeds, and `last10` the mean over seeds and the
+    last `window` evaluations."""
     from awm_jax.io.results import read_run_files
 
     rows = []
@@ -103,14 +104,17 @@ def read_runs(folders, window: int = 10) -> list[dict]:
         cfg, metrics = read_run_files(folder)
         ret = metrics["eval/return"]  # [seeds, periods]
         rows.append(dict(task=cfg.task, method=cfg.method, parameterisation=cfg.parameterisation,
-                         policy_lr=cfg.policy_lr_value, mean=float(ret[:, -1].mean()), std=float(ret[:, -1].std()),
-                         seeds=int(ret.shape[0]), last10=float(ret[:, -window:].mean())))
-    return sorted(rows, key=lambda r: (r["task"], r["method"], r["parameterisation"], r["policy_lr"]))
+                         model_scaling=cfg.model_scaling_value, policy_lr=cfg.policy_lr_value,
+                         mean=float(ret[:, -1].mean()), std=float(ret[:, -1].std()), seeds=int(ret.shape[0]),
+                         last10=float(ret[:, -window:].mean())))
+    return sorted(rows, key=lambda r: (r["task"], r["method"], r["parameterisation"], r["model_scaling"],
+                                       r["policy_lr"]))
 
 
 def score(rows: list[dict], refs: dict) -> tuple[list[dict], list[dict]]:
     """Adds `score` (and `last10_score` where a row has `last10`) to each row; returns (rows, per
-    (method, parameterisation, lr) mean and lowest score over the tasks)."""
+    (method, parameterisation, model scaling where the rows have it, lr) mean and lowest score over the
+    tasks)."""
     for r in rows:
         ref = refs[r["task"]]
         r["score"] = float(normalized_score(r["mean"], ref["random"], ref["best"]))
@@ -118,12 +122,12 @@ def score(rows: list[dict], refs: dict) -> tuple[list[dict], list[dict]]:
             r["last10_score"] = float(normalized_score(r["last10"], ref["random"], ref["best"]))
     groups = {}
     for r in rows:
-        groups.setdefault((r["method"], r["parameterisation"], r["policy_lr"]), []).append(r)
+        groups.setdefault((r["method"], r["parameterisation"], r.get("model_scaling"), r["policy_lr"]), []).append(r)
     table = []
-    for (m, p, lr), g in sorted(groups.items()):
-        row = dict(method=m, parameterisation=p, policy_lr=lr, tasks=len(g),
-                   mean_score=float(np.mean([r["score"] for r in g])),
-                   min_score=float(np.min([r["score"] for r in g])))
+    for (m, p, sc, lr), g in sorted(groups.items(), key=lambda kv: (*kv[0][:2], kv[0][2] or "", kv[0][3])):
+        row = dict(method=m, parameterisation=p) | ({"model_scaling": sc} if sc else {}) | dict(
+            policy_lr=lr, tasks=len(g), mean_score=float(np.mean([r["score"] for r in g])),
+            min_score=float(np.min([r["score"] for r in g])))
         if all("last10" in r for r in g):
             row["mean_last10_score"] = float(np.mean([r["last10_score"] for r in g]))
         table.append(row)

@@ -36,7 +36,7 @@ def written(tmp_path_factory):
 def test_load_run_round_trips(written):
     cfg, out, state, metrics = written
     run = load_run(out)
-    assert run.config == cfg and run.seeds == 2
+    assert run.config == cfg.resolved() and run.seeds == 2  # saved with the method defaults written out
     assert set(run.metrics) == set(metrics)
     for k in metrics:
         assert run.metrics[k].shape == (2, cfg.periods)
@@ -144,7 +144,7 @@ def test_load_run_reads_sweep_members_and_groups(tmp_path):
     spec = SweepSpec(base, ("cancer_treatment",), ("true_bptt",), (("policy_lr", (1e-3, 3e-3)),))
     run_sweep(spec, tmp_path, verbose=False)
     group = load_run(tmp_path / "groups" / "cancer_treatment-true_bptt")
-    assert group.seeds == 4 and group.config == base
+    assert group.seeds == 4 and group.config == base.resolved()
     members = awm_jax.load_sweep(tmp_path)
     assert list(members) == ["cancer_treatment-true_bptt-policy_lr=0.001", "cancer_treatment-true_bptt-policy_lr=0.003"]
     for j, member in enumerate(members.values()):

@@ -146,6 +146,13 @@ def test_a_run_saves_its_policy_rate_and_older_runs_mean_the_default_then(monkey
     # methods whose default never changed: None then and None now are the same rate
     bptt = Config(method="true_bptt")
     assert config_diff({**bptt.to_dict(), "policy_lr": None}, bptt.to_dict()) == []
+    # the model scaling likewise: an awm_transformer run saved with z-scores (the default before) is not
+    # today's default; a config from before the field existed meant z-scores (LEGACY_DEFAULTS)
+    tf = Config()
+    saved_tf = {**tf.resolved().to_dict(), "model_scaling": "zscore"}
+    assert config_diff(saved_tf, tf.to_dict()) == ["model_scaling: saved 'zscore', now 'symlog'"]
+    assert config_diff(saved_tf, Config(model_scaling="zscore").to_dict()) == []
+    assert Config.from_dict({k: v for k, v in saved_tf.items() if k != "model_scaling"}).model_scaling == "zscore"
     # a sweep's base config keeps None (each method's own rate); sweep.json lists the rates separately
     assert Config.from_dict(old, run=False).policy_lr is None
 

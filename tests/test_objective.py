@@ -137,6 +137,22 @@ def test_policy_learning_rate_follows_the_parameterisation():
             make_train(Config(method="true_bptt", **SMALL, **bad))
 
 
+def test_model_scaling_defaults_to_the_methods_own():
+    """model_scaling None: the method's (symlog for the transformer AWM, z-scores for the other world
+    models), which is what its learner uses and what a run saves; an explicit value wins."""
+    from awm_jax.loop.spaces import SymlogNormalizer
+    from awm_jax.methods import AWM_TRANSFORMER_MODEL_SCALING
+
+    assert Config().model_scaling is None and Config().model_scaling_value == AWM_TRANSFORMER_MODEL_SCALING == "symlog"
+    assert Config().resolved().model_scaling == "symlog"
+    assert Config(method="awm_lstm").model_scaling_value == "zscore"
+    assert Config(method="markov_mlp").resolved().model_scaling == "zscore"
+    assert Config(model_scaling="zscore").model_scaling_value == "zscore"
+    symlog, zscore = (make_train(Config(method="awm_transformer", model_scaling=s, **SMALL)) for s in (None, "zscore"))
+    state = jax.jit(zscore.init)(KEY)  # the same warm-up either way
+    assert isinstance(symlog.model_norm(state), SymlogNormalizer) and zscore.model_norm(state) is state.norm
+
+
 def test_raw_model_scaling_trains_the_model_on_raw_states():
     """model_scaling="raw": the model loss is taken on raw states (identity normaliser), "zscore" on the
     run's normaliser; both trainers start from the same warm-up and parameters."""

@@ -110,8 +110,8 @@ def test_finished_run_is_refused_and_overwrite_moves_it_aside(finished, tmp_path
     assert len(old) == 1
     assert {k: v for k, v in _digests(old[0]).items() if k != ".lock"} == {
         k: v for k, v in before.items() if k != ".lock"}  # moved aside intact
-    assert load_run(old[0], state=False).config == cfg
-    assert load_run(out, state=False).config == new_cfg and not (out / "checkpoints").exists()
+    assert load_run(old[0], state=False).config == cfg.resolved()
+    assert load_run(out, state=False).config == new_cfg.resolved() and not (out / "checkpoints").exists()
     with pytest.raises(ValueError, match="pass one of them"):
         run_training(cfg, out=out, resume=True, overwrite=True, verbose=False)
 
@@ -135,7 +135,7 @@ def test_overwrite_killed_while_compiling_leaves_no_loadable_mix(finished, tmp_p
         load_run(out)
     (old,) = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     run = load_run(old)
-    assert run.config == cfg and run.seeds == 2
+    assert run.config == cfg.resolved() and run.seeds == 2  # saved with the method defaults written out
     np.testing.assert_array_equal(run.metrics["eval/return"], metrics["eval/return"])
     # a fresh start in the half-written folder is refused; --resume starts it again and finishes it
     with pytest.raises(RunFolderError, match="unfinished run.*--resume"):

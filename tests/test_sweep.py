@@ -55,7 +55,7 @@ def test_a_sweep_records_each_methods_policy_rate(monkeypatch):
     import json as _json
 
     import awm_jax.config as config_mod
-    from awm_jax.loop.sweep import saved_rates
+    from awm_jax.loop.sweep import saved_method_values as saved_rates
 
     spec = SweepSpec(Config(**SMALL), ("cancer_treatment",), ("true_bptt", "awm_lstm"))
     saved = _json.loads(_json.dumps(spec.to_dict()))
@@ -66,6 +66,14 @@ def test_a_sweep_records_each_methods_policy_rate(monkeypatch):
     monkeypatch.setitem(config_mod.LEGACY_POLICY_LR, "awm_lstm", {"normalized": 0.123, "paper": 1e-4})
     assert saved_rates(older)["awm_lstm"] == 0.123
     assert spec.differences(older) == [f"policy_lr of awm_lstm: saved 0.123, now {rates['awm_lstm']!r}"]
+    # the model scaling in force likewise: a file from before the entry held the base's (then always a name)
+    zscore = {"true_bptt": "zscore", "awm_lstm": "zscore"}
+    assert saved["model_scaling"] == saved_rates(saved, "model_scaling") == zscore
+    tf = SweepSpec(spec.base, spec.tasks, ("awm_transformer",))
+    before = {**_json.loads(_json.dumps(tf.to_dict())), "base": {**tf.base.to_dict(), "model_scaling": "zscore"}}
+    del before["model_scaling"]
+    assert saved_rates(before, "model_scaling") == {"awm_transformer": "zscore"}
+    assert tf.differences(before) == ["model_scaling of awm_transformer: saved 'zscore', now 'symlog'"]
     # a sweep over the rate itself does not depend on the default
     grid = SweepSpec(spec.base, spec.tasks, spec.methods, (("policy_lr", (1e-3, 1e-2)),))
     assert grid.differences({**_json.loads(_json.dumps(grid.to_dict())), "policy_lr": {}}) == []

@@ -23,13 +23,15 @@ MODEL_DTYPES = ("float32", "bfloat16")
 
 # Fields added with a default other than the behaviour before them: a saved config without the field
 # meant this value (config.json files of older runs; `Config.from_dict` and resume checks read them so).
-LEGACY_DEFAULTS = {"transformer_init": "lecun"}
+LEGACY_DEFAULTS = {"transformer_init": "lecun", "model_scaling": "zscore"}
 TRANSFORMER_MODEL_FIELDS = ("transformer_init", "model_dtype")  # read only by the transformer world models
 
 
 # Default policy learning rates that changed, per method and parameterisation. Runs saved before runs
 # wrote out the rate in force (`Config.resolved`) hold policy_lr None: such a run trained at the rate here.
+# (model_scaling, the other field whose None means the method's default, was never saved as None.)
 LEGACY_POLICY_LR = {"awm_transformer": {"normalized": 1e-3, "paper": 1e-4}}
+METHOD_DEFAULT_FIELDS = ("policy_lr", "model_scaling")  # None: the method's default (awm_jax.methods.Method)
 
 
 def with_legacy_defaults(saved: dict, run: bool = True) -> dict:
@@ -38,18 +40,27 @@ def with_legacy_defaults(saved: dict, run: bool = True) -> dict:
     (`LEGACY_POLICY_LR`), written out; a sweep's base config (run=False) keeps None: each method's own."""
     out = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in saved}, **saved}
     if run:
-        out = with_policy_lr(out, LEGACY_POLICY_LR)
+        out = with_method_defaults(out, LEGACY_POLICY_LR)
     return out
 
 
-def with_policy_lr(d: dict, legacy: dict | None = None) -> dict:
-    """Config dict `d` with policy_lr None replaced by the rate in force: its method's default for its
-    parameterisation, or where `legacy` names the method, the rate given there. Unknown methods are left."""
-    if d.get("policy_lr") is not None or d.get("method") not in METHODS:
-        return d
-    param = d.get("parameterisation", "normalized")
-    rates = (legacy or {}).get(d["method"]) or method(d["method"]).policy_lr
-    return {**d, "policy_lr": rates[param]} if param in rates else d
+def method_default(d: dict, name: str, legacy_policy_lr: dict | None = None):
+    """The value in force of `METHOD_DEFAULT_FIELDS` field `name` in config dict `d`: its own, or when
+    None its method's default (policy_lr: for its parameterisation, or where `legacy_policy_lr` names the
+    method, the rate given there); None where the method or parameterisation is unknown."""
+    if d.get(name) is not None or d.get("method") not in METHODS:
+        return d.get(name)
+    m = method(d["method"])
+    if name == "model_scaling":
+        return m.model_scaling
+    rates = (legacy_policy_lr or {}).get(d["method"]) or m.policy_lr
+    return rates.get(d.get("parameterisation", "normalized"))
+
+
+def with_method_defaults(d: dict, legacy_policy_lr: dict | None = None) -> dict:
+    """Config dict `d` with each `METHOD_DEFAULT_FIELDS` field that is None written out as the value in
+    force (`method_default`). Unknown methods are left."""
+    return {**d, **{k: method_default(d, k, legacy_policy_lr) for k in METHOD_DEFAULT_FIELDS if k in d}}
 
 
 def _transformer_model(name: str) -> bool:
@@ -112,7 +123,7 @@ class BPOConfig:
     critic_lr: float = traced(3e-4)  # Adam learning rate of the critic (markov_svg)
     entropy: float = traced(0.1)  # entropy bonus: alpha times the mean over steps of the per-step entropy (the paper's 0.1)
     parameterisation: str = "normalized"  # policy: "normalized" ([z-scored state, t/H], small last layer) or "paper" (raw [state, t], brax NormalTanh)
-    model_scaling: str = "zscore"  # world-model states: "zscore" (warm-up mean and std), "raw" (the paper), "symlog" (log scale around the warm-up mean: sign(s) log(1 + |s|), z-scored by the delta method) or "running" (mean and std of every completed episode so far, refitted as episodes complete)
+    model_scaling: str | None = None  # world-model states: None: the method's (symlog for awm_transformer, zscore for the other world models); "zscore" (warm-up mean and std), "raw" (the paper), "symlog" (log scale around the warm-up mean: sign(s) log(1 + |s|), z-scored by the delta method) or "running" (mean and std of every completed episode so far, refitted as episodes complete)
     model_pretrain_updates: int = 0  # world-model updates on the warm-up data before the first policy period
     gamma: float = traced(1.0)  # discount of the imagined return
     grad_clip: float = traced(100.0)  # global-norm clip of the policy gradient
@@ -184,6 +195,12 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
             return self.policy_lr
         return method(self.method).policy_lr[self.parameterisation]
 
+    @property
+    def model_scaling_value(self) -> str:
+        """The world model's state scaling in force: `model_scaling`, or when it is None the method's
+        default (awm_jax.methods: AWM_TRANSFORMER_MODEL_SCALING, "zscore" for the other world models)."""
+        return self.model_scaling if self.model_scaling is not None else method(self.method).model_scaling
+
     def task_options(self) -> dict:
         opts = dict(fixed_dt=self.fixed_dt, distractor_dims=self.distractor_dims, state_noise=self.state_noise,
                     variant=self.task_variant)
@@ -230,7 +247,7 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
         for name, value, valid in (("parameterisation", self.parameterisation, PARAMETERISATIONS),
                                    ("warmup_policy", self.warmup_policy, WARMUP_POLICIES),
-                                   ("model_scaling", self.model_scaling, MODEL_SCALINGS),
+                                   ("model_scaling", self.model_scaling_value, MODEL_SCALINGS),
                                    ("model_dtype", self.model_dtype, MODEL_DTYPES),
                                    ("transformer_init", self.transformer_init, TRANSFORMER_INITS)):
             if value not in valid:
@@ -304,9 +321,9 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
 
     def resolved(self) -> Config:
         """This config with the defaults that depend on the method written out (the policy learning
-        rate in force): what a run saves, so that its config.json still says what ran after a default
-        changes."""
-        return dataclasses.replace(self, policy_lr=self.policy_lr_value)
+        rate and the model scaling in force): what a run saves, so that its config.json still says what
+        ran after a default changes."""
+        return dataclasses.replace(self, policy_lr=self.policy_lr_value, model_scaling=self.model_scaling_value)
 
     @classmethod
     def from_dict(cls, d: dict, run: bool = True) -> Config:

@@ -112,15 +112,15 @@ def config_diff(saved: dict, current: dict, ignore=(), run: bool = True) -> list
     """Human-readable differences between two config dicts (lists and tuples compare equal), leaving
     out the fields in `ignore` and fields the saved config lacks that still hold their default (a
     field added to Config since the run was saved; one whose default changed then counts as its old
-    value, `config.LEGACY_DEFAULTS`). run: both are one run's configs, so the policy learning rates in
-    force are compared (None is the method's default, in a saved config the default then); False
-    compares sweeps' base configs as they are."""
-    from awm_jax.config import Config, with_legacy_defaults, with_policy_lr
+    value, `config.LEGACY_DEFAULTS`). run: both are one run's configs, so the values in force of the
+    fields whose None means the method's default are compared (`config.METHOD_DEFAULT_FIELDS`: policy_lr,
+    model_scaling; in a saved config the default then); False compares sweeps' base configs as they are."""
+    from awm_jax.config import Config, with_legacy_defaults, with_method_defaults
 
     defaults = Config().to_dict()
     saved = with_legacy_defaults(saved, run=run)
     if run:
-        current = with_policy_lr(current)
+        current = with_method_defaults(current)
     norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v
     keys = sorted((set(saved) | set(current)) - set(ignore))
     missing = object()

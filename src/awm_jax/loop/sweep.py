@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import awm_envs
-from awm_jax.config import Config
+from awm_jax.config import METHOD_DEFAULT_FIELDS, Config
 from awm_jax.io.results import (
     atomic_write,
     markdown_table,
@@ -57,26 +57,30 @@ class SweepSpec:
         return Path(out) / member_name(cfg.task, cfg.method, combo)
 
     def to_dict(self) -> dict:
-        """What sweep.json holds: the base config, tasks, methods, grid, and each method's policy
-        learning rate in force (the base's policy_lr None means each method's default)."""
+        """What sweep.json holds: the base config, tasks, methods, grid, and per field of
+        `config.METHOD_DEFAULT_FIELDS` (policy_lr, model_scaling) each method's value in force (the
+        base's None means each method's default): {"policy_lr": {method: rate}, "model_scaling": {...}}."""
         return dict(base=self.base.to_dict(), tasks=list(self.tasks), methods=list(self.methods),
                     grid=[[n, list(v)] for n, v in self.grid],
-                    policy_lr={m: dataclasses.replace(self.base, method=m).policy_lr_value for m in self.methods})
+                    **{k: {m: getattr(dataclasses.replace(self.base, method=m), f"{k}_value") for m in self.methods}
+                       for k in METHOD_DEFAULT_FIELDS})
 
     def differences(self, saved: dict) -> list[str]:
         """What differs between this sweep and a saved `to_dict()`: tasks, methods, grid, each method's
-        policy learning rate, and the base config's fields that some method of the sweep reads (see
-        `Config.ignored_fields`)."""
+        policy learning rate and model scaling in force, and the base config's other fields that some
+        method of the sweep reads (see `Config.ignored_fields`)."""
         from awm_jax.io.checkpoint import config_diff
 
         current = json.loads(json.dumps(self.to_dict()))
         diff = [f"{k}: saved {saved.get(k)!r}, now {current[k]!r}" for k in ("tasks", "methods", "grid")
                 if saved.get(k) != current[k]]
-        if "policy_lr" not in dict(self.grid):
-            old = saved_rates(saved)
-            diff += [f"policy_lr of {m}: saved {old.get(m)!r}, now {r!r}" for m, r in current["policy_lr"].items()
-                     if old.get(m) != r]
-        ignore = {"task", "method"} | set.intersection(*[g.ignored_fields() for g in self.groups()])
+        for name in METHOD_DEFAULT_FIELDS:
+            if name not in dict(self.grid):
+                old = saved_method_values(saved, name)
+                diff += [f"{name} of {m}: saved {old.get(m)!r}, now {v!r}" for m, v in current[name].items()
+                         if old.get(m) != v]
+        ignore = {"task", "method", *METHOD_DEFAULT_FIELDS} | set.intersection(
+            *[g.ignored_fields() for g in self.groups()])
         return diff + config_diff(saved.get("base", {}), current["base"], ignore=ignore, run=False)
 
     def validate(self) -> None:
@@ -109,15 +113,16 @@ class SweepSpec:
                 c.validate(awm_envs.make(c.task, **c.task_options()))
 
 
-def saved_rates(saved: dict) -> dict:
-    """{method: the policy learning rate it ran at} of a saved sweep.json (`SweepSpec.to_dict`); older
-    files, which lack the entry, meant the defaults then (`config.LEGACY_POLICY_LR`)."""
+def saved_method_values(saved: dict, name: str = "policy_lr") -> dict:
+    """{method: the value in force of `name` (policy_lr or model_scaling)} of a saved sweep.json
+    (`SweepSpec.to_dict`); older files, which lack the entry, meant the defaults then
+    (`config.LEGACY_POLICY_LR`, `config.LEGACY_DEFAULTS`)."""
     from awm_jax.config import with_legacy_defaults
 
-    if "policy_lr" in saved:
-        return dict(saved["policy_lr"])
+    if name in saved:
+        return dict(saved[name])
     base = saved.get("base", {})
-    return {m: with_legacy_defaults({**base, "method": m})["policy_lr"] for m in saved.get("methods", ())}
+    return {m: with_legacy_defaults({**base, "method": m})[name] for m in saved.get("methods", ())}
 
 
 def parse_list(text: str | None, cast=str) -> tuple:

@@ -146,16 +146,17 @@ class BPOLearner(Learner):
         return min(cfg.warmup_steps // H, most) if cfg.replay_capacity(H) > total else 0
 
     def model_norm(self, state: TrainState) -> Normalizer:
-        """How model states are scaled for the world model: the run's normaliser (`model_scaling`
-        "zscore", fitted on the warm-up), the identity ("raw"), a log scale around it ("symlog",
+        """How model states are scaled for the world model (`Config.model_scaling_value`): the run's
+        normaliser ("zscore", fitted on the warm-up), the identity ("raw"), a log scale around it ("symlog",
         `SymlogNormalizer`) or z-scores refitted to every completed episode in the replay so far
         ("running": the scale follows the data as the policy moves). The policy's features always use
         `state.norm`."""
-        if self.config.model_scaling == "running":
+        scaling = self.config.model_scaling_value
+        if scaling == "running":
             return fit_normalizer(state.replay)
-        if self.config.model_scaling == "raw":
+        if scaling == "raw":
             return Normalizer.identity(state.norm.mean.shape[-1], state.norm.mean.dtype)
-        if self.config.model_scaling == "symlog":
+        if scaling == "symlog":
             return SymlogNormalizer.around(state.norm)
         return state.norm
 
