@@ -29,7 +29,7 @@ TRANSFORMER_MODEL_FIELDS = ("transformer_init", "model_dtype")  # read only by t
 
 # Default policy learning rates that changed, per method and parameterisation. Runs saved before runs
 # wrote out the rate in force (`Config.resolved`) hold policy_lr None: such a run trained at the rate here.
-# (model_scaling, the other field whose None means the method's default, was never saved as None.)
+# (model_scaling, the other field whose None means the method's default, no run ever saved as None.)
 LEGACY_POLICY_LR = {"awm_transformer": {"normalized": 1e-3, "paper": 1e-4}}
 METHOD_DEFAULT_FIELDS = ("policy_lr", "model_scaling")  # None: the method's default (awm_jax.methods.Method)
 
