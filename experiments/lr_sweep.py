@@ -97,16 +97,16 @@ def read_runs(folders, window: int = 10) -> list[dict]:
     """Rows {task, method, parameterisation, model_scaling, policy_lr, mean, std, seeds, last10} of finished
     runs: the final evaluation return's mean and std over seeds, and `last10` the mean over seeds and the
     last `window` evaluations."""
-    from awm_jax.io.results import read_run_files
+    from awm_jax.io.results import read_run_files, summary
 
     rows = []
     for folder in folders:
         cfg, metrics = read_run_files(folder)
-        ret = metrics["eval/return"]  # [seeds, periods]
+        final = summary(metrics)
         rows.append(dict(task=cfg.task, method=cfg.method, parameterisation=cfg.parameterisation,
                          model_scaling=cfg.model_scaling_value, policy_lr=cfg.policy_lr_value,
-                         mean=float(ret[:, -1].mean()), std=float(ret[:, -1].std()), seeds=int(ret.shape[0]),
-                         last10=float(ret[:, -window:].mean())))
+                         mean=final["mean"], std=final["std"], seeds=final["seeds"],
+                         last10=float(metrics["eval/return"][:, -window:].mean())))  # [seeds, periods]
     return sorted(rows, key=lambda r: (r["task"], r["method"], r["parameterisation"], r["model_scaling"],
                                        r["policy_lr"]))
 
