@@ -60,7 +60,7 @@ def test_float64_forms_agree_to_float64_rounding(x64):
     params = _perturb(jax.tree.map(lambda x: x.astype(jnp.float64), params), jax.random.PRNGKey(1), 0.1)
     states = jax.random.normal(jax.random.PRNGKey(2), (H + 1, N), jnp.float64)
     actions = jax.random.uniform(jax.random.PRNGKey(3), (H, M), jnp.float64, -1, 1)
-    par, seq = wm.predict(params, states, actions), wm.rollout(params, states[0], actions)
+    par, seq = jax.jit(wm.predict)(params, states, actions), jax.jit(wm.rollout)(params, states[0], actions)
     assert par.dtype == jnp.float64
     np.testing.assert_allclose(par, seq, rtol=1e-12, atol=1e-12)
 
@@ -110,8 +110,8 @@ def test_causal_in_the_actions_and_blind_to_later_states(model):
     for k >= t and non-zero for k = t - 1 and k = 0, in the parallel pass and in the recurrent one;
     changing the actions from step t on leaves s^_1..s^_t unchanged; s_1..s_H are never read."""
     wm, params, states, actions = model
-    J_par = np.asarray(jax.jacrev(lambda a: wm.predict(params, states, a))(actions))  # [H, n, H, m]
-    J_seq = np.asarray(jax.jacfwd(lambda a: wm.rollout(params, states[0], a))(actions))
+    J_par = np.asarray(jax.jit(jax.jacrev(lambda a: wm.predict(params, states, a)))(actions))  # [H, n, H, m]
+    J_seq = np.asarray(jax.jit(jax.jacfwd(lambda a: wm.rollout(params, states[0], a)))(actions))
     for J in (J_par, J_seq):
         for t in range(1, H + 1):
             assert np.all(J[t - 1, :, t:, :] == 0.0), f"s^_{t} depends on an action at or after step {t}"
@@ -123,7 +123,7 @@ def test_causal_in_the_actions_and_blind_to_later_states(model):
         changed = wm.predict(params, states, other)
         np.testing.assert_array_equal(changed[:t], base[:t])  # s^_1..s^_t
         assert float(jnp.abs(changed[t:] - base[t:]).max()) > 1e-4
-    J_s = np.asarray(jax.jacrev(lambda s: wm.predict(params, s, actions))(states))  # [H, n, H+1, n]
+    J_s = np.asarray(jax.jit(jax.jacrev(lambda s: wm.predict(params, s, actions)))(states))  # [H, n, H+1, n]
     assert np.all(J_s[:, :, 1:, :] == 0.0) and np.abs(J_s[:, :, 0, :]).max() > 0
     np.testing.assert_array_equal(wm.predict(params, states.at[1:].set(99.0), actions), base)
 
@@ -165,14 +165,14 @@ def test_bpo_through_the_parallel_pass_equals_stepping():
         ro = fn(wm, mp, policy, p, task, norm, s0, jax.random.PRNGKey(3), task.horizon)
         return ro.rewards.sum() - 0.1 * ro.logp.sum(), ro
 
-    (v1, ro1), g1 = jax.value_and_grad(lambda p: total(p, imagine, mparams), has_aux=True)(pparams)
-    (v2, ro2), g2 = jax.value_and_grad(lambda p: total(p, imagine_sequential, mparams), has_aux=True)(pparams)
+    (v1, ro1), g1 = jax.jit(jax.value_and_grad(lambda p: total(p, imagine, mparams), has_aux=True))(pparams)
+    (v2, ro2), g2 = jax.jit(jax.value_and_grad(lambda p: total(p, imagine_sequential, mparams), has_aux=True))(pparams)
     np.testing.assert_allclose(ro1.obs, ro2.obs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(v1, v2, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()) + 1e-8)
-    gm1 = jax.grad(lambda m: total(pparams, imagine, m)[0])(mparams)
-    gm2 = jax.grad(lambda m: total(pparams, imagine_sequential, m)[0])(mparams)
+    gm1 = jax.jit(jax.grad(lambda m: total(pparams, imagine, m)[0]))(mparams)
+    gm2 = jax.jit(jax.grad(lambda m: total(pparams, imagine_sequential, m)[0]))(mparams)
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(gm1)) > 0
     for a, b in zip(jax.tree.leaves(gm1), jax.tree.leaves(gm2)):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * float(jnp.abs(b).max()) + 1e-8)

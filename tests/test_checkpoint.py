@@ -39,12 +39,12 @@ def _final_state(out, config):
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    cfg = Config(method="awm_lstm", seeds=2, total_steps=200 + 64 * 12, **SMALL)
+    cfg = Config(method="markov_mlp", seeds=2, total_steps=200 + 64 * 6, **SMALL)
     ref_out = tmp_path / "ref"
     _, ref_metrics = run_training(cfg, out=ref_out, chunk_periods=1, checkpoint_every=1, verbose=False)
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "awm_jax.cli", "train", *FLAGS, "--method", "awm_lstm", "--seeds", "2",
+    cmd = [sys.executable, "-m", "awm_jax.cli", "train", *FLAGS, "--method", "markov_mlp", "--seeds", "2",
            "--total-steps", str(cfg.total_steps), "--out", str(out), "--chunk-periods", "1", "--checkpoint-every", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)

@@ -11,7 +11,7 @@
 - a seed whose updates are not finite skips them and counts them, and leaves the other seeds as a run
   without it (the learners with a finite guard: all but rejax's).
 
-The default run covers one method per learner class (BPO through a learned model, through the task
+The default run covers one method per learner class (BPO through a learned model (markov_mlp), through the task
 itself, SVG, rejax, online DT); the other methods run with `-m slow`.
 """
 
@@ -28,7 +28,7 @@ SMALL = dict(task="simple_case", horizon=10, total_steps=392, warmup_steps=200, 
              imagined_rollouts=4, width=16, heads=2, layers=1, rnn_hidden=16, ssm_state=8, mlp_hidden=(32, 32),
              policy_hidden=(32, 32), rl_hidden=(32, 32))
 KEYS = jax.random.split(jax.random.PRNGKey(0), 2)
-DEFAULT_RUN = ("awm_gru", "true_bptt", "markov_svg", "sac", "online_dt")
+DEFAULT_RUN = ("markov_mlp", "true_bptt", "markov_svg", "sac", "online_dt")
 ALL = [m if m in DEFAULT_RUN else pytest.param(m, marks=pytest.mark.slow) for m in METHODS]
 _RUNS = {}
 

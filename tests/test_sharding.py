@@ -53,7 +53,8 @@ def _run(method, seeds):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("method,seeds", [pytest.param("awm_lstm", 8, marks=pytest.mark.slow), ("awm_gru", 6)])
+@pytest.mark.parametrize("method,seeds", [pytest.param("awm_lstm", 8, marks=pytest.mark.slow),
+                                          pytest.param("awm_gru", 6, marks=pytest.mark.slow), ("markov_mlp", 6)])
 def test_sharded_equals_unsharded(method, seeds):
     """8 seeds over 4 devices, and 6 seeds padded to 8 (padding dropped), equal one device up to
     float32 rounding, and repeat bit for bit."""
