@@ -12,9 +12,15 @@ over all devices) and timed: env steps (16 with the policy), world-model updates
 policy update (1), evaluation episode (1), and the compile time of the whole trainer. From these the
 per-seed time of the paper's schedule (1,500 warm-up steps, then 220 blocks and 55 evaluations) is
 estimated. The script also measures this machine's sustained matmul throughput on the transformer's
-shapes (200 matmuls in one compiled loop) and, for every method, XLA's FLOP count of one model and one
-policy update, and prints each method's ratio of the per-seed time to its own FLOP limit (schedule
-FLOPs / sustained FLOP/s), as shared PEER.md defines it.
+shapes (200 matmuls in one compiled loop) and, for every method, the FLOPs of one model and one policy
+update, and prints each method's ratio of the per-seed time to its own FLOP limit (schedule FLOPs /
+sustained FLOP/s), as shared PEER.md defines it. An update's FLOPs are the larger of XLA's cost analysis
+(PEER.md's count; it counts a loop's body once) and the matmul FLOPs of its jaxpr with every loop body
+counted as often as it runs (`awm_jax.analysis.flops`): the recurrent models' updates are loops.
+
+The seeds of a row are computed as `awm-jax train` computes them (`--seed-batch auto`: the transformers
+one seed after another on one CPU device, see `awm_jax.loop.sharding.seed_map`); `--seed-batch all`
+vmaps them all.
 
 Each row also gives the whole trainer program's memory (XLA's memory analysis of the compiled program:
 arguments + outputs + temporaries, minus what outputs alias) and that per seed. `--max-seeds N` replaces
@@ -35,10 +41,11 @@ import jax
 import tyro
 
 from awm_jax.analysis.benchmark import QUICK_CONFIG
+from awm_jax.analysis.flops import matmul_flops
 from awm_jax.analysis.options import quick_defaults
 from awm_jax.config import Config
 from awm_jax.io.results import atomic_write, format_table
-from awm_jax.loop.sharding import SeedSharding
+from awm_jax.loop.sharding import SeedSharding, default_seed_batch, seed_map
 from awm_jax.methods import make_train
 
 QUICK_HELP = ("smoke test (about two minutes on a laptop CPU): awm_transformer and true_bptt at 1 and 2 seeds with 1 "
@@ -54,11 +61,13 @@ class Options:
     methods: str = "awm_transformer,awm_lstm,awm_ssm,true_bptt"
     """comma-separated methods (awm_transformer adds the FLOP-limit comparison)"""
     seeds: str = "1,2,4,8,16"
-    """comma-separated numbers of vmapped seeds"""
+    """comma-separated numbers of seeds"""
     task: str = "cancer_treatment"
     """the task to train on"""
     reps: int = 3
     """timed repetitions of each phase (after one untimed call)"""
+    seed_batch: str = "auto"
+    """seeds computed together: auto (each method's default on this device), all (vmapped), or N"""
     max_seeds: int | None = None
     """time 1, 2, 4, ... seeds up to this many (replaces --seeds), each method until memory runs out"""
     quick: Annotated[bool, tyro.conf.arg(help=QUICK_HELP)] = False
@@ -132,29 +141,36 @@ def sustained_gflops(count: int = 200, reps: int = 3) -> float:
 
 
 def schedule_flops(trainer) -> dict:
-    """XLA's FLOP count of one model update and one policy update (one seed) and of the schedule's
-    updates: {model, policy, total} in FLOP."""
+    """FLOPs of one model update and one policy update (one seed; the larger of XLA's count and the
+    jaxpr's matmul count, see the module doc) and of the schedule's updates: {model, policy, total,
+    xla_model, xla_policy, matmul_model, matmul_policy} in FLOP."""
     cfg = trainer.config
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
     k = jax.random.PRNGKey(1)
-    flops = {"model": 0.0}
+    flops = {f"{c}_model": 0.0 for c in ("xla", "matmul")} | {"model": 0.0}
     pieces = [("policy", trainer._policy_update)] + [("model", trainer._model_update)] * trainer.model.trainable
     for name, fn in pieces:
         ca = jax.jit(fn).lower(state, k).compile().cost_analysis()
-        flops[name] = float((ca[0] if isinstance(ca, (list, tuple)) else ca)["flops"])
+        flops[f"xla_{name}"] = float((ca[0] if isinstance(ca, (list, tuple)) else ca)["flops"])
+        flops[f"matmul_{name}"] = matmul_flops(fn, state, k)
+        flops[name] = max(flops[f"xla_{name}"], flops[f"matmul_{name}"])
     flops["total"] = cfg.blocks * (cfg.policy_every // cfg.model_every * flops["model"] + flops["policy"])
     return flops
 
 
-def phases(trainer, n: int, reps: int):
-    """Seconds per phase for n vmapped seeds, and the whole trainer's compile time."""
+def phases(trainer, n: int, reps: int, seed_batch: str = "auto"):
+    """Seconds per phase for n seeds (computed together as `seed_batch` says), and the whole trainer's
+    compile time."""
     cfg = trainer.config
     sh = SeedSharding.create(n)
+    devices = 1 if sh.mesh is None else sh.mesh.devices.size
+    batch = {"auto": default_seed_batch(cfg.method, devices), "all": None}.get(seed_batch, seed_batch)
+    over_seeds = lambda fn: seed_map(fn, None if batch is None else int(batch))
     keys = sh.pad(jax.random.split(jax.random.PRNGKey(0), n))
     t0 = time.perf_counter()
-    whole = sh.compile(jax.vmap(trainer), keys)
+    whole = sh.compile(over_seeds(trainer), keys)
     compile_s = time.perf_counter() - t0
-    state = sh.compile(jax.vmap(trainer.init), keys)(keys)
+    state = sh.compile(over_seeds(trainer.init), keys)(keys)
     ks = sh.pad(jax.random.split(jax.random.PRNGKey(1), n))
 
     def env(s, k):
@@ -174,7 +190,7 @@ def phases(trainer, n: int, reps: int):
         if name == "model_s" and not trainer.model.trainable:
             out[name] = 0.0
             continue
-        out[name] = _time(sh.compile(jax.vmap(fn), state, ks), state, ks, reps=reps)
+        out[name] = _time(sh.compile(over_seeds(fn), state, ks), state, ks, reps=reps)
     return out, state
 
 
@@ -184,6 +200,10 @@ def main(argv=None):
     if args.quick:
         args, sizes = quick_defaults(args, methods="awm_transformer,true_bptt", seeds="1,2", reps=1), QUICK_CONFIG
     methods, counts = args.methods.split(","), seed_counts(args.seeds, args.max_seeds)
+    if args.seed_batch not in ("auto", "all"):
+        if not args.seed_batch.isdigit() or int(args.seed_batch) < 1:
+            raise SystemExit(f"--seed-batch must be auto, all or a positive integer, got {args.seed_batch!r}")
+        args.seed_batch = int(args.seed_batch)
     trainers = {m: make_train(Config(task=args.task, method=m, **sizes)) for m in methods}  # validate first
     dev = jax.devices()
     print(f"devices: {len(dev)} x {dev[0].platform} ({dev[0].device_kind})")
@@ -192,7 +212,7 @@ def main(argv=None):
         cfg = tr.config
         for n in counts:
             try:
-                ph, _ = phases(tr, n, args.reps)
+                ph, _ = phases(tr, n, args.reps, args.seed_batch)
             except Exception as e:  # only memory exhaustion ends the doubling
                 if not out_of_memory(e):
                     raise
@@ -216,15 +236,19 @@ def main(argv=None):
         best = min(r["per_seed_s"] for r in rows if r["method"] == m)
         sig = lambda x: float(f"{x:.4g}")
         limits.append(dict(method=m, model_gflop=sig(f["model"] / 1e9), policy_gflop=sig(f["policy"] / 1e9),
+                           xla_model_gflop=sig(f["xla_model"] / 1e9), xla_policy_gflop=sig(f["xla_policy"] / 1e9),
                            schedule_tflop=sig(f["total"] / 1e12), flop_limit_s=sig(limit), best_per_seed_s=best,
                            x_limit=sig(best / limit)))
     text = (format_table(rows) + f"\n\nsustained matmul rate here: {gf:.0f} GFLOP/s (200 [6464, 48] x [48, 192] "
-            "matmuls in one compiled loop); FLOP limit = the schedule's update FLOPs (XLA cost analysis, one seed) "
-            "at that rate; x_limit = best measured seconds per seed / the limit\n\n" + format_table(limits))
+            "matmuls in one compiled loop); FLOP limit = the schedule's update FLOPs (one seed: the larger of "
+            "XLA's cost analysis, xla_*, which counts a loop body once, and the jaxpr's matmuls with loops "
+            "multiplied out) at that rate; x_limit = best measured seconds per seed / the limit\n\n"
+            + format_table(limits))
     estimates = benchmark_estimates(rows)
     if estimates:
         text += (f"\n\nestimated wall time of the full Myriad benchmark ({BENCHMARK_TASKS} tasks x {BENCHMARK_METHODS} "
-                 "methods, one program per group, the seeds vmapped; unmeasured methods at the measured mean):\n\n"
+                 "methods, one program per group, its seeds computed as in the table; unmeasured methods at the "
+                 "measured mean):\n\n"
                  + format_table(estimates))
     print(text)
     atomic_write(Path(args.out) / "scaling.md", text + "\n")

@@ -52,3 +52,20 @@ def test_benchmark_estimate_counts_unmeasured_methods_at_the_mean(bench):
     expected = bench.BENCHMARK_TASKS * (sum(per) + (bench.BENCHMARK_METHODS - 2) * sum(per) / 2)
     assert est["seeds"] == 1 and est["measured_methods"] == 2
     assert est["benchmark_s"] == pytest.approx(expected, abs=0.05)
+
+
+def test_matmul_flops_count_loops_as_often_as_they_run():
+    """awm_jax.analysis.flops against closed forms: a scan of 10 matmuls counts 10 of them (XLA's cost
+    analysis counts the body once), an MLP's parameter gradient 2N(2dh + 3ho), a cond its costlier branch."""
+    from awm_jax.analysis.flops import matmul_flops
+
+    a, b = jnp.ones((8, 5)), jnp.ones((5, 5))
+    scanned = lambda a, b: jax.lax.scan(lambda x, _: (jnp.tanh(x @ b), None), a, None, length=10)[0]
+    assert matmul_flops(scanned, a, b) == 10 * 2 * 8 * 5 * 5
+    N, d, h, o = 16, 3, 7, 2
+    params = {"w1": jnp.ones((d, h)), "w2": jnp.ones((h, o))}
+    x = jnp.ones((N, d))
+    loss = lambda p, x: jnp.sum(jnp.tanh(x @ p["w1"]) @ p["w2"])
+    assert matmul_flops(jax.jit(jax.grad(loss)), params, x) == 2 * N * (2 * d * h + 3 * h * o)
+    branches = lambda p, x: jax.lax.cond(x.sum() > 0, lambda x: x @ p["w1"] @ jnp.ones((h, 1)), lambda x: x[:, :1], x)
+    assert matmul_flops(branches, params, x) == 2 * N * d * h + 2 * N * h

@@ -26,7 +26,7 @@ def tasks() -> None:
 def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/train", chunk_periods: int = 8,
           checkpoint_every: int = 0, keep: int = 2, resume: bool = False, overwrite: bool = False, shard: bool = True,
           compilation_cache: Annotated[str, tyro.conf.arg(help=CACHE_HELP)] = "auto", coordinator: str | None = None,
-          num_processes: int | None = None, process_id: int | None = None) -> None:
+          num_processes: int | None = None, process_id: int | None = None, seed_batch: str = "auto") -> None:
     """Train `--seeds` seeds of one method on one task as a single vmapped program and write
     config.json, metrics.csv/json, returns.png, summary.txt, final_state/ and, last, COMPLETE to --out.
 
@@ -35,14 +35,19 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/tr
     the newest intact checkpoint. A folder that already holds a run is refused unless --resume
     (continue it) or --overwrite (move it aside to OUT.old-<time>, then train afresh); one process
     writes a folder at a time. Seeds are laid over every device (--no-shard: one device).
+    --seed-batch N computes N seeds together and the groups one after another (one device); "all" vmaps
+    every seed; "auto" (default) is "all" except for the transformers on one CPU device (1: faster there).
     Several hosts: --coordinator HOST:PORT --num-processes N --process-id I on every process (or the
     cluster's environment variables that jax.distributed.initialize reads, with --coordinator auto)."""
     from awm_jax.loop.run import run_training
 
     _distributed(coordinator, num_processes, process_id)
     _compilation_cache(compilation_cache)
+    if seed_batch not in ("auto", "all") and not seed_batch.isdigit():
+        raise SystemExit(f"--seed-batch must be auto, all or a positive integer, got {seed_batch!r}")
+    batch = {"auto": "auto", "all": None}[seed_batch] if seed_batch in ("auto", "all") else int(seed_batch)
     run_training(config, out=out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, keep=keep,
-                 resume=resume, overwrite=overwrite, shard=shard)
+                 resume=resume, overwrite=overwrite, shard=shard, seed_batch=batch)
 
 
 def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cancer_treatment",

@@ -2,7 +2,8 @@
 resume, write outputs.
 
 The compiled program is `jax.jit(jax.vmap(trainer.run_chunk))` over the seed axis (laid over every
-device by `awm_jax.loop.sharding` when there are several); chunking only decides how often control
+device by `awm_jax.loop.sharding` when there are several; on one CPU device the transformers map their
+seeds one after another instead, see `sharding.seed_map`); chunking only decides how often control
 returns to Python (progress lines, checkpoints), never the results.
 """
 
@@ -16,6 +17,7 @@ import jax
 import numpy as np
 
 from awm_jax.config import Config
+from awm_jax.loop.sharding import default_seed_batch, seed_map
 from awm_jax.methods import make_train
 
 
@@ -32,7 +34,7 @@ def chunk_size(periods: int, requested: int) -> int:
 
 def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_every: int = 0, keep: int = 2,
                  resume: bool = False, shard: bool = True, verbose: bool = True, hparams: dict | None = None,
-                 keys=None, write_outputs: bool = True, overwrite: bool = False):
+                 keys=None, write_outputs: bool = True, overwrite: bool = False, seed_batch: int | None | str = "auto"):
     """Train `config.seeds` seeds in one vmapped program; returns (state, metrics {name: [seeds, periods]}).
 
     out: run folder (config.json, metrics, plot, summary, final_state/, COMPLETE; checkpoints/ when
@@ -50,12 +52,19 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
         hparams is {name: [members] array} of traced hyperparameters (see the learner's `traced`).
     write_outputs: write the plot, metrics.csv and summary to `out` (a sweep writes its own per-member
         folders; its group folder gets config.json, metrics.json and the final state).
+    seed_batch: seeds computed together (`awm_jax.loop.sharding.seed_map`): None vmaps them all, n runs
+        groups of n one after another in the program (one device only); "auto": the method's choice on a
+        single CPU device (1 for the transformers), None elsewhere. Results equal to float32 rounding.
     """
     from awm_jax.io import run_folder
 
     trainer = make_train(config)  # validates before anything compiles
     if chunk_periods < 1 or checkpoint_every < 0 or keep < 1:
         raise ValueError("need chunk_periods >= 1, checkpoint_every >= 0 and keep >= 1")
+    if seed_batch != "auto":
+        seed_map(lambda x: x, seed_batch)  # raises on a bad value
+        if seed_batch is not None and shard and jax.device_count() > 1:
+            raise ValueError("a seed batch needs one device: pass shard=False (--no-shard) or seed_batch=None")
     if (resume or checkpoint_every) and out is None:
         raise ValueError("checkpointing and --resume need an output folder (--out)")
     if resume and overwrite:
@@ -78,7 +87,7 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
 
             atomic_write(Path(out) / run_folder.CONFIG, json.dumps(config.resolved().to_dict(), indent=2))
         return _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, shard, log, hparams, keys,
-                      write_outputs)
+                      write_outputs, seed_batch)
     finally:
         if lock is not None:
             lock.release()
@@ -116,7 +125,7 @@ def _finished(out, log):
 
 
 def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, shard, log, hparams, keys,
-           write_outputs):
+           write_outputs, seed_batch):
     """run_training once the folder is claimed: compile, (resume,) train in chunks, write outputs."""
     from awm_jax.io import checkpoint as ckpt
     from awm_jax.io import run_folder
@@ -131,9 +140,12 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
     hp = {} if hparams is None else {k: np.asarray(v, np.float32) for k, v in hparams.items()}
     sharding = SeedSharding.create(len(keys)) if shard else SeedSharding.single(len(keys))
     keys, hp = sharding.pad(keys), {k: sharding.pad(v) for k, v in hp.items()}
+    devices = 1 if sharding.mesh is None else sharding.mesh.devices.size
+    if seed_batch == "auto":
+        seed_batch = default_seed_batch(config.method, devices)
 
     t0 = time.time()
-    init = sharding.compile(jax.vmap(lambda k, h: trainer.init(k, h)), keys, hp)
+    init = sharding.compile(seed_map(lambda k, h: trainer.init(k, h), seed_batch), keys, hp)
     compile_s = time.time() - t0  # compiling only: running init (the warm-up) is training time
     state = init(keys, sharding.put(hp))
     shapes = jax.eval_shape(jax.vmap(lambda s: trainer.run_chunk(s, 1)), state)[1]
@@ -152,10 +164,11 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
         # one program for every chunk (a resumed run sizes its chunks to the periods left)
         chunk = chunk_size(P - done, chunk_periods) if done < P else 0
         t0 = time.time()
-        step = sharding.compile(jax.vmap(lambda s: trainer.run_chunk(s, chunk)), state) if chunk else None
+        step = sharding.compile(seed_map(lambda s: trainer.run_chunk(s, chunk), seed_batch), state) if chunk else None
         compile_s += time.time() - t0
         M = sharding.seeds
-        log(f"[awm-jax] {config.task} / {config.method}, {M} seeds on {sharding.describe()}, "
+        how = "" if seed_batch is None or seed_batch >= M else f" ({seed_batch} at a time)"
+        log(f"[awm-jax] {config.task} / {config.method}, {M} seeds{how} on {sharding.describe()}, "
             f"{config.env_steps} env steps in chunks of {chunk} evaluation periods: compiled in {compile_s:.1f}s")
         t1 = time.time()
         chunks = 0

@@ -4,6 +4,12 @@ Seeds are independent, so the compiled program has no cross-device communication
 its block of seeds. A seed count that does not divide the device count is padded (by repeating the
 first seed's inputs) and the padding is dropped from the results, so the caller never sees it.
 
+How the seeds of one device are computed is `seed_map`'s choice: vmapped together (the default, and the
+only way on several devices), or, with a seed batch, in groups one after another inside the same program
+(`jax.lax.map`). On a single CPU device the transformer world models run one seed at a time: XLA CPU's
+library fusions (jaxlib 0.10.2) of the attention softmax's backward and of the layer norms run 1.6-2.5x
+slower once a leading seed axis is added, and one seed already keeps both cores busy.
+
 Several hosts: call `init_distributed()` first (coordinator address, process count and id from the
 arguments or the usual cluster environment variables, as `jax.distributed.initialize` reads them);
 every process then builds the same global mesh, feeds its own block of seeds with
@@ -27,6 +33,25 @@ def init_distributed(coordinator_address: str | None = None, num_processes: int 
     kw = {k: v for k, v in dict(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id, local_device_ids=local_device_ids).items() if v is not None}
     jax.distributed.initialize(**kw)
+
+
+def seed_map(fn, batch: int | None = None):
+    """fn over the leading seed axis of its arguments (and of its outputs): `jax.vmap(fn)` when batch is None,
+    else groups of `batch` seeds vmapped together and the groups run one after another (`jax.lax.map`);
+    batch 1 runs each seed as the unbatched program (no leading axis at all). The same values, to float32
+    rounding (XLA CPU rounds batched programs differently)."""
+    if batch is None:
+        return jax.vmap(fn)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"seed batch must be a positive integer or None, got {batch!r}")
+    return lambda *args: jax.lax.map(lambda a: fn(*a), args, batch_size=None if batch == 1 else batch)
+
+
+def default_seed_batch(method: str, devices: int) -> int | None:
+    """The seed batch runs use unless told: the method's `cpu_seed_batch` on a single CPU device, else None."""
+    from awm_jax.methods import REGISTRY
+
+    return REGISTRY[method].cpu_seed_batch if devices == 1 and jax.default_backend() == "cpu" else None
 
 
 @dataclasses.dataclass(frozen=True)
