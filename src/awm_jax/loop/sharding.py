@@ -7,7 +7,7 @@ first seed's inputs) and the padding is dropped from the results, so the caller 
 How the seeds of one device are computed is `seed_map`'s choice: vmapped together (the default, and the
 only way on several devices), or, with a seed batch, in groups one after another inside the same program
 (`jax.lax.map`). On a single CPU device the transformer world models run one seed at a time: XLA CPU's
-library fusions (jaxlib 0.10.2) of the attention softmax's backward and of the layer norms run 1.6-2.5x
+library fusions (jaxlib 0.10.2) of the attention softmax's backward and of the layer norms run 1.6-2.7x
 slower once a leading seed axis is added, and one seed already keeps both cores busy.
 
 Several hosts: call `init_distributed()` first (coordinator address, process count and id from the
