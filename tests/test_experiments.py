@@ -222,3 +222,12 @@ def test_script_quick_setting(tmp_path, script, outputs):
     """Each script's own --quick setting (a few minutes of CPU in all)."""
     _run(script, tmp_path, "--quick")
     _check_outputs(tmp_path, **outputs)
+
+
+@pytest.mark.slow  # ~30 s: two subprocesses compile markov_mlp's update
+def test_xla_scheduler_bench_times_both_settings(tmp_path):
+    _run("bench_xla_scheduler.py", tmp_path, "--methods", "markov_mlp", "--seeds", "2", "--reps", "1")
+    table = (tmp_path / "scheduler.md").read_text().splitlines()
+    row = next(line.split() for line in table if line.startswith("markov_mlp"))
+    off, on, ratio = (float(x) for x in row[2:5])
+    assert off > 0 and on > 0 and ratio == pytest.approx(on / off, abs=0.01)  # ms rounded to 0.01
