@@ -3,6 +3,7 @@ analysis), forward and forward+backward time, and share of the measured update.
 
     python experiments/profile_update.py --out runs/profile            # the paper's sizes (batch 64 x 101 tokens)
     python experiments/profile_update.py --out /tmp/profile --quick     # small sizes, seconds
+    python experiments/profile_update.py --out runs/profile --ops 25   # and the 25 costliest XLA ops (CPU)
 
 One model update (`BPOLearner._model_update`) = replay gather of `model_batch` episodes and their
 normalisation, the model's loss over them (token embeddings, per layer: LayerNorm, attention with its
@@ -41,6 +42,8 @@ class Options:
     """repetitions of each part inside its timed program"""
     trace: bool = False
     """also write a jax.profiler trace of the whole update to OUT/trace"""
+    ops: int = 0
+    """also list the N costliest XLA ops of the whole update (CPU), unbatched and with a vmapped seed axis"""
     quick: bool = False
     """smoke test: width 16, batch 8, 5 repetitions"""
 
@@ -69,6 +72,37 @@ def _timed(fn, args, reps: int) -> float:
     t = time.perf_counter()
     jax.block_until_ready(run(first, *rest))
     return (time.perf_counter() - t) / reps
+
+
+def op_table(update, state, keys, top: int) -> list[dict]:
+    """The `top` costliest XLA ops of `update(state, key) -> state` run once per key of `keys` (their leading
+    axis) in one compiled loop:
+    ms per update (trace events of XLA's CPU threads, jax.profiler; an op's time includes the ops it
+    contains, so loops count twice) and the op's result shape from the compiled HLO."""
+    import collections
+    import re
+    import tempfile
+
+    from jax.profiler import ProfileData
+
+    reps = len(keys)
+    run = jax.jit(lambda s, ks: jax.lax.scan(lambda s, k: (update(s, k), None), s, ks)[0])
+    jax.block_until_ready(run(state, keys))
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d):
+            jax.block_until_ready(run(state, keys))
+        data = ProfileData.from_file(str(next(Path(d).rglob("*.xplane.pb"))))
+    ns = collections.Counter()
+    for plane in data.planes:
+        for line in plane.lines:
+            if line.name.startswith("tf_XLAEigen"):  # XLA CPU's worker threads
+                for ev in line.events:
+                    if ev.name not in ("ThunkExecutor::Execute", "SlinkyThreadPool::Await"):
+                        ns[ev.name] += ev.duration_ns
+    hlo = run.lower(state, keys).compile().as_text()
+    shape = {m.group(1): m.group(2) for m in re.finditer(r"%(\S+) = (\S+) ", hlo)}
+    return [dict(op=name, ms_per_update=round(v / 1e6 / reps, 3), shape=shape.get(name, "").split("{")[0])
+            for name, v in ns.most_common(top)]
 
 
 def _grad_of(apply):
@@ -173,6 +207,15 @@ def main(argv=None) -> None:
     print(head + "\n\n" + table)
     out = Path(args.out)
     atomic_write(out / "profile.md", f"{head}\n\n```\n{table}\n```\n")
+    if args.ops and jax.default_backend() == "cpu":
+        update = lambda st, k: learner._model_update(st, k)[0]
+        one, keys = jax.tree.map(lambda a: a[None], state), jax.random.split(key, reps)
+        for label, fn, st, ks in (("unbatched", update, state, keys),
+                                  ("one seed vmapped (a leading axis of 1)", jax.vmap(update), one, keys[:, None])):
+            ops = format_table(op_table(fn, st, ks, args.ops))
+            print(f"\ncostliest ops, {label}:\n{ops}")
+            text = (out / "profile.md").read_text() + f"\ncostliest ops, {label}:\n\n```\n{ops}\n```\n"
+            atomic_write(out / "profile.md", text)
     if args.trace:
         with jax.profiler.trace(str(out / "trace")):
             jax.block_until_ready(jax.jit(lambda st, k: learner._model_update(st, k)[0])(state, key))

@@ -231,3 +231,13 @@ def test_xla_scheduler_bench_times_both_settings(tmp_path):
     row = next(line.split() for line in table if line.startswith("markov_mlp"))
     off, on, ratio = (float(x) for x in row[2:5])
     assert off > 0 and on > 0 and ratio == pytest.approx(on / off, abs=0.01)  # ms rounded to 0.01
+
+
+@pytest.mark.slow  # ~40 s
+def test_profile_update_lists_parts_and_costliest_ops(tmp_path):
+    _run("profile_update.py", tmp_path, "--quick", "--ops", "4")
+    text = (tmp_path / "profile.md").read_text()
+    assert "one whole model update" in text and "attention (QKV, softmax, proj)" in text
+    for label in ("unbatched", "one seed vmapped"):
+        block = text.split(f"costliest ops, {label}")[1].split("```")[1].strip().splitlines()[2:]
+        assert len(block) == 4 and all(float(row.split()[1]) > 0 for row in block)
