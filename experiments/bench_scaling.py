@@ -59,7 +59,7 @@ class Options:
     out: str
     """folder for scaling.md"""
     methods: str = "awm_transformer,awm_lstm,awm_ssm,true_bptt"
-    """comma-separated methods (awm_transformer adds the FLOP-limit comparison)"""
+    """comma-separated methods (each is compared with its own FLOP limit)"""
     seeds: str = "1,2,4,8,16"
     """comma-separated numbers of seeds"""
     task: str = "cancer_treatment"
