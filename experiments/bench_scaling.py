@@ -45,7 +45,7 @@ from awm_jax.analysis.flops import matmul_flops
 from awm_jax.analysis.options import quick_defaults
 from awm_jax.config import Config
 from awm_jax.io.results import atomic_write, format_table
-from awm_jax.loop.sharding import SeedSharding, default_seed_batch, seed_map
+from awm_jax.loop.sharding import SeedSharding, default_seed_batch, parse_seed_batch, seed_map
 from awm_jax.methods import make_train
 
 QUICK_HELP = ("smoke test (about two minutes on a laptop CPU): awm_transformer and true_bptt at 1 and 2 seeds with 1 "
@@ -158,14 +158,14 @@ def schedule_flops(trainer) -> dict:
     return flops
 
 
-def phases(trainer, n: int, reps: int, seed_batch: str = "auto"):
+def phases(trainer, n: int, reps: int, seed_batch="auto"):
     """Seconds per phase for n seeds (computed together as `seed_batch` says), and the whole trainer's
     compile time."""
     cfg = trainer.config
     sh = SeedSharding.create(n)
     devices = 1 if sh.mesh is None else sh.mesh.devices.size
-    batch = {"auto": default_seed_batch(cfg.method, devices), "all": None}.get(seed_batch, seed_batch)
-    over_seeds = lambda fn: seed_map(fn, None if batch is None else int(batch))
+    batch = default_seed_batch(cfg.method, devices) if seed_batch == "auto" else seed_batch
+    over_seeds = lambda fn: seed_map(fn, batch)
     keys = sh.pad(jax.random.split(jax.random.PRNGKey(0), n))
     t0 = time.perf_counter()
     whole = sh.compile(over_seeds(trainer), keys)
@@ -200,10 +200,10 @@ def main(argv=None):
     if args.quick:
         args, sizes = quick_defaults(args, methods="awm_transformer,true_bptt", seeds="1,2", reps=1), QUICK_CONFIG
     methods, counts = args.methods.split(","), seed_counts(args.seeds, args.max_seeds)
-    if args.seed_batch not in ("auto", "all"):
-        if not args.seed_batch.isdigit() or int(args.seed_batch) < 1:
-            raise SystemExit(f"--seed-batch must be auto, all or a positive integer, got {args.seed_batch!r}")
-        args.seed_batch = int(args.seed_batch)
+    try:
+        seed_batch = parse_seed_batch(args.seed_batch)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     trainers = {m: make_train(Config(task=args.task, method=m, **sizes)) for m in methods}  # validate first
     dev = jax.devices()
     print(f"devices: {len(dev)} x {dev[0].platform} ({dev[0].device_kind})")
@@ -212,7 +212,7 @@ def main(argv=None):
         cfg = tr.config
         for n in counts:
             try:
-                ph, _ = phases(tr, n, args.reps, args.seed_batch)
+                ph, _ = phases(tr, n, args.reps, seed_batch)
             except Exception as e:  # only memory exhaustion ends the doubling
                 if not out_of_memory(e):
                     raise

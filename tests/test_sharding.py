@@ -130,6 +130,12 @@ def test_seed_map_batches_equal_vmap_and_a_python_loop():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="seed batch"):
             seed_map(fn, bad)
+    from awm_jax.loop.sharding import parse_seed_batch
+
+    assert [parse_seed_batch(t) for t in ("auto", "all", "1", "3")] == ["auto", None, 1, 3]
+    for bad in ("0", "-1", "x", "1.5"):
+        with pytest.raises(ValueError, match="--seed-batch"):
+            parse_seed_batch(bad)
 
 
 def test_a_run_with_a_seed_batch_equals_the_vmapped_run():

@@ -43,9 +43,12 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/tr
 
     _distributed(coordinator, num_processes, process_id)
     _compilation_cache(compilation_cache)
-    if seed_batch not in ("auto", "all") and not seed_batch.isdigit():
-        raise SystemExit(f"--seed-batch must be auto, all or a positive integer, got {seed_batch!r}")
-    batch = {"auto": "auto", "all": None}[seed_batch] if seed_batch in ("auto", "all") else int(seed_batch)
+    from awm_jax.loop.sharding import parse_seed_batch
+
+    try:
+        batch = parse_seed_batch(seed_batch)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     run_training(config, out=out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, keep=keep,
                  resume=resume, overwrite=overwrite, shard=shard, seed_batch=batch)
 

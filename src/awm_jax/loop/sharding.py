@@ -47,6 +47,15 @@ def seed_map(fn, batch: int | None = None):
     return lambda *args: jax.lax.map(lambda a: fn(*a), args, batch_size=None if batch == 1 else batch)
 
 
+def parse_seed_batch(text: str):
+    """A command line's --seed-batch: "auto" stays "auto", "all" is None (vmapped), "N" the integer N >= 1."""
+    if text in ("auto", "all"):
+        return None if text == "all" else text
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--seed-batch must be auto, all or a positive integer, got {text!r}")
+    return int(text)
+
+
 def default_seed_batch(method: str, devices: int) -> int | None:
     """The seed batch runs use unless told: the method's `cpu_seed_batch` on a single CPU device, else None."""
     from awm_jax.methods import REGISTRY
