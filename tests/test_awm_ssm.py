@@ -26,7 +26,7 @@ def _perturb(params, key, scale):
 @pytest.fixture(scope="module")
 def model():
     wm = make_world_model("awm_ssm", N, M, H)
-    params = _perturb(wm.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 0.1)  # away from the symmetric init
+    params = _perturb(jax.jit(wm.init)(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 0.1)  # off the symmetric init
     ks, ka = jax.random.split(jax.random.PRNGKey(2))
     states = jax.random.normal(ks, (H + 1, N))
     actions = jax.random.uniform(ka, (H, M), minval=-1, maxval=1)

@@ -2,8 +2,8 @@
 
 - vmapped seeds equal single-seed runs (to float32 rounding: XLA CPU rounds batched programs
   differently) and differ from each other;
-- init, then chunks, equals init, then one chunk of every period, to the last bit (the path of
-  awm_jax.loop.run and of resumed checkpoints);
+- init, then a chunk of one period at a time, equals init, then one chunk of all periods, to the last
+  bit (the path of awm_jax.loop.run and of resumed checkpoints);
 - a checkpoint (orbax, as awm_jax.loop.run writes it) restores into the state structure rebuilt from
   the learner, and the run continues to the same end, bit for bit;
 - every method reports on the same evaluation grid (`eval/env_steps` after the warm-up, every
@@ -43,14 +43,23 @@ def _run(method):
     return _RUNS[method]
 
 
-def _chunks(method):
-    """Compiled (one period, the remaining periods) chunk functions of `method`'s learner, cached."""
-    key = ("chunks", method)
+def _one_period(method):
+    """`method`'s vmapped chunk of one evaluation period, compiled once and cached (the runs chunk by divisors of
+    the periods, so every chunk of a run is the same program)."""
+    key = ("one period", method)
     if key not in _RUNS:
         learner = _run(method)[0]
-        _RUNS[key] = (jax.jit(jax.vmap(lambda s: learner.run_chunk(s, 1))),
-                      jax.jit(jax.vmap(lambda s: learner.run_chunk(s, learner.config.periods - 1))))
+        _RUNS[key] = jax.jit(jax.vmap(lambda s: learner.run_chunk(s, 1)))
     return _RUNS[key]
+
+
+def _periods(method, state, n):
+    """`n` chunks of one period from `state`: the last state and the metrics of every period, concatenated."""
+    one, metrics = _one_period(method), []
+    for _ in range(n):
+        state, m = one(state)
+        metrics.append(m)
+    return state, jax.tree.map(lambda *a: jnp.concatenate(a, axis=1), *metrics)
 
 
 def _equal(a, b):
@@ -71,10 +80,8 @@ def test_vmapped_seeds_equal_single_runs_and_differ(method):
 @pytest.mark.parametrize("method", ALL)
 def test_chunked_run_equals_one_call(method):
     learner, state0, state, metrics = _run(method)
-    one, rest = _chunks(method)
-    s, m1 = one(state0)
-    s, m2 = rest(s)
-    _equal(jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), m1, m2), metrics)
+    s, m = _periods(method, state0, learner.config.periods)
+    _equal(m, metrics)
     _equal(s, state)
 
 
@@ -83,8 +90,7 @@ def test_a_checkpoint_restores_and_the_run_ends_as_without_it(method, tmp_path):
     from awm_jax.io.checkpoint import Checkpointer
 
     learner, state0, state, metrics = _run(method)
-    one, rest = _chunks(method)
-    s1, m1 = one(state0)
+    s1, m1 = _periods(method, state0, 1)
     checkpointer = Checkpointer(tmp_path / "checkpoints")
     checkpointer.save(1, s1, m1)
     abstract = jax.eval_shape(jax.vmap(learner.init), KEYS)  # the structure a resumed run rebuilds
@@ -93,7 +99,7 @@ def test_a_checkpoint_restores_and_the_run_ends_as_without_it(method, tmp_path):
     assert done == 1
     _equal(restored, s1)
     _equal(m_restored, m1)
-    s, m2 = rest(restored)
+    s, m2 = _periods(method, restored, learner.config.periods - 1)
     _equal(s, state)
     _equal(m2, jax.tree.map(lambda a: a[:, 1:], metrics))
 

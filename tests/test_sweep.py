@@ -86,7 +86,8 @@ def test_sharded_sweep_killed_and_resumed_equals_unsharded(tmp_path):
     cmd = [sys.executable, "-m", "awm_jax.cli", "sweep", "--tasks", "cancer_treatment,timber_harvest", "--methods",
            "awm_transformer,true_bptt", "--seeds", "8", *FLAGS, "--out", str(out), "--chunk-periods", "1",
            "--checkpoint-every", "1"]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"  # and the tests' flags
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     first = out / "groups" / "cancer_treatment-awm_transformer" / "checkpoints"
     deadline = time.time() + 300

@@ -29,7 +29,7 @@ def _data(key=KEY, h=H):
 
 @pytest.fixture(scope="module")
 def models():
-    return {kind: (wm := make_world_model(kind, N, M, H), wm.init(jax.random.PRNGKey(7))) for kind in KINDS}
+    return {kind: (wm := make_world_model(kind, N, M, H), jax.jit(wm.init)(jax.random.PRNGKey(7))) for kind in KINDS}
 
 
 def test_awm_cached_imagination_equals_full_pass(models):
@@ -253,16 +253,18 @@ def test_parallel_imagination_equals_sequential():
         def total(p, fn, mp):
             ro = fn(wm, mp, policy, p, task, norm, s0, KEY, task.horizon, 0, stop)  # noqa: B023 (called here)
             return ro.rewards.sum() - 0.1 * ro.logp.sum(), ro
-        (v1, ro1), g1 = jax.value_and_grad(lambda p: total(p, imagine, mparams), has_aux=True)(pparams)
-        (v2, ro2), g2 = jax.value_and_grad(lambda p: total(p, imagine_sequential, mparams), has_aux=True)(pparams)
+        # jitted: eager differentiation through the key/value cache's steps takes ~20 s
+        (v1, ro1), g1 = jax.jit(jax.value_and_grad(lambda p: total(p, imagine, mparams), has_aux=True))(pparams)
+        (v2, ro2), g2 = jax.jit(jax.value_and_grad(lambda p: total(p, imagine_sequential, mparams),
+                                                   has_aux=True))(pparams)
         np.testing.assert_allclose(ro1.obs, ro2.obs, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(ro1.rewards, ro2.rewards, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(v1, v2, rtol=1e-5)
         for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     # and the model-parameter gradient agrees too (both passes differentiate through the model)
-    gm1 = jax.grad(lambda m: total(pparams, imagine, m)[0])(mparams)
-    gm2 = jax.grad(lambda m: total(pparams, imagine_sequential, m)[0])(mparams)
+    gm1 = jax.jit(jax.grad(lambda m: total(pparams, imagine, m)[0]))(mparams)
+    gm2 = jax.jit(jax.grad(lambda m: total(pparams, imagine_sequential, m)[0]))(mparams)
     for a, b in zip(jax.tree.leaves(gm1), jax.tree.leaves(gm2)):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
@@ -321,8 +323,8 @@ def test_bad_world_model_options():
 
 
 def test_transformer_awm_learns_cancer_dynamics():
-    """Trained on random-action episodes of cancer_treatment, the AWM's held-out error falls far (10x)
-    below that of predicting s_0 for every step."""
+    """Trained on random-action episodes of cancer_treatment for 150 steps, the AWM's held-out error falls
+    far (1,000x) below that of predicting s_0 for every step."""
     task = awm_envs.make("cancer_treatment")
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
 
@@ -335,7 +337,7 @@ def test_transformer_awm_learns_cancer_dynamics():
     test_s, test_a = episodes(keys[1], 64)
     norm = Normalizer.from_data(train_s)
     wm = make_world_model("awm_transformer", 1, 1, task.horizon)
-    params = wm.init(jax.random.PRNGKey(1))
+    params = jax.jit(wm.init)(jax.random.PRNGKey(1))
     opt = optax.adam(1e-3)
     ostate = opt.init(params)
     mask = jnp.ones(train_a.shape[:2])
@@ -349,13 +351,13 @@ def test_transformer_awm_learns_cancer_dynamics():
             upd, o = opt.update(g, o)
             return (optax.apply_updates(p, upd), o), loss
 
-        return jax.lax.scan(step, (params, ostate), jax.random.split(key, 400))
+        return jax.lax.scan(step, (params, ostate), jax.random.split(key, 150))
 
     (params, ostate), losses = train(params, ostate, jax.random.PRNGKey(2))
     pred = norm.denorm(jax.vmap(lambda s, a: wm.predict(params, norm.norm(s), a))(test_s, test_a))
     model_err = float(jnp.mean((pred - test_s[:, 1:]) ** 2))
     copy_err = float(jnp.mean((test_s[:, :1] - test_s[:, 1:]) ** 2))
-    assert model_err < copy_err / 10, (model_err, copy_err)
+    assert model_err < copy_err / 1000, (model_err, copy_err)  # 4,300x measured after 150 steps
 
 
 @pytest.mark.parametrize("kind", ["awm_transformer", "hwm_transformer"])
@@ -364,15 +366,15 @@ def test_bfloat16_transformer_computes_in_bfloat16_near_the_float32_model(models
     bfloat16 rounding of the float32 model's (and not equal to them: the layers did run in bfloat16)."""
     wm, params = models[kind]
     low = dataclasses.replace(wm, dtype="bfloat16")
-    assert jax.tree.structure(low.init(KEY)) == jax.tree.structure(params)
+    assert jax.tree.structure(jax.eval_shape(low.init, KEY)) == jax.tree.structure(params)
     states, actions = _data()
     ref, got = wm.predict(params, states, actions), low.predict(params, states, actions)
     scale = float(jnp.max(jnp.abs(ref)))
     assert got.dtype == jnp.float32 and 0 < float(jnp.max(jnp.abs(got - ref))) < 3e-2 * scale
-    np.testing.assert_allclose(low.rollout(params, states[0], actions)[0], got[0], atol=3e-2 * scale)
+    np.testing.assert_allclose(jax.jit(low.rollout)(params, states[0], actions)[0], got[0], atol=3e-2 * scale)
     mask = jnp.ones((1, H))
-    g_ref = jax.grad(wm.loss)(params, states[None], actions[None], mask)
-    g_low = jax.grad(low.loss)(params, states[None], actions[None], mask)
+    g_ref = jax.jit(jax.grad(wm.loss))(params, states[None], actions[None], mask)  # jitted: eager takes ~6 s
+    g_low = jax.jit(jax.grad(low.loss))(params, states[None], actions[None], mask)
     flat = lambda g: jnp.concatenate([x.ravel() for x in jax.tree.leaves(g)])
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(g_low))
     assert float(jnp.dot(flat(g_ref), flat(g_low)) / jnp.linalg.norm(flat(g_ref)) / jnp.linalg.norm(flat(g_low))) > 0.99
