@@ -62,13 +62,18 @@ class FakeTrain:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, cfg, out, **kw):
-        self.calls.append((cfg.task, cfg.method, cfg.horizon))
+    def __call__(self, cfg, out, keys=None, **kw):
+        from awm_jax.loop.run import seed_keys
+
+        # the seeds asked for: all, or those whose keys are passed (a seed part)
+        all_keys = np.asarray(seed_keys(cfg))
+        seeds = [i for i in range(cfg.seeds) if keys is None or any((all_keys[i] == k).all() for k in np.asarray(keys))]
+        self.calls.append((cfg.task, cfg.method, cfg.horizon) + ((tuple(seeds),) if keys is not None else ()))
         P = 3
-        ret = np.linspace(0.0, 1.0, P)[None] * final_returns(cfg)[:, None]  # ends at the final returns
-        metrics = {"eval/return": ret, "eval/env_steps": np.tile(np.arange(1, P + 1) * 100.0, (cfg.seeds, 1)),
-                   "skipped_updates": np.zeros((cfg.seeds, P))}
-        write_run(out, cfg, metrics)
+        ret = np.linspace(0.0, 1.0, P)[None] * final_returns(cfg)[seeds, None]  # ends at the final returns
+        metrics = {"eval/return": ret, "eval/env_steps": np.tile(np.arange(1, P + 1) * 100.0, (len(seeds), 1)),
+                   "skipped_updates": np.zeros((len(seeds), P))}
+        write_run(out, cfg, metrics, extra=dict(compile_seconds=1.0, run_seconds=10.0 + seeds[0]))
         return None, metrics
 
 
@@ -196,6 +201,63 @@ def test_committed_groups_are_skipped_exactly(tmp_path, capsys):
     with pytest.raises(ValueError, match="seeds: saved 2, now 3"):
         run_groups([Setting(dataclasses.replace(BASE, seeds=3))], TASKS, METHODS, out, data, train=fake)
     assert len(fake.calls) == 5
+
+
+def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys):
+    """--seed-parts: each seed is trained alone (its own key of seed_keys) and committed at once; a run
+    killed after seed 0 loses nothing committed, the report names the parts of the missing group, and
+    the next run trains seed 1 alone and commits the group as the parts stacked, the parts removed."""
+    data, out, fake = tmp_path / "data", tmp_path / "out", FakeTrain()
+    write_refs(data, BASE)
+    s, cfg = [Setting(BASE)], dataclasses.replace(BASE, task="timber_harvest", method="awm_transformer")
+
+    def killed_at_seed_1(cfg, out, keys=None, **kw):
+        if len(fake.calls) == 1:
+            raise KeyboardInterrupt  # the machine is taken back while seed 1 trains
+        return fake(cfg, out, keys=keys, **kw)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_groups(s, ["timber_harvest"], ["awm_transformer"], out, data, train=killed_at_seed_1, seed_parts=True)
+    part0 = data / "parts" / "timber_harvest-awm_transformer" / "seed0"
+    assert fake.calls == [("timber_harvest", "awm_transformer", None, (0,))]
+    assert (part0 / "COMPLETE").is_file() and not committed(data, cfg)
+    report = script("myriad_benchmark").report(data, s, ["timber_harvest"], ["awm_transformer"], reps=50)
+    assert report["missing"] and "- timber_harvest-awm_transformer (seed 0 committed as parts)" in \
+        (data / "tables.md").read_text()
+    run_groups(s, ["timber_harvest"], ["awm_transformer"], out, data, train=fake, seed_parts=True)
+    assert fake.calls[1:] == [("timber_harvest", "awm_transformer", None, (1,))]
+    assert "seed 0 of timber_harvest-awm_transformer is committed" in capsys.readouterr().out
+    assert committed(data, cfg) and not (data / "parts").joinpath("timber_harvest-awm_transformer").exists()
+    metrics = json.loads((data / "timber_harvest-awm_transformer" / "metrics.json").read_text())
+    np.testing.assert_array_equal(np.asarray(metrics["metrics"]["eval/return"])[:, -1], final_returns(cfg))
+    assert (metrics["seeds"], metrics["seed_parts"], metrics["run_seconds"], metrics["compile_seconds"]) == (2, 2, 21.0,
+                                                                                                          2.0)
+    assert json.loads((data / "timber_harvest-awm_transformer" / "config.json").read_text())["seeds"] == 2
+
+
+def test_seed_parts_compute_what_the_group_program_does(tmp_path):
+    """A real tiny group whose seeds run one after another in its program (seed_batch 1, as the
+    transformers' on one CPU device; markov_mlp here, which compiles faster) trained whole and in seed
+    parts: the committed metrics are the same numbers, bit for bit."""
+    import functools
+
+    from awm_jax.analysis.benchmark import QUICK_CONFIG
+    from awm_jax.loop.run import run_training
+
+    method = "markov_mlp"
+    cfg = Config(task="cancer_treatment", method=method, seeds=2, mlp_hidden=(16,), policy_hidden=(16,),
+                 **QUICK_CONFIG)
+    s = [Setting(cfg)]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    for data in (whole, parts):
+        write_refs(data, cfg, ["cancer_treatment"])
+        run_groups(s, ["cancer_treatment"], [method], tmp_path / f"out-{data.name}", data, seed_parts=data == parts,
+                   verbose=False, train=functools.partial(run_training, seed_batch=1))
+    got = [json.loads((d / f"cancer_treatment-{method}" / "metrics.json").read_text())["metrics"]
+           for d in (whole, parts)]
+    assert set(got[0]) == set(got[1])
+    for k in got[0]:
+        np.testing.assert_array_equal(np.asarray(got[1][k], float), np.asarray(got[0][k], float), err_msg=k)
 
 
 def test_estimate_uses_the_table_then_the_measured_groups():

@@ -196,7 +196,7 @@ def run_experiment(args, settings, tasks, methods) -> Path:
         _usage_error(f"--data {data} is not a folder")
     if not args.data_only:
         run_groups(settings, tasks, methods, args.out, data, resume=args.resume, overwrite=args.overwrite,
-                   chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every)
+                   chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every, seed_parts=args.seed_parts)
     return data
 
 

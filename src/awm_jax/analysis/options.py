@@ -57,6 +57,9 @@ class BenchmarkOptions:
     """save a group's whole train state every N chunks of --chunk-periods evaluations, for --resume"""
     chunk_periods: int = 8
     """evaluation periods per compiled chunk"""
+    seed_parts: bool = False
+    """train each group one seed at a time and commit each seed as it finishes (merged into the group once
+    all are in): a group longer than the machine is held for is done over several sessions"""
     reps: int = 2000
     """bootstrap resamples of the confidence intervals"""
 

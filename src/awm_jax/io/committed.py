@@ -6,7 +6,16 @@ small outputs into a data folder (committed under docs/data/), and skip the grou
     DATA/[setting/]{task}-{method}/      config.json, metrics.json, metrics.csv, summary.txt, COMPLETE
     OUT/runs/[setting/]{task}-{method}/  the group's `awm-jax train` folder (checkpoints/, final_state/)
 
-A group is one (task, method) with all its seeds in one vmapped program (`run.run_training`). A
+A group is one (task, method) with all its seeds in one vmapped program (`run.run_training`), or, with
+`seed_parts`, one single-seed run per seed (the same per-seed keys), each committed on its own as soon
+as it finishes and merged into the group once all are in:
+
+    DATA/[setting/]parts/{task}-{method}/seed{i}/       seed i's small files (config.json is the group's)
+    OUT/runs/[setting/]parts/{task}-{method}/seed{i}/   its run folder
+
+so a group longer than the time a machine is held is done over several sessions without keeping its
+checkpoints (where seeds run one at a time anyway, as the transformers' do on one CPU device, the parts
+compute what the group's one program does). A
 setting is one configuration of an experiment with its own subfolder and scores.csv columns
 (horizon scaling: folder H400, column horizon=400); the benchmark has one setting and no subfolder.
 
@@ -27,11 +36,14 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 from awm_jax.config import BPO_METHODS, Config
 from awm_jax.io.run_folder import CONFIG, METRICS, group_name
 
 GROUP_FILES = (CONFIG, METRICS, "metrics.csv", "summary.txt")
 TMP = ".tmp-"  # prefix of a group copy not yet renamed into place
+PARTS = "parts"  # DATA/[setting/]parts/{task}-{method}/seed{i}/: a group's committed single-seed parts
 
 # Rough wall seconds per seed per 1,000 env steps at H = 100 on the 2-core CPU (4 vmapped seeds), plus
 # COMPILE_SECONDS a group, for the first estimate only: once a group of a method finishes, this run's
@@ -60,10 +72,19 @@ class Setting:
 def committed(data, cfg: Config) -> bool:
     """Whether data folder `data` holds the group of `cfg`, whole (its files match their COMPLETE
     marker). A group committed with a different config raises ValueError naming the differences."""
+    return _holds(Path(data) / group_name(cfg.task, cfg.method), cfg)
+
+
+def part_folder(root, cfg: Config, seed: int) -> Path:
+    """Where seed `seed`'s part of the group `cfg` lives under `root` (a data folder or OUT/runs)."""
+    return Path(root) / PARTS / group_name(cfg.task, cfg.method) / f"seed{seed}"
+
+
+def _holds(folder: Path, cfg: Config) -> bool:
+    """Whether `folder` holds whole small files (matching their COMPLETE marker) of a run of `cfg`."""
     from awm_jax.io.checkpoint import config_diff
     from awm_jax.io.run_folder import check_complete, is_complete, read_json
 
-    folder = Path(data) / group_name(cfg.task, cfg.method)
     if not is_complete(folder):
         return False
     check_complete(folder, verify=GROUP_FILES)
@@ -80,12 +101,19 @@ def commit_group(run_dir, data, log=print) -> Path:
     a temporary folder, its COMPLETE marker, one rename. An unfinished copy already there (no marker)
     is moved aside. Returns the group's data folder."""
     from awm_jax.io import run_folder
-    from awm_jax.io.results import atomic_write, read_run_files
+    from awm_jax.io.results import read_run_files
 
     run_folder.check_complete(run_dir)
     cfg, _ = read_run_files(run_dir)
-    dest = Path(data) / group_name(cfg.task, cfg.method)
-    tmp = Path(data) / f"{TMP}{dest.name}"
+    return _copy_whole(run_dir, Path(data) / group_name(cfg.task, cfg.method), log)
+
+
+def _copy_whole(run_dir, dest: Path, log=print) -> Path:
+    """Copy GROUP_FILES of `run_dir` to `dest` through a temporary folder, its marker and one rename."""
+    from awm_jax.io import run_folder
+    from awm_jax.io.results import atomic_write
+
+    tmp = dest.parent / f"{TMP}{dest.name}"
     shutil.rmtree(tmp, ignore_errors=True)  # a copy killed before its rename (the data folder is locked)
     for name in GROUP_FILES:
         atomic_write(tmp / name, (Path(run_dir) / name).read_bytes())
@@ -94,6 +122,54 @@ def commit_group(run_dir, data, log=print) -> Path:
         log(f"[data] {dest} holds an unfinished copy: moved to {run_folder.move_aside(dest)}")
     os.rename(tmp, dest)
     return dest
+
+
+def merge_parts(parts, out) -> Path:
+    """Write the group run folder `out` from its committed single-seed `parts` (in seed order): the
+    parts' config (they must agree), their metrics stacked on the seed axis, their compile and run
+    seconds summed, and its COMPLETE marker over GROUP_FILES. Returns `out`."""
+    from awm_jax.io import run_folder
+    from awm_jax.io.results import read_run_files, write_outputs
+
+    configs, metrics, seconds = [], [], dict(compile_seconds=0.0, run_seconds=0.0)
+    for p in parts:
+        run_folder.check_complete(p, verify=GROUP_FILES)
+        cfg, m = read_run_files(p)
+        if len(m["eval/return"]) != 1:
+            raise ValueError(f"{p} holds {len(m['eval/return'])} seeds: a part holds one")
+        configs.append(cfg)
+        metrics.append(m)
+        payload = run_folder.read_json(Path(p) / METRICS, "metrics file")
+        for k in seconds:
+            seconds[k] += float(payload.get(k, 0.0))
+    if len(parts) != configs[0].seeds or any(c != configs[0] for c in configs):
+        raise ValueError(f"the parts {[str(p) for p in parts]} are not the {configs[0].seeds} seeds of one config")
+    merged = {k: np.concatenate([m[k] for m in metrics]) for k in metrics[0]}
+    write_outputs(out, configs[0], merged, extra=dict(seconds, seed_parts=len(parts)))
+    run_folder.mark_complete(out, GROUP_FILES)
+    return Path(out)
+
+
+def _train_in_parts(train, cfg: Config, runs: Path, data: Path, log, **kw) -> tuple[Path, bool]:
+    """Train the group `cfg` seed by seed (each seed's key of `run.seed_keys(cfg)`), committing each part
+    to `data` as it finishes and skipping those committed; merge them into OUT/runs/[setting/]parts/
+    {task}-{method}/merged. Returns (that folder, whether every part was trained from the start here)."""
+    from awm_jax.loop.run import seed_keys
+
+    keys, fresh = seed_keys(cfg), True
+    for i in range(cfg.seeds):
+        part = part_folder(data, cfg, i)
+        if _holds(part, cfg):
+            log(f"[data] seed {i} of {group_name(cfg.task, cfg.method)} is committed ({part}): not trained again")
+            fresh = False
+            continue
+        run_dir = part_folder(runs, cfg, i)
+        fresh &= kw["overwrite"] or not run_dir.exists()
+        train(cfg, out=run_dir, keys=keys[i:i + 1], **kw)
+        log(f"[data] committed seed {i} of {cfg.seeds}: {_copy_whole(run_dir, part, log)}")
+    merged = part_folder(runs, cfg, 0).parent / "merged"
+    shutil.rmtree(merged, ignore_errors=True)  # rebuilt from the committed parts every time
+    return merge_parts([part_folder(data, cfg, i) for i in range(cfg.seeds)], merged), fresh
 
 
 def reference_key(task: str) -> int:
@@ -138,11 +214,14 @@ def _hms(seconds: float) -> str:
 
 
 def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwrite: bool = False,
-               chunk_periods: int = 8, checkpoint_every: int = 2, verbose: bool = True, train=None) -> dict:
+               chunk_periods: int = 8, checkpoint_every: int = 2, verbose: bool = True, train=None,
+               seed_parts: bool = False) -> dict:
     """Train every (setting, task, method) group not committed in `data` yet and commit each as soon
     as it finishes. Everything is validated and the references computed first; the data folder is
     locked while this runs. resume/overwrite are `run.run_training`'s, for the groups' run folders in
-    OUT/runs. `train` (default `run.run_training`) is called as train(cfg, out=..., ...).
+    OUT/runs. `train` (default `run.run_training`) is called as train(cfg, out=..., ...). seed_parts:
+    train each group one seed at a time, committing each seed (see the module docstring); a group's
+    parts are removed from `data` once the whole group is committed.
     Returns {'skipped': [(folder, task, method)], 'trained': [...]}."""
     from awm_jax.io.run_folder import FolderLock, ensure_folder
     from awm_jax.loop.run import run_training
@@ -156,7 +235,8 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
     lock = FolderLock(data)
     try:
         groups = [(s, cfg) for s in settings for cfg in s.groups(tasks, methods)]
-        for stale in (p for s in settings for p in (data / s.folder).glob(f"{TMP}*")):
+        for stale in (p for s in settings for pattern in (f"{TMP}*", f"{PARTS}/*/{TMP}*")
+                      for p in (data / s.folder).glob(pattern)):
             shutil.rmtree(stale, ignore_errors=True)  # copies killed before their rename (we hold the lock)
         done = [(s, cfg) for s, cfg in groups if committed(data / s.folder, cfg)]
         todo = [g for g in groups if g not in done]
@@ -166,12 +246,19 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
         log(f"[data] {len(done)}/{len(groups)} groups already committed in {data}; {len(todo)} to train, about "
             f"{_hms(sum(estimate(c, {}) for _, c in todo))} (a first estimate): {', '.join(names) or 'none'}")
         measured, t_start = {}, time.time()
+        kw = dict(chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite,
+                  verbose=verbose)
         for i, (s, cfg) in enumerate(todo):
-            run_dir = Path(out) / "runs" / s.folder / group_name(cfg.task, cfg.method)
-            t0, fresh = time.time(), overwrite or not run_dir.exists()  # a resumed run does not measure a rate
-            train(cfg, out=run_dir, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume,
-                  overwrite=overwrite, verbose=verbose)
+            runs, t0 = Path(out) / "runs" / s.folder, time.time()
+            if seed_parts:
+                run_dir, fresh = _train_in_parts(train, cfg, runs, data / s.folder, log, **kw)
+            else:
+                run_dir = runs / group_name(cfg.task, cfg.method)
+                fresh = overwrite or not run_dir.exists()  # a resumed run does not measure a rate
+                train(cfg, out=run_dir, **kw)
             dest = commit_group(run_dir, data / s.folder, log=log)
+            if seed_parts:  # the group holds every seed now
+                shutil.rmtree(part_folder(data / s.folder, cfg, 0).parent)
             if fresh:
                 measured[(cfg.method, cfg.horizon)] = (time.time() - t0, cfg.seeds * cfg.env_steps / 1000)
             left = sum(estimate(c, measured) for _, c in todo[i + 1:])

@@ -32,6 +32,16 @@ from awm_jax.io.run_folder import group_name
 REFERENCE = "awm_transformer"
 
 
+def _parts_note(folder: Path, task: str, method: str) -> str:
+    """', seeds 0, 2 committed as parts' when a missing group is being trained in seed parts, else ''."""
+    from awm_jax.io.committed import PARTS
+    from awm_jax.io.run_folder import is_complete
+
+    done = sorted(int(p.name[4:]) for p in (folder / PARTS / group_name(task, method)).glob("seed*")
+                  if p.name[4:].isdigit() and is_complete(p))
+    return f" (seed{'s' * (len(done) > 1)} {', '.join(map(str, done))} committed as parts)" if done else ""
+
+
 def read_scores(data, settings, tasks, methods) -> tuple[dict, dict, list]:
     """Read every committed group of (settings x tasks x methods) in `data`: ({setting folder: score
     rows}, {(folder, task, method): (env steps [P], normalised returns [seeds, P])}, missing
@@ -165,7 +175,8 @@ def write_report(data, settings, tasks, methods, title: str, command: str, refer
              "## Per task (normalised score, mean +- std over seeds; final return in per_task.csv)", "",
              _md(_per_task_grid(per, settings, tasks, methods, cols) if per else []), "",
              "## Missing groups", "",
-             "\n".join(f"- {where(s)}{group_name(t, m)}" for s, t, m in missing) or "none", ""]
+             "\n".join(f"- {where(s)}{group_name(t, m)}{_parts_note(data / s.folder, t, m)}" for s, t, m in missing)
+             or "none", ""]
     atomic_write(data / "tables.md", "\n".join(lines))
     return dict(by_setting=by_setting, curves=curves, missing=missing, aggregate=agg, improvement=imp, per_task=per)
 
