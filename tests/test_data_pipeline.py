@@ -266,7 +266,9 @@ def test_estimate_uses_the_table_then_the_measured_groups():
     rate = SECONDS_PER_SEED_KSTEP
     assert estimate(cfg, {}) == pytest.approx(COMPILE_SECONDS + rate["awm_transformer"] * k)
     assert estimate(dataclasses.replace(cfg, horizon=400), {}) == pytest.approx(
-        COMPILE_SECONDS + rate["awm_transformer"] * k * 4)  # BPO updates cost in proportion to H
+        COMPILE_SECONDS + rate["awm_transformer"] * k * 10)  # the transformers: H (1 + H/100) / 200
+    assert estimate(dataclasses.replace(cfg, horizon=800, method="markov_mlp"), {}) == pytest.approx(
+        COMPILE_SECONDS + rate["markov_mlp"] * k * 8)  # the other BPO methods' updates cost in proportion to H
     assert estimate(dataclasses.replace(cfg, method="sac", horizon=400), {}) == pytest.approx(
         COMPILE_SECONDS + rate["sac"] * k)  # the model-free baselines' do not
     measured = {("awm_transformer", None): (300.0, k / 2)}  # half the seeds took 300 s

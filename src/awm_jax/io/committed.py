@@ -54,6 +54,7 @@ PARTS = "parts"  # DATA/[setting/]parts/{task}-{method}/seed{i}/: a group's comm
 SECONDS_PER_SEED_KSTEP = dict(awm_transformer=24.0, hwm_transformer=20.0, awm_rnn=7.0, awm_gru=7.0, awm_lstm=7.0,
                               markov_mlp=2.0, markov_svg=3.0, true_bptt=0.5, sac=22.0, ppo=5.0, td3=20.0,
                               online_dt=20.0)
+TRANSFORMER_METHODS = ("awm_transformer", "hwm_transformer")  # attention over the episode: cost grows as H^2
 COMPILE_SECONDS = 20.0  # compiling a group's program: 6-40 s on the 2-core CPU
 
 
@@ -190,19 +191,31 @@ def references(base: Config, tasks, data, verbose: bool = True) -> dict:
     return out
 
 
+def horizon_factor(method: str, horizon: int | None) -> float:
+    """How a group's time grows with the episode length, relative to H = 100: the BPO methods' updates
+    cost in proportion to H, and the transformers' attention adds a part in proportion to H^2 (x =
+    H/100: x (1 + x) / 2, so 1, 10 and 36 at H 100, 400 and 800; measured on the 2-core CPU,
+    awm_transformer on cancer_treatment took 9 min a group at H 100, 33 min at H 400 and about 1.8 h a
+    seed, 5.5 h a group, at H 800: 37 times H 100's); the model-free baselines' cost does not depend on H."""
+    if method not in BPO_METHODS:
+        return 1.0
+    x = (horizon or 100) / 100
+    return x * (1 + x) / 2 if method in TRANSFORMER_METHODS else x
+
+
 def estimate(cfg: Config, measured: dict) -> float:
     """Expected wall seconds of the group `cfg`. `measured` is {(method, horizon): (seconds, seed-ksteps)}
     of the groups this run trained from the start: a group of the same method and horizon is scaled by
-    its seed-ksteps; otherwise the table's estimate (its rate scaled by the horizon for the BPO methods,
-    whose updates cost in proportion to it, plus the compile) times the ratio of the measured groups'
+    its seed-ksteps; otherwise the table's estimate (its rate scaled by `horizon_factor`, plus the
+    compile) times the ratio of the measured groups'
     total time to their tabled total."""
     ksteps = cfg.seeds * cfg.env_steps / 1000
     key = (cfg.method, cfg.horizon)
     if key in measured:
         seconds, k = measured[key]
         return seconds * ksteps / k
-    table = lambda method, horizon, k: COMPILE_SECONDS + SECONDS_PER_SEED_KSTEP.get(method, 20.0) * k * (
-        (horizon or 100) / 100 if method in BPO_METHODS else 1.0)
+    table = lambda method, horizon, k: COMPILE_SECONDS + SECONDS_PER_SEED_KSTEP.get(method, 20.0) * k * horizon_factor(
+        method, horizon)
     factor = (sum(s for s, _ in measured.values()) / sum(table(*g, k) for g, (_, k) in measured.items())
               if measured else 1.0)
     return table(*key, ksteps) * factor
