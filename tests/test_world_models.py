@@ -46,6 +46,35 @@ def test_awm_cached_imagination_equals_full_pass(models):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5)
 
 
+def test_blocked_causal_attention_equals_numpy_and_the_one_block_pass():
+    """CausalTransformer's full pass attends in query blocks (the causal mask's upper blocks skipped):
+    attention against a plain numpy loop (each query's softmax over the keys up to it), and the whole
+    network's outputs and parameter gradients equal for blocks of 1, 3 and 4 rows and one block."""
+    from awm_jax.models.networks import CausalTransformer
+
+    T, W, heads = 10, 12, 3
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, T, 5))
+    q, k, v = (np.asarray(jax.random.normal(kk, (2, heads, T, W // heads))) for kk in jax.random.split(KEY, 3))
+    want = np.zeros_like(q)
+    for t in range(T):
+        logits = np.einsum("bhd,bhkd->bhk", q[:, :, t], k[:, :, :t + 1]) / np.sqrt(W // heads)
+        w = np.exp(logits - logits.max(-1, keepdims=True))
+        want[:, :, t] = np.einsum("bhk,bhkd->bhd", w / w.sum(-1, keepdims=True), v[:, :, :t + 1])
+    net = lambda block: CausalTransformer(W, 2, heads, T, query_block=block)
+    params = net(T).init(KEY, x)
+    for block in (1, 3, 4, T, 100):
+        got = net(block).apply(params, q, k, v, method=CausalTransformer._attend)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"query_block {block}")
+    loss = lambda p, block: jnp.sum(jnp.sin(net(block).apply(p, x)))
+    one = jax.jit(jax.value_and_grad(loss), static_argnums=1)(params, T)
+    for block in (1, 3, 4):
+        got = jax.jit(jax.value_and_grad(loss), static_argnums=1)(params, block)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(one)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="query_block"):
+        net(0).init(KEY, x)
+
+
 def test_hwm_cached_steps_equal_full_pass(models):
     """Fed the true states one token at a time, the cached HWM reproduces its teacher-forced pass."""
     wm, params = models["hwm_transformer"]

