@@ -203,10 +203,15 @@ def test_committed_groups_are_skipped_exactly(tmp_path, capsys):
     assert len(fake.calls) == 5
 
 
-def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys):
+def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys, monkeypatch):
     """--seed-parts: each seed is trained alone (its own key of seed_keys) and committed at once; a run
     killed after seed 0 loses nothing committed, the report names the parts of the missing group, and
-    the next run trains seed 1 alone and commits the group as the parts stacked, the parts removed."""
+    the next run trains seed 1 alone (its time estimate counting that seed only) and commits the group
+    as the parts stacked, the parts removed."""
+    from awm_jax.io import committed as module
+
+    estimated = []
+    monkeypatch.setattr(module, "estimate", lambda cfg, measured, seeds=None: estimated.append(seeds) or 60.0)
     data, out, fake = tmp_path / "data", tmp_path / "out", FakeTrain()
     write_refs(data, BASE)
     s, cfg = [Setting(BASE)], dataclasses.replace(BASE, task="timber_harvest", method="awm_transformer")
@@ -224,8 +229,10 @@ def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys):
     report = script("myriad_benchmark").report(data, s, ["timber_harvest"], ["awm_transformer"], reps=50)
     assert report["missing"] and "- timber_harvest-awm_transformer (seed 0 committed as parts)" in \
         (data / "tables.md").read_text()
+    assert estimated == [2]  # the first estimate: both seeds to train
     run_groups(s, ["timber_harvest"], ["awm_transformer"], out, data, train=fake, seed_parts=True)
     assert fake.calls[1:] == [("timber_harvest", "awm_transformer", None, (1,))]
+    assert estimated == [2, 1]  # seed 0 is committed: one seed's time
     assert "seed 0 of timber_harvest-awm_transformer is committed" in capsys.readouterr().out
     assert committed(data, cfg) and not (data / "parts").joinpath("timber_harvest-awm_transformer").exists()
     metrics = json.loads((data / "timber_harvest-awm_transformer" / "metrics.json").read_text())
@@ -265,6 +272,7 @@ def test_estimate_uses_the_table_then_the_measured_groups():
     k = 4 * cfg.env_steps / 1000  # seed-ksteps
     rate = SECONDS_PER_SEED_KSTEP
     assert estimate(cfg, {}) == pytest.approx(COMPILE_SECONDS + rate["awm_transformer"] * k)
+    assert estimate(cfg, {}, seeds=1) == pytest.approx(COMPILE_SECONDS + rate["awm_transformer"] * k / 4)
     assert estimate(dataclasses.replace(cfg, horizon=400), {}) == pytest.approx(
         COMPILE_SECONDS + rate["awm_transformer"] * k * 10)  # the transformers: H (1 + H/100) / 200
     assert estimate(dataclasses.replace(cfg, horizon=800, method="markov_mlp"), {}) == pytest.approx(

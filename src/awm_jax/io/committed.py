@@ -203,13 +203,13 @@ def horizon_factor(method: str, horizon: int | None) -> float:
     return x * (1 + x) / 2 if method in TRANSFORMER_METHODS else x
 
 
-def estimate(cfg: Config, measured: dict) -> float:
-    """Expected wall seconds of the group `cfg`. `measured` is {(method, horizon): (seconds, seed-ksteps)}
-    of the groups this run trained from the start: a group of the same method and horizon is scaled by
-    its seed-ksteps; otherwise the table's estimate (its rate scaled by `horizon_factor`, plus the
-    compile) times the ratio of the measured groups'
-    total time to their tabled total."""
-    ksteps = cfg.seeds * cfg.env_steps / 1000
+def estimate(cfg: Config, measured: dict, seeds: int | None = None) -> float:
+    """Expected wall seconds of the group `cfg`, or of `seeds` of its seeds (those not committed as
+    parts yet). `measured` is {(method, horizon): (seconds, seed-ksteps)} of the groups this run trained
+    from the start: a group of the same method and horizon is scaled by its seed-ksteps; otherwise the
+    table's estimate (its rate scaled by `horizon_factor`, plus the compile) times the ratio of the
+    measured groups' total time to their tabled total."""
+    ksteps = (cfg.seeds if seeds is None else seeds) * cfg.env_steps / 1000
     key = (cfg.method, cfg.horizon)
     if key in measured:
         seconds, k = measured[key]
@@ -256,8 +256,12 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
         for s in settings:
             references(s.base, tasks, data / s.folder, verbose=verbose)
         names = [f"{s.folder + '/' if s.folder else ''}{group_name(c.task, c.method)}" for s, c in todo]
+        seeds_left = [sum(not _holds(part_folder(data / s.folder, c, i), c) for i in range(c.seeds))
+                      if seed_parts else c.seeds for s, c in todo]  # committed parts are not trained again
+        remaining = lambda first, measured: sum(estimate(c, measured, n) for (_, c), n in
+                                                zip(todo[first:], seeds_left[first:]))
         log(f"[data] {len(done)}/{len(groups)} groups already committed in {data}; {len(todo)} to train, about "
-            f"{_hms(sum(estimate(c, {}) for _, c in todo))} (a first estimate): {', '.join(names) or 'none'}")
+            f"{_hms(remaining(0, {}))} (a first estimate): {', '.join(names) or 'none'}")
         measured, t_start = {}, time.time()
         kw = dict(chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite,
                   verbose=verbose)
@@ -274,7 +278,7 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
                 shutil.rmtree(part_folder(data / s.folder, cfg, 0).parent)
             if fresh:
                 measured[(cfg.method, cfg.horizon)] = (time.time() - t0, cfg.seeds * cfg.env_steps / 1000)
-            left = sum(estimate(c, measured) for _, c in todo[i + 1:])
+            left = remaining(i + 1, measured)
             log(f"[data] committed {dest} ({time.time() - t0:.0f}s); {i + 1}/{len(todo)} groups done in "
                 f"{_hms(time.time() - t_start)}, {len(todo) - i - 1} left, about {_hms(left)}")
         key = lambda g: (g[0].folder, g[1].task, g[1].method)
