@@ -43,8 +43,8 @@ def grad_norm_rows(data) -> list[dict]:
 
 def markdown(rows) -> str:
     lines = ["| H | task | method | median norm | largest finite | not finite |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['horizon']} | {r['task']} | {r['method']} | {r['median']:.3g} | {r['max_finite']:.3g} | "
-              f"{r['nonfinite_share']:.1%} |" for r in rows]
+    lines += [f"| {r['horizon'] or 'task default'} | {r['task']} | {r['method']} | {r['median']:.3g} | "
+              f"{r['max_finite']:.3g} | {r['nonfinite_share']:.1%} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -57,7 +57,8 @@ def main(argv=None):
     rows = grad_norm_rows(args.data)
     if not rows:
         ap.error(f"--data {args.data}: no committed group logged {METRIC}")
-    csv = ",".join(COLUMNS) + "\n" + "".join(",".join(str(r[c]) for c in COLUMNS) + "\n" for r in rows)
+    cell = lambda v: "" if v is None else str(v)  # horizon None: the task's default
+    csv = ",".join(COLUMNS) + "\n" + "".join(",".join(cell(r[c]) for c in COLUMNS) + "\n" for r in rows)
     atomic_write(Path(args.data) / "training_grad_norms.csv", csv)
     print(markdown(rows))
     return rows

@@ -412,10 +412,12 @@ def test_training_grad_norms_reads_the_committed_groups(tmp_path, capsys):
     without the metric and unfinished folders are left out."""
     mod = script("training_grad_norms")
     g = {("H100", "markov_mlp"): np.array([[1.0, np.inf, 1e12], [3.0, np.nan, 2.0]]),
-         ("H800", "awm_transformer"): np.array([[5.0, 7.0, 6.0]])}
+         ("H800", "awm_transformer"): np.array([[5.0, 7.0, 6.0]]),
+         ("default", "awm_lstm"): np.array([[1.0, 1.0, 1.0]])}  # the task's own horizon (None)
     evals = lambda n: {"eval/return": np.ones((n, 3)), "eval/env_steps": np.tile([100.0, 200.0, 300.0], (n, 1))}
     for (folder, method), norms in g.items():
-        cfg = Config(task="timber_harvest", method=method, horizon=int(folder[1:]), seeds=len(norms))
+        cfg = Config(task="timber_harvest", method=method, horizon=int(folder[1:]) if folder[0] == "H" else None,
+                     seeds=len(norms))
         write_run(tmp_path / folder / f"timber_harvest-{method}", cfg, {**evals(len(norms)), "policy/grad_norm": norms})
         # a seed part of the same group (would double-count) and an unfinished group
         write_run(tmp_path / folder / "parts" / f"timber_harvest-{method}" / "seed0", cfg,
@@ -424,13 +426,16 @@ def test_training_grad_norms_reads_the_committed_groups(tmp_path, capsys):
               evals(1))  # no policy gradient through a model: no row
     (tmp_path / "H100" / "cancer_treatment-markov_mlp").mkdir()  # no COMPLETE marker: no row
     rows = mod.main(["--data", str(tmp_path)])
-    assert [(r["horizon"], r["method"]) for r in rows] == [(100, "markov_mlp"), (800, "awm_transformer")]
+    assert [(r["horizon"], r["method"]) for r in rows] == [(None, "awm_lstm"), (100, "markov_mlp"),
+                                                          (800, "awm_transformer")]
+    rows = rows[1:]
     assert rows[0]["values"] == 6 and rows[0]["nonfinite_share"] == pytest.approx(2 / 6)
     assert rows[0]["median"] == pytest.approx(np.median([1.0, 1e12, 3.0, 2.0])) and rows[0]["max_finite"] == 1e12
     assert (rows[1]["median"], rows[1]["max_finite"], rows[1]["nonfinite_share"]) == (6.0, 7.0, 0.0)
     table = capsys.readouterr().out
     assert "| 100 | timber_harvest | markov_mlp | 2.5 | 1e+12 | 33.3% |" in table
+    assert "| task default | timber_harvest | awm_lstm | 1 | 1 | 0.0% |" in table
     written = read_csv(tmp_path / "training_grad_norms.csv")
-    assert [float(r["median"]) for r in written] == [2.5, 6.0]
+    assert [(r["horizon"], float(r["median"])) for r in written] == [("", 1.0), ("100", 2.5), ("800", 6.0)]
     with pytest.raises(SystemExit):
         mod.main(["--data", str(tmp_path / "none")])
