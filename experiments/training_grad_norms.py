@@ -1,6 +1,7 @@
 """The policy gradients the BPO methods followed while they trained, read from committed data: per
-(horizon,) task and method, the median and largest finite norm of `policy/grad_norm` (the norm before
-the global-norm clip, one value per evaluation period and seed) and the share that was not finite.
+(horizon,) task and method, the median and largest finite value of `policy/grad_norm` (the norm before
+the global-norm clip, averaged over each evaluation period's policy updates: one value per period and
+seed) and the share that was not finite.
 Corollaries 1 and 2 in the training runs themselves: through a Markov model the norm should grow
 fastest with H and overflow; through an AWM it should stay bounded.
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from awm_jax.io.results import atomic_write, read_run_files
-from awm_jax.io.run_folder import is_complete
+from awm_jax.io.run_folder import group_name, is_complete
 
 METRIC = "policy/grad_norm"
 COLUMNS = ("horizon", "task", "method", "values", "median", "max_finite", "nonfinite_share")
@@ -30,8 +31,8 @@ def grad_norm_rows(data) -> list[dict]:
         if not is_complete(folder):
             continue
         cfg, metrics = read_run_files(folder)
-        if METRIC not in metrics:
-            continue
+        if METRIC not in metrics or folder.name != group_name(cfg.task, cfg.method):
+            continue  # no policy gradient through a model, or a copy moved aside
         g = np.asarray(metrics[METRIC], float).ravel()
         finite = g[np.isfinite(g)]
         rows.append(dict(horizon=cfg.horizon, task=cfg.task, method=cfg.method, values=g.size,

@@ -425,6 +425,8 @@ def test_training_grad_norms_reads_the_committed_groups(tmp_path, capsys):
     write_run(tmp_path / "H100" / "timber_harvest-sac", Config(task="timber_harvest", method="sac", horizon=100),
               evals(1))  # no policy gradient through a model: no row
     (tmp_path / "H100" / "cancer_treatment-markov_mlp").mkdir()  # no COMPLETE marker: no row
+    shutil.copytree(tmp_path / "H800" / "timber_harvest-awm_transformer",
+                    tmp_path / "H800" / "timber_harvest-awm_transformer.old-1")  # a copy moved aside: no row
     rows = mod.main(["--data", str(tmp_path)])
     assert [(r["horizon"], r["method"]) for r in rows] == [(None, "awm_lstm"), (100, "markov_mlp"),
                                                           (800, "awm_transformer")]
