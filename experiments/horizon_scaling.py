@@ -11,7 +11,8 @@ One setting per horizon: DATA/H{h}/ holds its references.json (random and best r
 its committed (task, method) groups; run folders are OUT/runs/H{h}/{task}-{method}/. Writes to DATA:
 scores.csv (one row per horizon, task, method and seed, with a horizon column), aggregate.csv (IQM and
 mean per method and H with 95% CIs over tasks x seeds), improvement.csv, per_task.csv, tables.md and
-scaling.png (IQM vs H, and per task the mean +- std score vs H).
+scaling.png (IQM vs H, and per task the mean +- std score vs H). The report covers every default
+horizon the data folder holds besides those asked for (a run of `--horizons 800` keeps 100-400 in it).
 """
 
 import dataclasses
@@ -19,7 +20,7 @@ from typing import Annotated
 
 import tyro
 
-from awm_jax.analysis.benchmark import base_config, report_scope, run_experiment
+from awm_jax.analysis.benchmark import base_config, report_scope, report_settings, run_experiment
 from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.io.committed import Setting
 from awm_jax.io.report import write_report
@@ -42,6 +43,16 @@ class Options(BenchmarkOptions):
     """comma-separated episode lengths H, one setting each (dt fixed at T/100; quick: 10,20,40)"""
 
 
+def settings_of(base, horizons) -> list[Setting]:
+    """One setting per H, dt fixed at T/100; the warm-up holds at least one whole episode."""
+    return [Setting(dataclasses.replace(base, horizon=H, fixed_dt=True, warmup_steps=max(base.warmup_steps, H)),
+                    folder=f"H{H}", columns=(("horizon", H),)) for H in horizons]
+
+
+def horizon_of(setting: Setting) -> int:
+    return dict(setting.columns)["horizon"]
+
+
 def main(argv=None):
     args = tyro.cli(Options, args=argv, description=__doc__)
     if args.quick:
@@ -49,15 +60,16 @@ def main(argv=None):
         args.seeds = min(args.seeds, 2)
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
     base = base_config(args)
-    # the warm-up must hold at least one whole episode
-    settings = [Setting(dataclasses.replace(base, horizon=H, fixed_dt=True, warmup_steps=max(base.warmup_steps, H)),
-                        folder=f"H{H}", columns=(("horizon", H),)) for H in parse_list(args.horizons, int)]
+    settings = settings_of(base, parse_list(args.horizons, int))
     data = run_experiment(args, settings, tasks, methods)
     tasks, methods = report_scope(args, tasks, methods, parse_list(TASKS), parse_list(METHODS_))
+    settings = sorted(report_settings(args, data, settings, settings_of(base, parse_list(HORIZONS, int))),
+                      key=horizon_of)
+    horizons = [horizon_of(s) for s in settings]
     res = write_report(data, settings, tasks, methods, "Horizon scaling",
-                       f"python experiments/horizon_scaling.py --data-only --data {data} --horizons {args.horizons}",
-                       reps=args.reps)
-    plot_scaling(res, tasks, methods, [s.columns[0][1] for s in settings], data / "scaling.png")
+                       f"python experiments/horizon_scaling.py --data-only --data {data} "
+                       f"--horizons {','.join(map(str, horizons))}", reps=args.reps)
+    plot_scaling(res, tasks, methods, horizons, data / "scaling.png")
     print((data / "tables.md").read_text())
 
 

@@ -12,7 +12,8 @@ setting with neither is run once). DATA/distractors{d}-noise{s}/ holds a setting
 (distractors leave the references unchanged; state noise changes them) and its committed groups; run
 folders are OUT/runs/{setting}/{task}-{method}/. Writes to DATA: scores.csv (one row per setting, task,
 method and seed, with distractor_dims and state_noise columns), aggregate.csv, improvement.csv,
-per_task.csv, tables.md and robustness.png (IQM with 95% CIs per setting and method).
+per_task.csv, tables.md and robustness.png (IQM with 95% CIs per setting and method). The report covers
+every default setting the data folder holds besides those asked for.
 """
 
 import dataclasses
@@ -21,7 +22,7 @@ from typing import Annotated
 import numpy as np
 import tyro
 
-from awm_jax.analysis.benchmark import base_config, report_scope, run_experiment
+from awm_jax.analysis.benchmark import base_config, report_scope, report_settings, run_experiment
 from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.io.committed import Setting
 from awm_jax.io.report import write_report
@@ -31,6 +32,7 @@ from awm_jax.loop.sweep import parse_list
 TASKS = "cancer_treatment"
 METHODS_ = "awm_transformer,hwm_transformer,markov_mlp,true_bptt"
 DATA = "docs/data/robustness"
+DISTRACTORS, NOISE = "0,4,16", "0,0.01,0.05"
 
 
 def settings_of(base, distractors, noise) -> list[Setting]:
@@ -46,9 +48,9 @@ class Options(BenchmarkOptions):
     tasks: str = TASKS
     methods: str = METHODS_
     seeds: int = 3
-    distractors: str = "0,4,16"
+    distractors: str = DISTRACTORS
     """distractor dimensions to try (without noise)"""
-    noise: str = "0,0.01,0.05"
+    noise: str = NOISE
     """state-noise standard deviations to try (without distractors)"""
 
 
@@ -58,14 +60,23 @@ def main(argv=None):
         args = quick_defaults(args, methods="awm_transformer,true_bptt")
         args.distractors, args.noise, args.seeds = "0,4", "0.05", min(args.seeds, 2)
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
-    settings = settings_of(base_config(args), parse_list(args.distractors, int), parse_list(args.noise, float))
+    base = base_config(args)
+    settings = settings_of(base, parse_list(args.distractors, int), parse_list(args.noise, float))
     data = run_experiment(args, settings, tasks, methods)
     tasks, methods = report_scope(args, tasks, methods, parse_list(TASKS), parse_list(METHODS_))
+    settings = report_settings(args, data, settings,
+                               settings_of(base, parse_list(DISTRACTORS, int), parse_list(NOISE, float)))
+    d, s = zip(*(tuple(v for _, v in x.columns) for x in settings))
     res = write_report(data, settings, tasks, methods, "Robustness",
-                       f"python experiments/robustness.py --data-only --data {data} --distractors {args.distractors} "
-                       f"--noise {args.noise}", reps=args.reps)
+                       f"python experiments/robustness.py --data-only --data {data} "
+                       f"--distractors {_joined(x for x, y in zip(d, s) if y == 0)} "
+                       f"--noise {_joined(y for x, y in zip(d, s) if x == 0)}", reps=args.reps)
     plot_robustness(res["aggregate"], settings, methods, data / "robustness.png")
     print((data / "tables.md").read_text())
+
+
+def _joined(values) -> str:
+    return ",".join(dict.fromkeys(f"{v:g}" for v in values))
 
 
 def plot_robustness(agg: list[dict], settings, methods, path) -> None:

@@ -310,6 +310,12 @@ def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch
         x = [float(q["score"]) for q in rows if q["method"] == r["method"] and q["horizon"] == r["horizon"]]
         assert float(r["mean"]) == pytest.approx(np.mean(x), rel=1e-12)
     assert (data / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    # a run of one horizon rewrites the report of every defined horizon the folder holds (H80 has none)
+    monkeypatch.setattr(mod, "HORIZONS", "20,40,80")
+    mod.main(["--data-only", "--data", str(data), "--horizons", "40", *common])
+    assert read_csv(data / "scores.csv") == rows
+    tables = (data / "tables.md").read_text()
+    assert "--horizons 20,40`" in tables and "8 of 24 setting" in tables and "H80" not in tables
 
     data = tmp_path / "robust"
     mod = script("robustness")
@@ -323,6 +329,11 @@ def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch
     assert len(rows) == 24 and list(rows[0])[3:5] == ["distractor_dims", "state_noise"]
     assert {(r["distractor_dims"], r["state_noise"]) for r in rows} == {("0", "0.0"), ("4", "0.0"), ("0", "0.05")}
     assert (data / "robustness.png").read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.setattr(mod, "DISTRACTORS", "0,4,16")
+    monkeypatch.setattr(mod, "NOISE", "0,0.05")
+    mod.main(["--data-only", "--data", str(data), "--distractors", "4", "--noise", "0.05", *common])
+    assert read_csv(data / "scores.csv") == rows
+    assert "--distractors 0,4 --noise 0,0.05`" in (data / "tables.md").read_text()
 
 
 def test_a_real_tiny_training_is_committed_and_taken_back_by_resume(tmp_path, capsys):
@@ -365,6 +376,20 @@ def test_a_run_of_some_groups_reports_every_group_the_experiment_defines():
     quick = argparse.Namespace(quick=True)
     assert report_scope(quick, ["cancer_treatment"], ["true_bptt"], BENCHMARK_TASKS, METHODS) == (
         ["cancer_treatment"], ["true_bptt"])
+
+
+def test_a_run_of_some_settings_reports_every_defined_setting_with_data(tmp_path):
+    import argparse
+
+    from awm_jax.analysis.benchmark import report_settings
+    from awm_jax.io.committed import Setting
+
+    defined = [Setting(Config(horizon=h), folder=f"H{h}") for h in (10, 20, 40)]
+    (tmp_path / "H10").mkdir()
+    asked = [Setting(Config(horizon=h), folder=f"H{h}") for h in (80, 20)]
+    got = report_settings(argparse.Namespace(quick=False), tmp_path, asked, defined)
+    assert [s.folder for s in got] == ["H10", "H20", "H80"] and got[1] is asked[1]  # H40: no folder
+    assert report_settings(argparse.Namespace(quick=True), tmp_path, asked, defined) == asked
 
 
 def test_lr_sweep_scores_paired_runs_on_the_final_and_the_last_10_evaluations(tmp_path, capsys):

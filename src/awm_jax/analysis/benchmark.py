@@ -209,6 +209,18 @@ def report_scope(args, tasks, methods, default_tasks, default_methods) -> tuple[
     return list(dict.fromkeys([*default_tasks, *tasks])), list(dict.fromkeys([*default_methods, *methods]))
 
 
+def report_settings(args, data, asked, defined) -> list:
+    """The settings a report covers: those asked for, and every setting the experiment defines (its
+    default settings) whose folder the data folder holds, defined ones first, so that a run of a few
+    settings (`--horizons 800`) rewrites the whole report from everything committed instead of a report of
+    those settings alone; with --quick, only those asked for."""
+    if args.quick:
+        return list(asked)
+    mine = {s.folder: s for s in asked}
+    kept = [mine.pop(s.folder, s) for s in defined if s.folder in mine or (Path(data) / s.folder).is_dir()]
+    return kept + list(mine.values())
+
+
 QUICK = dict(total_steps=400, warmup_steps=200, horizon=20, eval_every=64)
 # the Config overrides of the experiments' --quick: the short episodes and schedule above, small batches
 QUICK_CONFIG = dict(QUICK, model_batch=8, imagined_rollouts=4, gradient_cosine=False)
