@@ -90,10 +90,13 @@ def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
     assert done == 2
     # as if killed before the run finished: resuming from there recomputes the last period exactly
     (tmp_path / "COMPLETE").unlink()
+    timed = lambda: json.loads((tmp_path / "metrics.json").read_text())["timed_periods"]
+    assert timed() == cfg.periods
     _, again = run_training(cfg, out=tmp_path, chunk_periods=1, checkpoint_every=1, keep=3, resume=True,
                             verbose=False)
     for k in metrics:
         np.testing.assert_array_equal(again[k], metrics[k], err_msg=k)
+    assert timed() == cfg.periods - 2  # its run seconds cover the periods it ran, not the restored ones
 
 
 def test_config_diff_names_what_differs_and_skips_what_is_not_read():

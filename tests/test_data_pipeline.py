@@ -73,7 +73,8 @@ class FakeTrain:
         ret = np.linspace(0.0, 1.0, P)[None] * final_returns(cfg)[seeds, None]  # ends at the final returns
         metrics = {"eval/return": ret, "eval/env_steps": np.tile(np.arange(1, P + 1) * 100.0, (len(seeds), 1)),
                    "skipped_updates": np.zeros((len(seeds), P))}
-        write_run(out, cfg, metrics, extra=dict(compile_seconds=1.0, run_seconds=10.0 + seeds[0]))
+        write_run(out, cfg, metrics, extra=dict(compile_seconds=1.0, run_seconds=10.0 + seeds[0],
+                                                timed_periods=P - seeds[0]))  # as if seed 1 resumed after 1
         return None, metrics
 
 
@@ -237,8 +238,8 @@ def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys, 
     assert committed(data, cfg) and not (data / "parts").joinpath("timber_harvest-awm_transformer").exists()
     metrics = json.loads((data / "timber_harvest-awm_transformer" / "metrics.json").read_text())
     np.testing.assert_array_equal(np.asarray(metrics["metrics"]["eval/return"])[:, -1], final_returns(cfg))
-    assert (metrics["seeds"], metrics["seed_parts"], metrics["run_seconds"], metrics["compile_seconds"]) == (2, 2, 21.0,
-                                                                                                          2.0)
+    assert (metrics["seeds"], metrics["seed_parts"], metrics["run_seconds"], metrics["compile_seconds"],
+            metrics["timed_periods"]) == (2, 2, 21.0, 2.0, 5)
     assert json.loads((data / "timber_harvest-awm_transformer" / "config.json").read_text())["seeds"] == 2
 
 

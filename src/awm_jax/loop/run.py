@@ -161,6 +161,7 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
                 state = sharding.put(state)
                 metrics = {k: np.asarray(v) for k, v in metrics.items()}
                 log(f"[awm-jax] resumed {out} after {done}/{P} evaluation periods")
+        timed = P - done  # run_seconds covers these periods (fewer than P after a resume)
         # one program for every chunk (a resumed run sizes its chunks to the periods left)
         chunk = chunk_size(P - done, chunk_periods) if done < P else 0
         t0 = time.time()
@@ -195,7 +196,7 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
     if out is not None and jax.process_index() == 0:
         # small files first, then the large state, then the marker: a failure (disk full) keeps the
         # metrics and leaves no COMPLETE, so nothing unfinished looks finished
-        extra = {"compile_seconds": compile_s, "run_seconds": run_s}
+        extra = {"compile_seconds": compile_s, "run_seconds": run_s, "timed_periods": timed}
         if write_outputs:
             line, names = write_files(out, config, metrics, extra=extra)
             log(line)
