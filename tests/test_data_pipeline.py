@@ -432,38 +432,60 @@ def test_lr_sweep_scores_paired_runs_on_the_final_and_the_last_10_evaluations(tm
         lr_sweep.main(["--runs", str(tmp_path / "runs" / "unfinished"), "--out", str(out)])
 
 
-def test_training_grad_norms_reads_the_committed_groups(tmp_path, capsys):
-    """experiments/training_grad_norms.py: per committed group, the median and largest finite policy
-    gradient norm and the share not finite, against numpy on the same made-up values; seed parts, groups
-    without the metric and unfinished folders are left out."""
-    mod = script("training_grad_norms")
+def test_training_gradients_reads_the_committed_groups(tmp_path, capsys):
+    """experiments/training_gradients.py: per committed group, the median and largest finite policy
+    gradient norm and the share not finite, and the mean cosine with the true gradient (non-finite as 0),
+    against numpy on the same made-up values; per horizon and method the cosine's mean over tasks x seeds
+    inside its bootstrap CI; seed parts, groups without the metric and unfinished folders are left out."""
+    mod = script("training_gradients")
     g = {("H100", "markov_mlp"): np.array([[1.0, np.inf, 1e12], [3.0, np.nan, 2.0]]),
          ("H800", "awm_transformer"): np.array([[5.0, 7.0, 6.0]]),
          ("default", "awm_lstm"): np.array([[1.0, 1.0, 1.0]])}  # the task's own horizon (None)
+    cos = {("H100", "markov_mlp"): np.array([[0.5, np.nan, 0.1], [0.9, np.nan, 0.3]]),
+           ("H800", "awm_transformer"): np.array([[0.2, 0.4, 0.3]])}  # awm_lstm: no cosine logged
+    cos_cancer = np.array([[0.8, 0.6, 1.0], [0.0, 0.2, 0.1]])  # H100 markov_mlp's second task
     evals = lambda n: {"eval/return": np.ones((n, 3)), "eval/env_steps": np.tile([100.0, 200.0, 300.0], (n, 1))}
     for (folder, method), norms in g.items():
         cfg = Config(task="timber_harvest", method=method, horizon=int(folder[1:]) if folder[0] == "H" else None,
                      seeds=len(norms))
-        write_run(tmp_path / folder / f"timber_harvest-{method}", cfg, {**evals(len(norms)), "policy/grad_norm": norms})
+        logged = {**evals(len(norms)), "policy/grad_norm": norms}
+        if (folder, method) in cos:
+            logged["policy/grad_cosine"] = cos[folder, method]
+        write_run(tmp_path / folder / f"timber_harvest-{method}", cfg, logged)
         # a seed part of the same group (would double-count) and an unfinished group
-        write_run(tmp_path / folder / "parts" / f"timber_harvest-{method}" / "seed0", cfg,
-                  {**evals(len(norms)), "policy/grad_norm": norms})
+        write_run(tmp_path / folder / "parts" / f"timber_harvest-{method}" / "seed0", cfg, logged)
+    write_run(tmp_path / "H100" / "cancer_treatment-markov_mlp", Config(method="markov_mlp", horizon=100, seeds=2),
+              {**evals(2), "policy/grad_norm": np.ones((2, 3)), "policy/grad_cosine": cos_cancer})
     write_run(tmp_path / "H100" / "timber_harvest-sac", Config(task="timber_harvest", method="sac", horizon=100),
               evals(1))  # no policy gradient through a model: no row
-    (tmp_path / "H100" / "cancer_treatment-markov_mlp").mkdir()  # no COMPLETE marker: no row
+    (tmp_path / "H100" / "cancer_treatment-awm_lstm").mkdir()  # no COMPLETE marker: no row
     shutil.copytree(tmp_path / "H800" / "timber_harvest-awm_transformer",
                     tmp_path / "H800" / "timber_harvest-awm_transformer.old-1")  # a copy moved aside: no row
-    rows = mod.main(["--data", str(tmp_path)])
-    assert [(r["horizon"], r["method"]) for r in rows] == [(None, "awm_lstm"), (100, "markov_mlp"),
-                                                          (800, "awm_transformer")]
-    rows = rows[1:]
+    rows, cosines = mod.main(["--data", str(tmp_path), "--reps", "200"])
+    assert [(r["horizon"], r["task"], r["method"]) for r in rows] == [
+        (None, "timber_harvest", "awm_lstm"), (100, "cancer_treatment", "markov_mlp"),
+        (100, "timber_harvest", "markov_mlp"), (800, "timber_harvest", "awm_transformer")]
+    assert np.isnan(rows[0]["cosine_mean"]) and rows[1]["cosine_mean"] == pytest.approx(cos_cancer.mean())
+    rows = rows[2:]
     assert rows[0]["values"] == 6 and rows[0]["nonfinite_share"] == pytest.approx(2 / 6)
     assert rows[0]["median"] == pytest.approx(np.median([1.0, 1e12, 3.0, 2.0])) and rows[0]["max_finite"] == 1e12
+    assert rows[0]["cosine_mean"] == pytest.approx(np.mean([0.5, 0, 0.1, 0.9, 0, 0.3]))
+    assert rows[0]["cosine_nonfinite_share"] == pytest.approx(2 / 6)
     assert (rows[1]["median"], rows[1]["max_finite"], rows[1]["nonfinite_share"]) == (6.0, 7.0, 0.0)
+    # H100 markov_mlp over its 2 tasks x 2 seeds: the mean of the 4 seeds' mean cosines
+    seed_means = [0.2, 0.4, 0.8, 0.1]  # timber (0.5+0+0.1)/3, (0.9+0+0.3)/3; cancer 2.4/3, 0.3/3
+    (c100,) = [c for c in cosines if c["horizon"] == 100]
+    assert (c100["method"], c100["tasks"], c100["seeds"]) == ("markov_mlp", 2, 2)
+    assert c100["cosine_mean"] == pytest.approx(np.mean(seed_means))
+    assert min(seed_means) <= c100["cosine_lo"] <= c100["cosine_mean"] <= c100["cosine_hi"] <= max(seed_means)
     table = capsys.readouterr().out
-    assert "| 100 | timber_harvest | markov_mlp | 2.5 | 1e+12 | 33.3% |" in table
-    assert "| task default | timber_harvest | awm_lstm | 1 | 1 | 0.0% |" in table
-    written = read_csv(tmp_path / "training_grad_norms.csv")
-    assert [(r["horizon"], float(r["median"])) for r in written] == [("", 1.0), ("100", 2.5), ("800", 6.0)]
+    assert "| 100 | timber_harvest | markov_mlp | 2.5 | 1e+12 | 33.3% | 0.30 |" in table
+    assert "| task default | timber_harvest | awm_lstm | 1 | 1 | 0.0% | - |" in table
+    written = read_csv(tmp_path / "training_gradients.csv")
+    assert [(r["horizon"], float(r["median"])) for r in written] == [("", 1.0), ("100", 1.0), ("100", 2.5),
+                                                                    ("800", 6.0)]
+    written = read_csv(tmp_path / "training_gradients_cosine.csv")
+    assert [(r["horizon"], r["method"], float(r["cosine_mean"])) for r in written] == [
+        ("100", "markov_mlp", pytest.approx(0.375)), ("800", "awm_transformer", pytest.approx(0.3))]
     with pytest.raises(SystemExit):
         mod.main(["--data", str(tmp_path / "none")])
