@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from awm_jax.analysis.benchmark import aggregate
-from awm_jax.io.results import atomic_write, read_run_files
+from awm_jax.io.results import read_run_files, write_csv  # a horizon None (the task's default) writes as ''
 from awm_jax.io.run_folder import group_name, is_complete
 
 NORM, COSINE = "policy/grad_norm", "policy/grad_cosine"
@@ -99,11 +99,6 @@ def markdown(rows, cosines) -> str:
     lines += [f"| {h(r)} | {r['method']} | {r['tasks']} | {r['seeds']} | {r['cosine_mean']:.2f} "
               f"({r['cosine_lo']:.2f} to {r['cosine_hi']:.2f}) |" for r in cosines]
     return "\n".join(lines)
-
-
-def write_csv(path, rows, columns) -> None:
-    cell = lambda v: "" if v is None else str(v)  # horizon None: the task's default
-    atomic_write(path, ",".join(columns) + "\n" + "".join(",".join(cell(r[c]) for c in columns) + "\n" for r in rows))
 
 
 def main(argv=None):
