@@ -461,7 +461,8 @@ def test_training_gradients_reads_the_committed_groups(tmp_path, capsys):
     (tmp_path / "H100" / "cancer_treatment-awm_lstm").mkdir()  # no COMPLETE marker: no row
     shutil.copytree(tmp_path / "H800" / "timber_harvest-awm_transformer",
                     tmp_path / "H800" / "timber_harvest-awm_transformer.old-1")  # a copy moved aside: no row
-    rows, cosines = mod.main(["--data", str(tmp_path), "--reps", "200"])
+    rows, cosines, returns = mod.main(["--data", str(tmp_path), "--reps", "200"])
+    assert returns == [] and not (tmp_path / "training_gradients_returns.csv").exists()  # no references.json
     assert [(r["horizon"], r["task"], r["method"]) for r in rows] == [
         (None, "timber_harvest", "awm_lstm"), (100, "cancer_treatment", "markov_mlp"),
         (100, "timber_harvest", "markov_mlp"), (800, "timber_harvest", "awm_transformer")]
@@ -489,3 +490,47 @@ def test_training_gradients_reads_the_committed_groups(tmp_path, capsys):
         ("100", "markov_mlp", pytest.approx(0.375)), ("800", "awm_transformer", pytest.approx(0.3))]
     with pytest.raises(SystemExit):
         mod.main(["--data", str(tmp_path / "none")])
+
+
+def test_training_gradients_returns_follow_alignment(tmp_path):
+    """experiments/training_gradients.py's returns table: per horizon and task, Spearman's correlation over
+    the world models' seeds between a seed's mean cosine and its final normalised score equals scipy's;
+    a task where the score rises with the cosine gets 1 with the CI [1, 1]; markov_svg and groups without a
+    cosine (true_bptt) are left out; per horizon the mean over tasks."""
+    mod = script("training_gradients")
+    base = Config(horizon=400, seeds=3)
+    write_refs(tmp_path / "H400", base)
+    rng = np.random.default_rng(3)
+    cos = {("cancer_treatment", "awm_transformer"): [[0.1, 0.1], [0.2, 0.4], [0.9, 0.7]],  # seed means .1 .3 .8
+           ("cancer_treatment", "markov_mlp"): [[0.2, 0.2], [0.4, 0.4], [0.6, 0.6]],  # .2 .4 .6
+           ("cancer_treatment", "markov_svg"): [[0.9, 0.9], [0.95, 0.95], [0.99, np.nan]],  # worst scores: excluded
+           ("timber_harvest", "awm_transformer"): rng.uniform(0, 1, (3, 2)),
+           ("timber_harvest", "markov_mlp"): rng.uniform(0, 1, (3, 2))}
+    scores = {("cancer_treatment", "awm_transformer"): [0.1, 0.3, 0.8],
+              ("cancer_treatment", "markov_mlp"): [0.2, 0.4, 0.6],
+              ("cancer_treatment", "markov_svg"): [-1.0, -0.9, -0.8],
+              ("timber_harvest", "awm_transformer"): rng.uniform(0, 1, 3),
+              ("timber_harvest", "markov_mlp"): rng.uniform(0, 1, 3)}
+    for task, method in [*cos, ("cancer_treatment", "true_bptt")]:
+        r = REFS[task]
+        final = r["random"] + (r["best"] - r["random"]) * np.asarray(scores.get((task, method), [1.0, 1.0, 1.0]))
+        logged = {"eval/return": np.stack([final / 2, final], 1), "eval/env_steps": np.tile([100.0, 200.0], (3, 1)),
+                  "policy/grad_norm": np.ones((3, 2))}
+        if (task, method) in cos:
+            logged["policy/grad_cosine"] = np.asarray(cos[task, method], float)
+        write_run(tmp_path / "H400" / f"{task}-{method}", dataclasses.replace(base, task=task, method=method), logged)
+    _, _, returns = mod.main(["--data", str(tmp_path), "--reps", "300"])
+    assert [(r["horizon"], r["task"], r["methods"], r["seeds"]) for r in returns] == [
+        (400, "cancer_treatment", 2, 6), (400, "timber_harvest", 2, 6), (400, "mean", 2, 12)]
+    cancer, timber, mean = returns
+    assert (cancer["spearman"], cancer["spearman_lo"], cancer["spearman_hi"]) == pytest.approx((1.0, 1.0, 1.0))
+    x = np.concatenate([np.mean(cos["timber_harvest", m], 1) for m in ("awm_transformer", "markov_mlp")])
+    y = np.concatenate([scores["timber_harvest", m] for m in ("awm_transformer", "markov_mlp")])
+    assert timber["spearman"] == pytest.approx(stats.spearmanr(x, y)[0])
+    assert -1 <= timber["spearman_lo"] <= timber["spearman_hi"] <= 1
+    assert mean["spearman"] == pytest.approx((1 + timber["spearman"]) / 2)
+    assert mean["spearman_lo"] <= mean["spearman"] <= mean["spearman_hi"]
+    written = read_csv(tmp_path / "training_gradients_returns.csv")
+    assert [(r["task"], float(r["spearman"])) for r in written] == [
+        ("cancer_treatment", 1.0), ("timber_harvest", pytest.approx(timber["spearman"])),
+        ("mean", pytest.approx(mean["spearman"]))]
