@@ -47,13 +47,12 @@ PARTS = "parts"  # DATA/[setting/]parts/{task}-{method}/seed{i}/: a group's comm
 
 # Rough wall seconds per seed per 1,000 env steps at H = 100 on the 2-core CPU (4 vmapped seeds), plus
 # COMPILE_SECONDS a group, for the first estimate only: once a group of a method finishes, this run's
-# measured time takes over, and the others are scaled by how far the measured groups were off. From the
-# learn-like-paper runs (whole groups of 4 seeds x 5,020 steps): awm_transformer ~480 s, hwm_transformer
-# ~400 s, awm_lstm ~140 s, markov_mlp ~40 s, true_bptt ~10 s; sac from the shortened benchmark (2 seeds x
-# 2,000 steps, 90 s a group); awm_rnn/awm_gru as awm_lstm, markov_svg, ppo, td3 and online_dt guessed.
-SECONDS_PER_SEED_KSTEP = dict(awm_transformer=24.0, hwm_transformer=20.0, awm_rnn=7.0, awm_gru=7.0, awm_lstm=7.0,
-                              markov_mlp=2.0, markov_svg=3.0, true_bptt=0.5, sac=22.0, ppo=5.0, td3=20.0,
-                              online_dt=20.0)
+# measured time takes over, and the others are scaled by how far the measured groups were off. The
+# medians over the 8 tasks of the committed benchmark groups (docs/data/myriad_benchmark, run_seconds /
+# (4 seeds x 5.02 ksteps); the CPU was sometimes shared, so the slowest task ran up to 1.8x its median).
+SECONDS_PER_SEED_KSTEP = dict(awm_transformer=28.0, hwm_transformer=30.0, awm_rnn=4.0, awm_gru=4.6, awm_lstm=5.4,
+                              awm_ssm=23.0, markov_mlp=2.6, markov_svg=0.6, true_bptt=0.3, sac=3.1, ppo=0.3, td3=4.2,
+                              online_dt=33.0)
 TRANSFORMER_METHODS = ("awm_transformer", "hwm_transformer")  # attention over the episode: cost grows as H^2
 COMPILE_SECONDS = 20.0  # compiling a group's program: 6-40 s on the 2-core CPU
 
@@ -198,9 +197,10 @@ def references(base: Config, tasks, data, verbose: bool = True) -> dict:
 def horizon_factor(method: str, horizon: int | None) -> float:
     """How a group's time grows with the episode length, relative to H = 100: the BPO methods' updates
     cost in proportion to H, and the transformers' attention adds a part in proportion to H^2 (x =
-    H/100: x (1 + x) / 2, so 1, 10 and 36 at H 100, 400 and 800; measured on the 2-core CPU,
-    awm_transformer on cancer_treatment took 9 min a group at H 100, 33 min at H 400 and about 1.8 h a
-    seed, 5.5 h a group, at H 800: 37 times H 100's); the model-free baselines' cost does not depend on H."""
+    H/100: x (1 + x) / 2, so 1, 10 and 36 at H 100, 400 and 800; measured on the 2-core CPU at H 800 in
+    seed parts, a seed took 3,500-3,900 s for awm_transformer and 5,700-7,600 s for hwm_transformer, whose
+    imagination runs step by step over a key/value cache: 25-28 and 38-50 times the seed's share of an H 100
+    benchmark group); the model-free baselines' cost does not depend on H."""
     if method not in BPO_METHODS:
         return 1.0
     x = (horizon or 100) / 100
