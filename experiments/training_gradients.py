@@ -1,20 +1,20 @@
 """The policy gradients the BPO methods followed while they trained, read from committed data. Every BPO
 group logs, averaged over each evaluation period's policy updates (one value per period and seed):
 
-- `policy/grad_norm`, the norm before the global-norm clip. Per (horizon,) task and method: its median,
+- `policy/grad_norm`, the norm before the global-norm clip. Per (setting,) task and method: its median,
   its largest finite value and the share not finite. Corollaries 1 and 2 in the training runs themselves:
   through a Markov model the norm should grow fastest with H and overflow; through an AWM it should stay
   bounded.
 - `policy/grad_cosine`, the cosine between the model's policy gradient and the true simulator's on the
   same rollouts and parameters: the paper's gradient-quality measure, logged at every policy update as
-  the paper's code does. Per group its mean, and per (horizon and) method the mean over tasks x seeds
+  the paper's code does. Per group its mean, and per (setting and) method the mean over tasks x seeds
   (each seed's mean over its periods) with rliable's stratified-bootstrap 95% CI. A cosine that is not
   finite (the model's gradient overflowed) counts as 0: the clip or the skipped update leaves no step
   along that gradient.
-- Whether the returns follow the alignment: per (horizon and) task, Spearman's rank correlation over
+- Whether the returns follow the alignment: per (setting and) task, Spearman's rank correlation over
   every seed of the BPO world models between the seed's mean cosine and its final normalised score (the
   report's score, from the setting's references.json), with a 95% CI from a bootstrap that resamples
-  seeds within each method; per horizon also the mean over tasks of that correlation. markov_svg is left
+  seeds within each method; per setting also the mean over tasks of that correlation. markov_svg is left
   out: its gradient is of another objective (a one-step model and a critic), so its cosine measures how
   far that objective is from the return's, not how closely a model follows the simulator.
 
@@ -22,9 +22,9 @@ group logs, averaged over each evaluation period's policy updates (one value per
 
 Reads every committed group under DATA (DATA/{task}-{method}/ or DATA/{setting}/{task}-{method}/; seed
 parts and groups without the metrics are skipped), writes DATA/training_gradients.csv (one row per
-group), DATA/training_gradients_cosine.csv (one row per horizon and method) and, where the data folder
-holds references.json, DATA/training_gradients_returns.csv (one row per horizon and task, and per horizon
-their mean, task "mean"), and prints the tables.
+group), DATA/training_gradients_cosine.csv (one row per setting and method) and, where a setting's
+folder holds references.json, DATA/training_gradients_returns.csv (one row per setting and task, and per
+setting their mean, task "mean"), and prints the tables.
 """
 
 import argparse
@@ -38,10 +38,10 @@ from awm_jax.io.results import read_run_files, write_csv  # a horizon None (the 
 from awm_jax.io.run_folder import group_name, is_complete, read_json
 
 NORM, COSINE = "policy/grad_norm", "policy/grad_cosine"
-COLUMNS = ("horizon", "task", "method", "values", "median", "max_finite", "nonfinite_share", "cosine_mean",
+COLUMNS = ("setting", "horizon", "task", "method", "values", "median", "max_finite", "nonfinite_share", "cosine_mean",
            "cosine_nonfinite_share")
-COSINE_COLUMNS = ("horizon", "method", "tasks", "seeds", "cosine_mean", "cosine_lo", "cosine_hi")
-RETURN_COLUMNS = ("horizon", "task", "methods", "seeds", "spearman", "spearman_lo", "spearman_hi")
+COSINE_COLUMNS = ("setting", "horizon", "method", "tasks", "seeds", "cosine_mean", "cosine_lo", "cosine_hi")
+RETURN_COLUMNS = ("setting", "horizon", "task", "methods", "seeds", "spearman", "spearman_lo", "spearman_hi")
 NOT_ALIGNMENT = ("markov_svg",)  # its cosine compares another objective's gradient with the return's
 
 
@@ -52,27 +52,29 @@ def seed_cosines(metrics) -> np.ndarray:
 
 
 def groups(data):
-    """(folder, Config, metrics) of every committed group under `data` that logged NORM, sorted by horizon,
-    task, method (a task's default horizon, None, first)."""
+    """(setting, folder, Config, metrics) of every committed group under `data` that logged NORM, sorted
+    by horizon, setting, task, method (a task's default horizon, None, first); the setting is the group's
+    folder's parent relative to `data` ("H400", "distractors4-noise0"; "" for a group directly in it)."""
     found = []
     for folder in sorted(p for p in Path(data).rglob("*-*") if p.is_dir() and "parts" not in p.parts):
         if not is_complete(folder):
             continue
         cfg, metrics = read_run_files(folder)
         if NORM in metrics and folder.name == group_name(cfg.task, cfg.method):  # not a copy moved aside
-            found.append((folder, cfg, metrics))
-    return sorted(found, key=lambda x: (x[1].horizon or 0, x[1].task, x[1].method))
+            setting = folder.parent.relative_to(data).as_posix()
+            found.append(("" if setting == "." else setting, folder, cfg, metrics))
+    return sorted(found, key=lambda x: (x[2].horizon or 0, x[0], x[2].task, x[2].method))
 
 
 def group_rows(found) -> list[dict]:
     """One row per group: the norm's median, largest finite value and share not finite; the cosine's mean
     (non-finite as 0) and share not finite (NaN where the group did not log it)."""
     rows = []
-    for _, cfg, metrics in found:
+    for setting, _, cfg, metrics in found:
         g = np.asarray(metrics[NORM], float).ravel()
         finite = g[np.isfinite(g)]
         c = np.asarray(metrics[COSINE], float) if COSINE in metrics else None
-        rows.append(dict(horizon=cfg.horizon, task=cfg.task, method=cfg.method, values=g.size,
+        rows.append(dict(setting=setting, horizon=cfg.horizon, task=cfg.task, method=cfg.method, values=g.size,
                          median=float(np.median(finite)) if finite.size else float("nan"),
                          max_finite=float(finite.max()) if finite.size else float("nan"),
                          nonfinite_share=1 - finite.size / g.size,
@@ -82,20 +84,20 @@ def group_rows(found) -> list[dict]:
 
 
 def cosine_rows(found, reps: int = 2000) -> list[dict]:
-    """Per horizon and method: the mean over tasks x seeds of the seeds' mean cosines, with rliable's
+    """Per setting and method: the mean over tasks x seeds of the seeds' mean cosines, with rliable's
     stratified-bootstrap 95% CI (seeds resampled within each task). A method's tasks must hold the same
     number of seeds; the smallest is used."""
     cells: dict = {}
-    for _, cfg, metrics in found:
+    for setting, _, cfg, metrics in found:
         if COSINE in metrics:
-            cells.setdefault((cfg.horizon, cfg.method), []).append(seed_cosines(metrics))
+            cells.setdefault((setting, cfg.horizon, cfg.method), []).append(seed_cosines(metrics))
     rows = []
-    for (horizon, method), per_task in cells.items():
+    for (setting, horizon, method), per_task in cells.items():
         n = min(len(s) for s in per_task)
         agg = aggregate({method: np.stack([s[:n] for s in per_task], axis=1)}, reps=reps)[method]
-        rows.append(dict(horizon=horizon, method=method, tasks=len(per_task), seeds=n, cosine_mean=agg["mean"],
-                         cosine_lo=agg["mean_lo"], cosine_hi=agg["mean_hi"]))
-    return sorted(rows, key=lambda r: (r["horizon"] or 0, -r["cosine_mean"]))
+        rows.append(dict(setting=setting, horizon=horizon, method=method, tasks=len(per_task), seeds=n,
+                         cosine_mean=agg["mean"], cosine_lo=agg["mean_lo"], cosine_hi=agg["mean_hi"]))
+    return sorted(rows, key=lambda r: (r["horizon"] or 0, r["setting"], -r["cosine_mean"]))
 
 
 def spearman(x, y) -> np.ndarray:
@@ -108,34 +110,35 @@ def spearman(x, y) -> np.ndarray:
 
 
 def return_rows(found, reps: int = 2000, seed: int = 0) -> list[dict]:
-    """Per (horizon,) task: Spearman's correlation, over every seed of the groups that logged COSINE
+    """Per setting and task: Spearman's correlation, over every seed of the groups that logged COSINE
     (NOT_ALIGNMENT left out), between the seed's mean cosine and its final normalised score, with a
-    percentile 95% CI over `reps` bootstrap resamples of the seeds within each method; per horizon with
+    percentile 95% CI over `reps` bootstrap resamples of the seeds within each method; per setting with
     more than one task, a row "mean": the mean of the tasks' correlations, its CI from the same resamples.
     Groups whose setting folder has no references.json (no scores) are left out."""
     cells: dict = {}
-    for folder, cfg, metrics in found:
+    for setting, folder, cfg, metrics in found:
         refs = folder.parent / "references.json"
         if COSINE not in metrics or cfg.method in NOT_ALIGNMENT or not refs.exists():
             continue
         r = read_json(refs, "references")["tasks"][cfg.task]
         score = normalized_score(np.asarray(metrics["eval/return"], float)[:, -1], r["random"], r["best"])
-        cells.setdefault((cfg.horizon, cfg.task), []).append((seed_cosines(metrics), score))
+        cells.setdefault((setting, cfg.horizon, cfg.task), []).append((seed_cosines(metrics), score))
     rng, rows = np.random.default_rng(seed), []
-    for horizon in sorted({h for h, _ in cells}, key=lambda h: h or 0):
-        tasks, boots = sorted(t for h, t in cells if h == horizon), []
+    for setting, horizon in dict.fromkeys((s, h) for s, h, _ in cells):  # in `found`'s order
+        tasks, boots = [t for s, _, t in cells if s == setting], []
         for task in tasks:
-            per = cells[horizon, task]
+            per = cells[setting, horizon, task]
             x, y = (np.concatenate([p[i] for p in per]) for i in (0, 1))
             starts = np.cumsum([0] + [len(c) for c, _ in per[:-1]])
             idx = np.concatenate([s + rng.integers(0, len(c), (reps, len(c))) for s, (c, _) in zip(starts, per)], 1)
             boots.append(spearman(x[idx], y[idx]))
-            rows.append(dict(horizon=horizon, task=task, methods=len(per), seeds=len(x), spearman=float(spearman(x, y)),
+            rows.append(dict(setting=setting, horizon=horizon, task=task, methods=len(per), seeds=len(x),
+                             spearman=float(spearman(x, y)),
                              spearman_lo=float(np.nanpercentile(boots[-1], 2.5)),
                              spearman_hi=float(np.nanpercentile(boots[-1], 97.5))))
         if len(tasks) > 1:
             mine, mean = rows[-len(tasks):], np.nanmean(boots, axis=0)
-            rows.append(dict(horizon=horizon, task="mean", methods=max(r["methods"] for r in mine),
+            rows.append(dict(setting=setting, horizon=horizon, task="mean", methods=max(r["methods"] for r in mine),
                              seeds=sum(r["seeds"] for r in mine),
                              spearman=float(np.mean([r["spearman"] for r in mine])),
                              spearman_lo=float(np.nanpercentile(mean, 2.5)),
@@ -144,19 +147,19 @@ def return_rows(found, reps: int = 2000, seed: int = 0) -> list[dict]:
 
 
 def markdown(rows, cosines, returns=()) -> str:
-    h = lambda r: r["horizon"] or "task default"
+    h = lambda r: f"{r['setting'] or '-'} | {r['horizon'] or 'task default'}"
     cos = lambda v: "-" if np.isnan(v) else f"{v:.2f}"  # "-": not logged (true_bptt: no model)
-    lines = ["| H | task | method | median norm | largest finite | not finite | mean cosine |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| setting | H | task | method | median norm | largest finite | not finite | mean cosine |",
+             "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {h(r)} | {r['task']} | {r['method']} | {r['median']:.3g} | {r['max_finite']:.3g} | "
               f"{r['nonfinite_share']:.1%} | {cos(r['cosine_mean'])} |" for r in rows]
     lines += ["", "Mean cosine with the true simulator's policy gradient over tasks x seeds (95% CI):", "",
-              "| H | method | tasks | seeds | mean cosine (95% CI) |", "|---|---|---|---|---|"]
+              "| setting | H | method | tasks | seeds | mean cosine (95% CI) |", "|---|---|---|---|---|---|"]
     lines += [f"| {h(r)} | {r['method']} | {r['tasks']} | {r['seeds']} | {r['cosine_mean']:.2f} "
               f"({r['cosine_lo']:.2f} to {r['cosine_hi']:.2f}) |" for r in cosines]
     if returns:
         lines += ["", "Spearman correlation over seeds between a seed's mean cosine and its final score (95% CI):", "",
-                  "| H | task | methods | seeds | Spearman (95% CI) |", "|---|---|---|---|---|"]
+                  "| setting | H | task | methods | seeds | Spearman (95% CI) |", "|---|---|---|---|---|---|"]
         lines += [f"| {h(r)} | {r['task']} | {r['methods']} | {r['seeds']} | {r['spearman']:.2f} "
                   f"({r['spearman_lo']:.2f} to {r['spearman_hi']:.2f}) |" for r in returns]
     return "\n".join(lines)

@@ -435,8 +435,9 @@ def test_lr_sweep_scores_paired_runs_on_the_final_and_the_last_10_evaluations(tm
 def test_training_gradients_reads_the_committed_groups(tmp_path, capsys):
     """experiments/training_gradients.py: per committed group, the median and largest finite policy
     gradient norm and the share not finite, and the mean cosine with the true gradient (non-finite as 0),
-    against numpy on the same made-up values; per horizon and method the cosine's mean over tasks x seeds
-    inside its bootstrap CI; seed parts, groups without the metric and unfinished folders are left out."""
+    against numpy on the same made-up values; per setting and method the cosine's mean over tasks x seeds
+    inside its bootstrap CI, two settings of one horizon kept apart; seed parts, groups without the metric
+    and unfinished folders are left out."""
     mod = script("training_gradients")
     g = {("H100", "markov_mlp"): np.array([[1.0, np.inf, 1e12], [3.0, np.nan, 2.0]]),
          ("H800", "awm_transformer"): np.array([[5.0, 7.0, 6.0]]),
@@ -459,15 +460,18 @@ def test_training_gradients_reads_the_committed_groups(tmp_path, capsys):
     write_run(tmp_path / "H100" / "timber_harvest-sac", Config(task="timber_harvest", method="sac", horizon=100),
               evals(1))  # no policy gradient through a model: no row
     (tmp_path / "H100" / "cancer_treatment-awm_lstm").mkdir()  # no COMPLETE marker: no row
+    write_run(tmp_path / "noise" / "cancer_treatment-markov_mlp", Config(method="markov_mlp", horizon=100, seeds=1),
+              {**evals(1), "policy/grad_norm": np.ones((1, 3)), "policy/grad_cosine": np.full((1, 3), -0.5)})
     shutil.copytree(tmp_path / "H800" / "timber_harvest-awm_transformer",
                     tmp_path / "H800" / "timber_harvest-awm_transformer.old-1")  # a copy moved aside: no row
     rows, cosines, returns = mod.main(["--data", str(tmp_path), "--reps", "200"])
     assert returns == [] and not (tmp_path / "training_gradients_returns.csv").exists()  # no references.json
-    assert [(r["horizon"], r["task"], r["method"]) for r in rows] == [
-        (None, "timber_harvest", "awm_lstm"), (100, "cancer_treatment", "markov_mlp"),
-        (100, "timber_harvest", "markov_mlp"), (800, "timber_harvest", "awm_transformer")]
+    assert [(r["setting"], r["horizon"], r["task"], r["method"]) for r in rows] == [
+        ("default", None, "timber_harvest", "awm_lstm"), ("H100", 100, "cancer_treatment", "markov_mlp"),
+        ("H100", 100, "timber_harvest", "markov_mlp"), ("noise", 100, "cancer_treatment", "markov_mlp"),
+        ("H800", 800, "timber_harvest", "awm_transformer")]
     assert np.isnan(rows[0]["cosine_mean"]) and rows[1]["cosine_mean"] == pytest.approx(cos_cancer.mean())
-    rows = rows[2:]
+    rows = [rows[2], rows[4]]
     assert rows[0]["values"] == 6 and rows[0]["nonfinite_share"] == pytest.approx(2 / 6)
     assert rows[0]["median"] == pytest.approx(np.median([1.0, 1e12, 3.0, 2.0])) and rows[0]["max_finite"] == 1e12
     assert rows[0]["cosine_mean"] == pytest.approx(np.mean([0.5, 0, 0.1, 0.9, 0, 0.3]))
@@ -475,19 +479,21 @@ def test_training_gradients_reads_the_committed_groups(tmp_path, capsys):
     assert (rows[1]["median"], rows[1]["max_finite"], rows[1]["nonfinite_share"]) == (6.0, 7.0, 0.0)
     # H100 markov_mlp over its 2 tasks x 2 seeds: the mean of the 4 seeds' mean cosines
     seed_means = [0.2, 0.4, 0.8, 0.1]  # timber (0.5+0+0.1)/3, (0.9+0+0.3)/3; cancer 2.4/3, 0.3/3
-    (c100,) = [c for c in cosines if c["horizon"] == 100]
-    assert (c100["method"], c100["tasks"], c100["seeds"]) == ("markov_mlp", 2, 2)
+    c100, noise = [c for c in cosines if c["horizon"] == 100]
+    assert (c100["setting"], c100["method"], c100["tasks"], c100["seeds"]) == ("H100", "markov_mlp", 2, 2)
+    assert (noise["setting"], noise["tasks"], noise["cosine_mean"]) == ("noise", 1, pytest.approx(-0.5))
     assert c100["cosine_mean"] == pytest.approx(np.mean(seed_means))
     assert min(seed_means) <= c100["cosine_lo"] <= c100["cosine_mean"] <= c100["cosine_hi"] <= max(seed_means)
     table = capsys.readouterr().out
-    assert "| 100 | timber_harvest | markov_mlp | 2.5 | 1e+12 | 33.3% | 0.30 |" in table
-    assert "| task default | timber_harvest | awm_lstm | 1 | 1 | 0.0% | - |" in table
+    assert "| H100 | 100 | timber_harvest | markov_mlp | 2.5 | 1e+12 | 33.3% | 0.30 |" in table
+    assert "| default | task default | timber_harvest | awm_lstm | 1 | 1 | 0.0% | - |" in table
     written = read_csv(tmp_path / "training_gradients.csv")
-    assert [(r["horizon"], float(r["median"])) for r in written] == [("", 1.0), ("100", 1.0), ("100", 2.5),
-                                                                    ("800", 6.0)]
+    assert [(r["setting"], r["horizon"], float(r["median"])) for r in written] == [
+        ("default", "", 1.0), ("H100", "100", 1.0), ("H100", "100", 2.5), ("noise", "100", 1.0), ("H800", "800", 6.0)]
     written = read_csv(tmp_path / "training_gradients_cosine.csv")
-    assert [(r["horizon"], r["method"], float(r["cosine_mean"])) for r in written] == [
-        ("100", "markov_mlp", pytest.approx(0.375)), ("800", "awm_transformer", pytest.approx(0.3))]
+    assert [(r["setting"], r["method"], float(r["cosine_mean"])) for r in written] == [
+        ("H100", "markov_mlp", pytest.approx(0.375)), ("noise", "markov_mlp", pytest.approx(-0.5)),
+        ("H800", "awm_transformer", pytest.approx(0.3))]
     with pytest.raises(SystemExit):
         mod.main(["--data", str(tmp_path / "none")])
 
@@ -520,8 +526,8 @@ def test_training_gradients_returns_follow_alignment(tmp_path):
             logged["policy/grad_cosine"] = np.asarray(cos[task, method], float)
         write_run(tmp_path / "H400" / f"{task}-{method}", dataclasses.replace(base, task=task, method=method), logged)
     _, _, returns = mod.main(["--data", str(tmp_path), "--reps", "300"])
-    assert [(r["horizon"], r["task"], r["methods"], r["seeds"]) for r in returns] == [
-        (400, "cancer_treatment", 2, 6), (400, "timber_harvest", 2, 6), (400, "mean", 2, 12)]
+    assert [(r["setting"], r["horizon"], r["task"], r["methods"], r["seeds"]) for r in returns] == [
+        ("H400", 400, "cancer_treatment", 2, 6), ("H400", 400, "timber_harvest", 2, 6), ("H400", 400, "mean", 2, 12)]
     cancer, timber, mean = returns
     assert (cancer["spearman"], cancer["spearman_lo"], cancer["spearman_hi"]) == pytest.approx((1.0, 1.0, 1.0))
     x = np.concatenate([np.mean(cos["timber_harvest", m], 1) for m in ("awm_transformer", "markov_mlp")])
