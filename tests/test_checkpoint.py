@@ -97,6 +97,8 @@ def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
     for k in metrics:
         np.testing.assert_array_equal(again[k], metrics[k], err_msg=k)
     assert timed() == cfg.periods - 2  # its run seconds cover the periods it ran, not the restored ones
+    machine = json.loads((tmp_path / "metrics.json").read_text())["machine"]  # where it ran
+    assert (machine["platform"], machine["devices"], machine["cpu_count"]) == (jax.default_backend(), 1, os.cpu_count())
 
 
 def test_config_diff_names_what_differs_and_skips_what_is_not_read():

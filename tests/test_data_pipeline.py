@@ -74,7 +74,8 @@ class FakeTrain:
         metrics = {"eval/return": ret, "eval/env_steps": np.tile(np.arange(1, P + 1) * 100.0, (len(seeds), 1)),
                    "skipped_updates": np.zeros((len(seeds), P))}
         write_run(out, cfg, metrics, extra=dict(compile_seconds=1.0, run_seconds=10.0 + seeds[0],
-                                                timed_periods=P - seeds[0]))  # as if seed 1 resumed after 1
+                                                timed_periods=P - seeds[0],  # as if seed 1 resumed after 1
+                                                machine=dict(platform="cpu", cpu_count=2 + 14 * seeds[0])))
         return None, metrics
 
 
@@ -240,6 +241,7 @@ def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys, 
     np.testing.assert_array_equal(np.asarray(metrics["metrics"]["eval/return"])[:, -1], final_returns(cfg))
     assert (metrics["seeds"], metrics["seed_parts"], metrics["run_seconds"], metrics["compile_seconds"],
             metrics["timed_periods"]) == (2, 2, 21.0, 2.0, 5)
+    assert metrics["machine"] == [dict(platform="cpu", cpu_count=2), dict(platform="cpu", cpu_count=16)]  # differ
     assert json.loads((data / "timber_harvest-awm_transformer" / "config.json").read_text())["seeds"] == 2
 
 

@@ -127,12 +127,13 @@ def _copy_whole(run_dir, dest: Path, log=print) -> Path:
 def merge_parts(parts, out) -> Path:
     """Write the group run folder `out` from its committed single-seed `parts` (in seed order): the
     parts' config (they must agree), their metrics stacked on the seed axis, their compile and run
-    seconds summed (and the periods those seconds cover, `timed_periods`, where every part says), and its
-    COMPLETE marker over GROUP_FILES. Returns `out`."""
+    seconds summed (and the periods those seconds cover, `timed_periods`, where every part says), the
+    machine they ran on (`machine`: the parts' one machine, or the list of theirs where they differ; left out
+    where a part does not say) and its COMPLETE marker over GROUP_FILES. Returns `out`."""
     from awm_jax.io import run_folder
     from awm_jax.io.results import read_run_files, write_outputs
 
-    configs, metrics, seconds, timed = [], [], dict(compile_seconds=0.0, run_seconds=0.0), []
+    configs, metrics, seconds, timed, machines = [], [], dict(compile_seconds=0.0, run_seconds=0.0), [], []
     for p in parts:
         run_folder.check_complete(p, verify=GROUP_FILES)
         cfg, m = read_run_files(p)
@@ -144,11 +145,15 @@ def merge_parts(parts, out) -> Path:
         for k in seconds:
             seconds[k] += float(payload.get(k, 0.0))
         timed.append(payload.get("timed_periods"))
+        machines.append(payload.get("machine"))
     if len(parts) != configs[0].seeds or any(c != configs[0] for c in configs):
         raise ValueError(f"the parts {[str(p) for p in parts]} are not the {configs[0].seeds} seeds of one config")
     merged = {k: np.concatenate([m[k] for m in metrics]) for k in metrics[0]}
     if None not in timed:  # parts written before timed_periods was recorded do not say
         seconds["timed_periods"] = sum(timed)
+    if None not in machines:
+        distinct = [m for i, m in enumerate(machines) if m not in machines[:i]]
+        seconds["machine"] = distinct[0] if len(distinct) == 1 else distinct
     write_outputs(out, configs[0], merged, extra=dict(seconds, seed_parts=len(parts)))
     run_folder.mark_complete(out, GROUP_FILES)
     return Path(out)

@@ -196,7 +196,8 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
     if out is not None and jax.process_index() == 0:
         # small files first, then the large state, then the marker: a failure (disk full) keeps the
         # metrics and leaves no COMPLETE, so nothing unfinished looks finished
-        extra = {"compile_seconds": compile_s, "run_seconds": run_s, "timed_periods": timed}
+        extra = {"compile_seconds": compile_s, "run_seconds": run_s, "timed_periods": timed,
+                 "machine": sharding.machine()}
         if write_outputs:
             line, names = write_files(out, config, metrics, extra=extra)
             log(line)

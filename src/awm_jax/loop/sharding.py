@@ -63,6 +63,14 @@ def default_seed_batch(method: str, devices: int) -> int | None:
     return REGISTRY[method].cpu_seed_batch if devices == 1 and jax.default_backend() == "cpu" else None
 
 
+def _read_lines(path) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.readlines()
+    except OSError:  # not Linux
+        return []
+
+
 @dataclasses.dataclass(frozen=True)
 class SeedSharding:
     seeds: int  # real seeds
@@ -85,6 +93,17 @@ class SeedSharding:
     @property
     def sharding(self):
         return NamedSharding(self.mesh, PartitionSpec("seeds")) if self.mesh is not None else None
+
+    def machine(self) -> dict:
+        """Where the program runs, for the run's metrics.json: the platform, the devices' kind and number,
+        and the host's CPU model and core count (what a CPU time depends on)."""
+        import os
+
+        devices = [jax.devices()[0]] if self.mesh is None else list(self.mesh.devices.flat)
+        model = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                      if line.startswith("model name")), None)
+        return dict(platform=devices[0].platform, device_kind=devices[0].device_kind, devices=len(devices),
+                    processes=jax.process_count(), cpu_model=model, cpu_count=os.cpu_count())
 
     def describe(self) -> str:
         if self.mesh is None:
