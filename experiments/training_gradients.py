@@ -34,8 +34,9 @@ import numpy as np
 from scipy.stats import rankdata
 
 from awm_jax.analysis.benchmark import aggregate, normalized_score
-from awm_jax.io.results import read_run_files, write_csv  # a horizon None (the task's default) writes as ''
-from awm_jax.io.run_folder import group_name, is_complete, read_json
+from awm_jax.io.committed import committed_groups
+from awm_jax.io.results import write_csv  # a horizon None (the task's default) writes as ''
+from awm_jax.io.run_folder import read_json
 
 NORM, COSINE = "policy/grad_norm", "policy/grad_cosine"
 COLUMNS = ("setting", "horizon", "task", "method", "values", "median", "max_finite", "nonfinite_share", "cosine_mean",
@@ -52,17 +53,9 @@ def seed_cosines(metrics) -> np.ndarray:
 
 
 def groups(data):
-    """(setting, folder, Config, metrics) of every committed group under `data` that logged NORM, sorted
-    by horizon, setting, task, method (a task's default horizon, None, first); the setting is the group's
-    folder's parent relative to `data` ("H400", "distractors4-noise0"; "" for a group directly in it)."""
-    found = []
-    for folder in sorted(p for p in Path(data).rglob("*-*") if p.is_dir() and "parts" not in p.parts):
-        if not is_complete(folder):
-            continue
-        cfg, metrics = read_run_files(folder)
-        if NORM in metrics and folder.name == group_name(cfg.task, cfg.method):  # not a copy moved aside
-            setting = folder.parent.relative_to(data).as_posix()
-            found.append(("" if setting == "." else setting, folder, cfg, metrics))
+    """committed.committed_groups's (setting, folder, Config, metrics) of the groups under `data` that logged
+    NORM, sorted by horizon, setting, task, method (a task's default horizon, None, first)."""
+    found = [g for g in committed_groups(data) if NORM in g[3]]
     return sorted(found, key=lambda x: (x[2].horizon or 0, x[0], x[2].task, x[2].method))
 
 

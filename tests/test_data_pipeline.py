@@ -500,6 +500,47 @@ def test_training_gradients_reads_the_committed_groups(tmp_path, capsys):
         mod.main(["--data", str(tmp_path / "none")])
 
 
+def test_run_times_sums_the_committed_groups(tmp_path, capsys):
+    """experiments/run_times.py: one row per committed group (seed parts, unfinished folders and copies moved
+    aside left out) with its seconds and machine from metrics.json, and per setting and method the sums,
+    the groups timed in part (resumed) and the machines, against the numbers written here."""
+    mod = script("run_times")
+    evals = {"eval/return": np.ones((2, 3)), "eval/env_steps": np.tile([1.0, 2.0, 3.0], (2, 1))}
+    cpu = dict(platform="cpu", device_kind="cpu", devices=1, processes=1, cpu_model="EPYC", cpu_count=2)
+    gpu = dict(platform="gpu", device_kind="NVIDIA H200", devices=1, processes=1, cpu_model="Xeon", cpu_count=16)
+    runs = {("H100", "cancer_treatment", "markov_mlp"): dict(compile_seconds=5.0, run_seconds=100.0, timed_periods=3,
+                                                             machine=cpu),
+            ("H100", "timber_harvest", "markov_mlp"): dict(compile_seconds=7.0, run_seconds=50.0, timed_periods=1,
+                                                           machine=gpu),  # resumed after 2 of 3 periods
+            ("H100", "timber_harvest", "sac"): dict(compile_seconds=1.0, run_seconds=2.0),  # before the fields
+            ("H800", "timber_harvest", "markov_mlp"): dict(compile_seconds=3.0, run_seconds=3600.0,
+                                                           timed_periods=3, machine=[cpu, gpu], seed_parts=2)}
+    for (setting, task, method), extra in runs.items():
+        cfg = Config(task=task, method=method, horizon=int(setting[1:]), seeds=2)
+        write_run(tmp_path / setting / f"{task}-{method}", cfg, evals, extra=extra)
+    write_run(tmp_path / "H100" / "parts" / "timber_harvest-sac" / "seed0", Config(task="timber_harvest", method="sac",
+              horizon=100), evals, extra=dict(run_seconds=1e6))  # a part: counted in its merged group
+    shutil.copytree(tmp_path / "H100" / "timber_harvest-sac", tmp_path / "H100" / "timber_harvest-sac.old-1")
+    (tmp_path / "H100" / "bacteria-sac").mkdir()  # unfinished
+    out = mod.main(["--data", str(tmp_path)])[str(tmp_path)]
+    assert [(r["setting"], r["task"], r["method"], r["run_seconds"], r["timed_periods"]) for r in out] == [
+        ("H100", "cancer_treatment", "markov_mlp", 100.0, 3), ("H100", "timber_harvest", "markov_mlp", 50.0, 1),
+        ("H100", "timber_harvest", "sac", 2.0, ""), ("H800", "timber_harvest", "markov_mlp", 3600.0, 3)]
+    assert [r["machine"] for r in out] == ["cpu: EPYC, 2 cores", "gpu: 1 x NVIDIA H200", "",
+                                           "cpu: EPYC, 2 cores / gpu: 1 x NVIDIA H200"]
+    sums = mod.totals(out)
+    assert [(t["setting"], t["method"], t["groups"], t["seeds"], t["compile_seconds"], t["run_seconds"], t["partial"])
+            for t in sums] == [("H100", "markov_mlp", 2, 4, 12.0, 150.0, 1), ("H100", "sac", 1, 2, 1.0, 2.0, 0),
+                               ("H800", "markov_mlp", 1, 2, 3.0, 3600.0, 0)]
+    table = capsys.readouterr().out
+    assert f"{tmp_path}: 4 groups, {(12 + 150 + 3 + 3603) / 3600:.2f} wall hours" in table
+    assert "| H100 | markov_mlp | 2 | 4 | 0.00 | 0.04 | 1 | cpu: EPYC, 2 cores / gpu: 1 x NVIDIA H200 |" in table
+    assert "| H100 | sac | 1 | 2 | 0.00 | 0.00 |  | not recorded |" in table
+    assert [float(r["run_seconds"]) for r in read_csv(tmp_path / "run_times.csv")] == [100.0, 50.0, 2.0, 3600.0]
+    with pytest.raises(SystemExit):
+        mod.main(["--data", str(tmp_path / "H100" / "bacteria-sac")])  # no committed group
+
+
 def test_training_gradients_returns_follow_alignment(tmp_path):
     """experiments/training_gradients.py's returns table: per horizon and task, Spearman's correlation over
     the world models' seeds between a seed's mean cosine and its final normalised score equals scipy's;
