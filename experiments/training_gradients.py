@@ -107,13 +107,15 @@ def return_rows(found, reps: int = 2000, seed: int = 0) -> list[dict]:
     (NOT_ALIGNMENT left out), between the seed's mean cosine and its final normalised score, with a
     percentile 95% CI over `reps` bootstrap resamples of the seeds within each method; per setting with
     more than one task, a row "mean": the mean of the tasks' correlations, its CI from the same resamples.
-    Groups whose setting folder has no references.json (no scores) are left out."""
+    Groups whose setting folder has no references.json or none for their task (no score) are left out."""
     cells: dict = {}
     for setting, folder, cfg, metrics in found:
         refs = folder.parent / "references.json"
         if COSINE not in metrics or cfg.method in NOT_ALIGNMENT or not refs.exists():
             continue
-        r = read_json(refs, "references")["tasks"][cfg.task]
+        r = read_json(refs, "references")["tasks"].get(cfg.task)
+        if r is None:  # a references.json without this task: no score
+            continue
         score = normalized_score(np.asarray(metrics["eval/return"], float)[:, -1], r["random"], r["best"])
         cells.setdefault((setting, cfg.horizon, cfg.task), []).append((seed_cosines(metrics), score))
     rng, rows = np.random.default_rng(seed), []

@@ -49,7 +49,7 @@ PARTS = "parts"  # DATA/[setting/]parts/{task}-{method}/seed{i}/: a group's comm
 # COMPILE_SECONDS a group, for the first estimate only: once a group of a method finishes, this run's
 # measured time takes over, and the others are scaled by how far the measured groups were off. The
 # medians over the 8 tasks of the committed benchmark groups (docs/data/myriad_benchmark, run_seconds /
-# (4 seeds x 5.02 ksteps); the CPU was sometimes shared, so the slowest task ran up to 1.8x its median).
+# (4 seeds x 5.02 ksteps); the CPU was sometimes shared, so a method's slowest task ran up to 3x its median).
 SECONDS_PER_SEED_KSTEP = dict(awm_transformer=28.0, hwm_transformer=30.0, awm_rnn=4.0, awm_gru=4.6, awm_lstm=5.4,
                               awm_ssm=23.0, markov_mlp=2.6, markov_svg=0.6, true_bptt=0.3, sac=3.1, ppo=0.3, td3=4.2,
                               online_dt=33.0)
