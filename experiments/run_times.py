@@ -6,11 +6,11 @@ it ran on and its wall seconds (compiling and training), per data folder, settin
 Writes DATA/run_times.csv (one row per committed group, seed parts and copies moved aside left out) in
 each data folder and prints a table per folder with its total. The times are wall seconds: on a shared
 machine they include the other work's share. A group's `run_seconds` covers `timed_periods` of its
-periods: a run resumed from a checkpoint times only the periods it ran after resuming, and the row says
-"partial"; a group written before metrics.json recorded `timed_periods` (1 December 2026), or merged from
-seed parts of which one did not, has an empty `timed_periods` and may be partial without saying so. The
-machine (platform, devices, CPU model and cores) is recorded since 1 December 2026; older groups leave it
-empty.
+periods: a run resumed from a checkpoint times only the periods it ran after resuming (its row's
+timed_periods is below its periods; the table counts it as "partly timed"); a group written before
+metrics.json recorded `timed_periods` (1 December 2026), or merged from seed parts of which one did not,
+has an empty `timed_periods` and may be partial without saying so. The machine (platform, devices, CPU
+model and cores) is recorded since 1 December 2026; older groups leave it empty.
 """
 
 import argparse

@@ -222,8 +222,8 @@ def horizon_factor(method: str, horizon: int | None) -> float:
     """How a group's time grows with the episode length, relative to H = 100: the BPO methods' updates
     cost in proportion to H, and the transformers' attention adds a part in proportion to H^2 (x =
     H/100: x (1 + x) / 2, so 1, 10 and 36 at H 100, 400 and 800; measured on the 2-core CPU at H 800 in
-    seed parts, a seed took 3,500-3,900 s for awm_transformer and 5,700-7,600 s for hwm_transformer, whose
-    imagination runs step by step over a key/value cache: 25-28 and 38-50 times the seed's share of an H 100
+    seed parts, a seed took 3,500-3,900 s for awm_transformer and 5,700-7,800 s for hwm_transformer, whose
+    imagination runs step by step over a key/value cache: 25-28 and 38-52 times the seed's share of an H 100
     benchmark group); the model-free baselines' cost does not depend on H."""
     if method not in BPO_METHODS:
         return 1.0
