@@ -39,7 +39,7 @@ def machine_name(m) -> str:
 def group_rows(data) -> list[dict]:
     """One row per committed group under `data` (COLUMNS), in folder order."""
     rows = []
-    for setting, folder, cfg, _ in committed_groups(data):
+    for setting, folder, cfg in committed_groups(data):
         payload = read_json(folder / METRICS, "metrics file")
         rows.append(dict(setting=setting, task=cfg.task, method=cfg.method, seeds=payload["seeds"],
                          seed_parts=payload.get("seed_parts", ""), periods=payload["periods"],

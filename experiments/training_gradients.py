@@ -35,7 +35,7 @@ from scipy.stats import rankdata
 
 from awm_jax.analysis.benchmark import aggregate, normalized_score
 from awm_jax.io.committed import committed_groups
-from awm_jax.io.results import write_csv  # a horizon None (the task's default) writes as ''
+from awm_jax.io.results import read_run_files, write_csv  # a horizon None (the task's default) writes as ''
 from awm_jax.io.run_folder import read_json
 
 NORM, COSINE = "policy/grad_norm", "policy/grad_cosine"
@@ -53,9 +53,13 @@ def seed_cosines(metrics) -> np.ndarray:
 
 
 def groups(data):
-    """committed.committed_groups's (setting, folder, Config, metrics) of the groups under `data` that logged
-    NORM, sorted by horizon, setting, task, method (a task's default horizon, None, first)."""
-    found = [g for g in committed_groups(data) if NORM in g[3]]
+    """(setting, folder, Config, metrics) of the committed groups under `data` (committed.committed_groups)
+    that logged NORM, sorted by horizon, setting, task, method (a task's default horizon, None, first)."""
+    found = []
+    for setting, folder, cfg in committed_groups(data):
+        metrics = read_run_files(folder)[1]
+        if NORM in metrics:
+            found.append((setting, folder, cfg, metrics))
     return sorted(found, key=lambda x: (x[2].horizon or 0, x[0], x[2].task, x[2].method))
 
 

@@ -75,22 +75,22 @@ def committed(data, cfg: Config) -> bool:
     return _holds(Path(data) / group_name(cfg.task, cfg.method), cfg)
 
 
-def committed_groups(data) -> list[tuple[str, Path, Config, dict]]:
-    """(setting, folder, Config, metrics) of every committed group anywhere under the data folder `data`,
-    in folder order: seed parts, unfinished folders (no COMPLETE marker) and copies moved aside are left
-    out. The setting is the group folder's parent relative to `data` ("H400"; "" for a group directly in
-    it); metrics as `results.read_run_files` reads them."""
-    from awm_jax.io.results import read_run_files
+def committed_groups(data) -> list[tuple[str, Path, Config]]:
+    """(setting, folder, Config) of every committed group anywhere under the data folder `data`, in folder
+    order: seed parts, unfinished folders (no COMPLETE marker) and copies moved aside are left out. The
+    setting is the group folder's parent relative to `data` ("H400"; "" for a group directly in it).
+    Only config.json is read: each caller reads the metrics it needs."""
+    from awm_jax.io.results import read_config
     from awm_jax.io.run_folder import is_complete
 
     found = []
     for folder in sorted(p for p in Path(data).rglob("*-*") if p.is_dir() and PARTS not in p.relative_to(data).parts):
         if not is_complete(folder):
             continue
-        cfg, metrics = read_run_files(folder)
+        cfg = read_config(folder)
         if folder.name == group_name(cfg.task, cfg.method):  # not a copy moved aside
             setting = folder.parent.relative_to(data).as_posix()
-            found.append(("" if setting == "." else setting, folder, cfg, metrics))
+            found.append(("" if setting == "." else setting, folder, cfg))
     return found
 
 

@@ -217,17 +217,24 @@ def plot_returns(path, m: dict, title: str = "") -> None:
     save_figure(fig, path)
 
 
-def read_run_files(path) -> tuple:
-    """Read a run folder's files back: (Config, {name: [seeds, periods] float64 arrays}).
-    `awm_jax.load_run` also checks the COMPLETE marker and restores the final train state."""
+def read_config(path):
+    """A run folder's config.json as a Config; a file that is not one raises DamagedError naming it."""
     from awm_jax.config import Config
     from awm_jax.io.run_folder import DamagedError, read_json
 
-    path = Path(path)
     try:
-        config = Config.from_dict(read_json(path / CONFIG, "config"))
+        return Config.from_dict(read_json(Path(path) / CONFIG, "config"))
     except TypeError as e:
-        raise DamagedError(f"{path / 'config.json'}: not a run configuration ({e})") from None
+        raise DamagedError(f"{Path(path) / 'config.json'}: not a run configuration ({e})") from None
+
+
+def read_run_files(path) -> tuple:
+    """Read a run folder's files back: (Config, {name: [seeds, periods] float64 arrays}).
+    `awm_jax.load_run` also checks the COMPLETE marker and restores the final train state."""
+    from awm_jax.io.run_folder import DamagedError, read_json
+
+    path = Path(path)
+    config = read_config(path)
     payload = read_json(path / METRICS, "metrics file")
     if not isinstance(payload, dict) or "metrics" not in payload:
         raise DamagedError(f"{path / 'metrics.json'}: no 'metrics' in it: not a metrics file of awm_jax")
