@@ -10,7 +10,9 @@ one), normalised final return vs H, kept as data like the benchmark (experiments
 One setting per horizon: DATA/H{h}/ holds its references.json (random and best recomputed per H) and
 its committed (task, method) groups; run folders are OUT/runs/H{h}/{task}-{method}/. Writes to DATA:
 scores.csv (one row per horizon, task, method and seed, with a horizon column), aggregate.csv (IQM and
-mean per method and H with 95% CIs over tasks x seeds), improvement.csv, per_task.csv, tables.md and
+mean per method and H with 95% CIs over tasks x seeds), improvement.csv, per_task.csv, change.csv (each
+method's score change from the shortest horizon, and awm_transformer's change minus the method's: the
+paper's "degrades least" with its CI), tables.md and
 scaling.png (IQM vs H, and per task the mean +- std score vs H). The report covers every default
 horizon the data folder holds besides those asked for (a run of `--horizons 800` keeps 100-400 in it).
 """
@@ -68,7 +70,7 @@ def main(argv=None):
     horizons = [horizon_of(s) for s in settings]
     res = write_report(data, settings, tasks, methods, "Horizon scaling",
                        f"python experiments/horizon_scaling.py --data-only --data {data} "
-                       f"--horizons {','.join(map(str, horizons))}", reps=args.reps)
+                       f"--horizons {','.join(map(str, horizons))}", reps=args.reps, baseline=settings[0])
     plot_scaling(res, tasks, methods, horizons, data / "scaling.png")
     print((data / "tables.md").read_text())
 

@@ -12,8 +12,10 @@ setting with neither is run once). DATA/distractors{d}-noise{s}/ holds a setting
 (distractors leave the references unchanged; state noise changes them) and its committed groups; run
 folders are OUT/runs/{setting}/{task}-{method}/. Writes to DATA: scores.csv (one row per setting, task,
 method and seed, with distractor_dims and state_noise columns), aggregate.csv, improvement.csv,
-per_task.csv, tables.md and robustness.png (IQM with 95% CIs per setting and method). The report covers
-every default setting the data folder holds besides those asked for.
+per_task.csv, change.csv (each method's score change from the setting without distractors and noise, and
+awm_transformer's change minus the method's, with CIs), tables.md and robustness.png (IQM with 95% CIs
+per setting and method). The report covers every default setting the data folder holds besides those
+asked for.
 """
 
 import dataclasses
@@ -70,7 +72,8 @@ def main(argv=None):
     res = write_report(data, settings, tasks, methods, "Robustness",
                        f"python experiments/robustness.py --data-only --data {data} "
                        f"--distractors {_joined(x for x, y in zip(d, s) if y == 0)} "
-                       f"--noise {_joined(y for x, y in zip(d, s) if x == 0)}", reps=args.reps)
+                       f"--noise {_joined(y for x, y in zip(d, s) if x == 0)}", reps=args.reps,
+                       baseline=next((x for x in settings if not any(v for _, v in x.columns)), None))
     plot_robustness(res["aggregate"], settings, methods, data / "robustness.png")
     print((data / "tables.md").read_text())
 

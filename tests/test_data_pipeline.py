@@ -147,6 +147,7 @@ def test_benchmark_report_matches_independent_numbers(bench):
     assert float(imp["p_lo"]) <= float(imp["p_improve"]) <= float(imp["p_hi"])
     for name in ["aggregate.png"] + [f"curves_{t}.png" for t in TASKS]:
         assert (data / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert not (data / "change.csv").exists()  # one setting: nothing to change from
     md = (data / "tables.md").read_text()
     # the report covers every group of the benchmark: the 4 trained here, the rest listed as missing
     from awm_jax.analysis.benchmark import BENCHMARK_TASKS
@@ -313,6 +314,8 @@ def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch
         x = [float(q["score"]) for q in rows if q["method"] == r["method"] and q["horizon"] == r["horizon"]]
         assert float(r["mean"]) == pytest.approx(np.mean(x), rel=1e-12)
     assert (data / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    check_change(data / "change.csv", rows, "horizon", "20", ["40"])
+    assert "## Change of the score from horizon 20" in (data / "tables.md").read_text()
     # a run of one horizon rewrites the report of every defined horizon the folder holds (H80 has none)
     monkeypatch.setattr(mod, "HORIZONS", "20,40,80")
     mod.main(["--data-only", "--data", str(data), "--horizons", "40", *common])
@@ -332,11 +335,52 @@ def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch
     assert len(rows) == 24 and list(rows[0])[3:5] == ["distractor_dims", "state_noise"]
     assert {(r["distractor_dims"], r["state_noise"]) for r in rows} == {("0", "0.0"), ("4", "0.0"), ("0", "0.05")}
     assert (data / "robustness.png").read_bytes()[:4] == b"\x89PNG"
+    check_change(data / "change.csv", [dict(r, setting=f"{r['distractor_dims']}/{r['state_noise']}") for r in rows],
+                 "setting", "0/0.0", ["4/0.0", "0/0.05"])
     monkeypatch.setattr(mod, "DISTRACTORS", "0,4,16")
     monkeypatch.setattr(mod, "NOISE", "0,0.05")
     mod.main(["--data-only", "--data", str(data), "--distractors", "4", "--noise", "0.05", *common])
     assert read_csv(data / "scores.csv") == rows
     assert "--distractors 0,4 --noise 0,0.05`" in (data / "tables.md").read_text()
+
+
+def check_change(path, rows, key, base, others):
+    """change.csv against scores.csv: per setting and method the mean over tasks of the seed-mean score's
+    change from the baseline, and awm_transformer's change minus the method's, each inside its CI."""
+    def mean(setting, task, method):
+        return np.mean([float(r["score"]) for r in rows if (r[key], r["task"], r["method"]) == (setting, task, method)])
+
+    change = {(o, m): np.mean([mean(o, t, m) - mean(base, t, m) for t in TASKS]) for o in others for m in METHODS}
+    got = read_csv(path)
+    assert len(got) == len(others) * len(METHODS)
+    for r in got:
+        o = r[key] if key in r else f"{r['distractor_dims']}/{r['state_noise']}"
+        assert float(r["change"]) == pytest.approx(change[(o, r["method"])], rel=1e-9, abs=1e-12)
+        assert float(r["change_lo"]) <= float(r["change"]) <= float(r["change_hi"])
+        if r["method"] == "awm_transformer":
+            assert r["vs_reference"] == ""
+        else:
+            want = change[(o, "awm_transformer")] - change[(o, r["method"])]
+            assert float(r["vs_reference"]) == pytest.approx(want, rel=1e-9, abs=1e-12)
+            assert float(r["vs_lo"]) <= want <= float(r["vs_hi"]) and int(r["vs_tasks"]) == len(TASKS)
+
+
+def test_mean_contrast_against_closed_forms():
+    from awm_jax.analysis.benchmark import mean_contrast
+
+    # constant runs: no spread, the CI is the value
+    c = mean_contrast([(0.5, [0.9, 0.9, 0.9]), (-0.5, [0.4, 0.4])], reps=500)
+    assert c["value"] == pytest.approx(0.25) and c["lo"] == pytest.approx(0.25) and c["hi"] == pytest.approx(0.25)
+    # many normal runs: the percentile CI approaches value +- 1.96 sqrt(sum w^2 var / n), every term
+    # resampled independently (two terms of equal spread: sqrt(2) times one term's half-width)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(1.0, 2.0, 400), rng.normal(0.0, 2.0, 400)
+    one = mean_contrast([(1.0, x)], reps=4000)
+    two = mean_contrast([(1.0, x), (-1.0, y)], reps=4000)
+    assert one["value"] == pytest.approx(x.mean()) and two["value"] == pytest.approx(x.mean() - y.mean())
+    for c, var in ((one, x.var()), (two, x.var() + y.var())):
+        assert (c["hi"] - c["lo"]) / 2 == pytest.approx(1.96 * np.sqrt(var / 400), rel=0.1)
+        assert c["lo"] < c["value"] < c["hi"]
 
 
 def test_a_real_tiny_training_is_committed_and_taken_back_by_resume(tmp_path, capsys):

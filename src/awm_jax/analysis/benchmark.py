@@ -15,9 +15,10 @@ can still score above 1 where the optimiser stalls.
 
 Aggregates over tasks and seeds use rliable (Agarwal et al. 2021): the interquartile mean (IQM) and
 the mean, with stratified bootstrap 95% confidence intervals, and the probability of improvement of one
-method over another. Also here: the driver of the benchmark experiments (`run_experiment`: train
-what the data folder lacks, `awm_jax.io.committed`) and their quick setting; their command-line
-options are in `awm_jax.analysis.options` (tyro, which this module does not need).
+method over another; `mean_contrast` gives a change of the mean score between settings (and the
+difference of two methods' changes) with its bootstrap CI. Also here: the driver of the benchmark
+experiments (`run_experiment`: train what the data folder lacks, `awm_jax.io.committed`) and their quick
+setting; their command-line options are in `awm_jax.analysis.options` (tyro, which this module does not need).
 """
 
 from __future__ import annotations
@@ -117,6 +118,20 @@ def probability_of_improvement(pairs: dict, reps: int = 2000, seed: int = 0) -> 
         lo, hi = np.ravel(ci[k])  # [2, 1]: the metric is one number
         out[k] = dict(p_improve=float(point[k]), p_lo=float(lo), p_hi=float(hi))
     return out
+
+
+def mean_contrast(terms, reps: int = 2000, seed: int = 0) -> dict:
+    """sum_i w_i * mean(x_i) over `terms` [(w_i, x_i [runs])] with a 95% percentile-bootstrap CI that
+    resamples each x_i's runs independently (they are independent runs: another setting, task or method):
+    {'value', 'lo', 'hi'}. A change of the mean score from one setting to another, averaged over tasks,
+    is the contrast [(1/T, after_t), (-1/T, before_t) for each task t]."""
+    rng = np.random.default_rng(seed)
+    terms = [(float(w), np.asarray(x, np.float64)) for w, x in terms]
+    boot = np.zeros(reps)
+    for w, x in terms:
+        boot += w * x[rng.integers(0, len(x), (reps, len(x)))].mean(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return dict(value=float(sum(w * x.mean() for w, x in terms)), lo=float(lo), hi=float(hi))
 
 
 def plot_aggregate(agg: dict, path, title: str = "", improvement: dict | None = None,

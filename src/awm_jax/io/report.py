@@ -10,6 +10,10 @@ alone: nothing is trained and no reference is recomputed.
     improvement.csv  per setting and method: rliable's probability that `reference` (awm_transformer)
                      improves on it, with its 95% CI, over the tasks both have
     per_task.csv     per setting, task and method: seeds, final return and score (mean and std over seeds)
+    change.csv       with a `baseline` setting (the shortest horizon; no perturbation), per other setting
+                     and method: the change of its mean score from the baseline, averaged over tasks, and
+                     how much less `reference` loses than the method (its change minus the method's), each
+                     with a 95% bootstrap CI that resamples every group's seeds (`benchmark.mean_contrast`)
     tables.md        those tables in markdown, and the groups missing from the data folder
 
 score = (final_return - random) / (best - random) with the task's references from
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from awm_jax.analysis.benchmark import aggregate, normalized_score, probability_of_improvement
+from awm_jax.analysis.benchmark import aggregate, mean_contrast, normalized_score, probability_of_improvement
 from awm_jax.io.committed import GROUP_FILES
 from awm_jax.io.results import atomic_write, markdown_table, new_figure, read_run_files, save_figure, write_csv
 from awm_jax.io.run_folder import group_name
@@ -115,6 +119,41 @@ def improvement_rows(by_setting, settings, methods, reference: str = REFERENCE, 
     return out
 
 
+def change_rows(by_setting, settings, baseline, methods, reference: str = REFERENCE, reps: int = 2000) -> list[dict]:
+    """Per setting other than `baseline` and method with data in both: {columns, method, tasks, change,
+    change_lo, change_hi, vs_tasks, vs_reference, vs_lo, vs_hi}. change: the mean over the tasks the method
+    has in both settings of (its mean score over seeds in the setting - in the baseline); vs_reference:
+    `reference`'s change minus the method's over the tasks both have in both settings (> 0: the reference
+    loses less; None for the reference itself). 95% CIs from `mean_contrast`."""
+    def seeds(folder, t, m):
+        return [r["score"] for r in by_setting[folder] if r["task"] == t and r["method"] == m]
+
+    def tasks_of(folder, m):
+        return [t for t in dict.fromkeys(r["task"] for r in by_setting[folder]) if seeds(folder, t, m)]
+
+    def terms(folder, tasks, m, sign=1.0):
+        return [(sign * w / len(tasks), seeds(f, t, m)) for t in tasks for w, f in ((1, folder), (-1, baseline.folder))]
+
+    out = []
+    for s in settings:
+        if s.folder == baseline.folder:
+            continue
+        for m in methods:
+            common = [t for t in tasks_of(s.folder, m) if t in tasks_of(baseline.folder, m)]
+            if not common:
+                continue
+            c = mean_contrast(terms(s.folder, common, m), reps=reps)
+            row = dict(**dict(s.columns), method=m, tasks=len(common), change=c["value"], change_lo=c["lo"],
+                       change_hi=c["hi"], vs_tasks=None, vs_reference=None, vs_lo=None, vs_hi=None)
+            ref = set(tasks_of(s.folder, reference)) & set(tasks_of(baseline.folder, reference))
+            both = [t for t in common if t in ref]
+            if m != reference and both:
+                v = mean_contrast(terms(s.folder, both, reference) + terms(s.folder, both, m, -1.0), reps=reps)
+                row.update(vs_tasks=len(both), vs_reference=v["value"], vs_lo=v["lo"], vs_hi=v["hi"])
+            out.append(row)
+    return out
+
+
 def per_task_rows(by_setting, settings, tasks, methods) -> list[dict]:
     """Per setting, task and method present: {columns, task, method, seeds, return_mean, return_std,
     score_mean, score_std} (std over seeds)."""
@@ -136,9 +175,10 @@ def _md(rows: list[dict], none: str = "no committed groups yet") -> str:
 
 
 def write_report(data, settings, tasks, methods, title: str, command: str, reference: str = REFERENCE,
-                 reps: int = 2000) -> dict:
-    """Write scores.csv, aggregate.csv, improvement.csv, per_task.csv and tables.md to `data` from its
-    committed groups; returns {'by_setting', 'curves', 'missing', 'aggregate', 'improvement', 'per_task'}."""
+                 reps: int = 2000, baseline=None) -> dict:
+    """Write scores.csv, aggregate.csv, improvement.csv, per_task.csv, with a `baseline` setting (one of
+    `settings`) change.csv, and tables.md to `data` from its committed groups; returns {'by_setting',
+    'curves', 'missing', 'aggregate', 'improvement', 'per_task', 'change'}."""
     data = Path(data)
     by_setting, curves, missing = read_scores(data, settings, tasks, methods)
     cols = list(dict(settings[0].columns))
@@ -148,6 +188,10 @@ def write_report(data, settings, tasks, methods, title: str, command: str, refer
     agg = aggregate_rows(by_setting, settings, methods, reps)
     imp = improvement_rows(by_setting, settings, methods, reference, reps)
     per = per_task_rows(by_setting, settings, tasks, methods)
+    chg = change_rows(by_setting, settings, baseline, methods, reference, reps) if baseline is not None else None
+    if chg is not None:
+        write_csv(data / "change.csv", chg, cols + ["method", "tasks", "change", "change_lo", "change_hi", "vs_tasks",
+                                                   "vs_reference", "vs_lo", "vs_hi"])
     for stem, rows, keys in (("aggregate", agg, ["method", "tasks", "seeds", "iqm", "iqm_lo", "iqm_hi", "mean",
                                                   "mean_lo", "mean_hi"]),
                              ("improvement", imp, ["method", "tasks", "p_improve", "p_lo", "p_hi"]),
@@ -174,11 +218,28 @@ def write_report(data, settings, tasks, methods, title: str, command: str, refer
                   for r in imp], f"no method shares a task with {reference} yet"), "",
              "## Per task (normalised score, mean +- std over seeds; final return in per_task.csv)", "",
              _md(_per_task_grid(per, settings, tasks, methods, cols) if per else []), "",
+             *(_change_section(chg, baseline, cols, reference) if chg is not None else []),
              "## Missing groups", "",
              "\n".join(f"- {where(s)}{group_name(t, m)}{_parts_note(data / s.folder, t, m)}" for s, t, m in missing)
              or "none", ""]
     atomic_write(data / "tables.md", "\n".join(lines))
-    return dict(by_setting=by_setting, curves=curves, missing=missing, aggregate=agg, improvement=imp, per_task=per)
+    return dict(by_setting=by_setting, curves=curves, missing=missing, aggregate=agg, improvement=imp, per_task=per,
+                change=chg)
+
+
+def _change_section(chg, baseline, cols, reference) -> list[str]:
+    """tables.md's section on the change of each method's score from the baseline setting."""
+    ci = lambda v, lo, hi: f"{v:+.3f} ({lo:+.3f} to {hi:+.3f})"
+    at = ", ".join(f"{c} {v:g}" for c, v in baseline.columns)
+    rows = [{**{c: r[c] for c in cols}, "method": r["method"], "tasks": r["tasks"],
+             f"change from {at} (95% CI)": ci(r["change"], r["change_lo"], r["change_hi"]),
+             f"{reference}'s change minus the method's (95% CI)":
+                 "-" if r["vs_reference"] is None else ci(r["vs_reference"], r["vs_lo"], r["vs_hi"])
+                 + (f", {r['vs_tasks']} tasks" if r["vs_tasks"] != r["tasks"] else "")} for r in chg]
+    return [f"## Change of the score from {at} (mean over tasks of the change of the seed-mean score; 95% "
+            "bootstrap CIs, every group's seeds resampled)", "",
+            f"A second column above 0: {reference} loses less (or gains more) than the method; its CI decides it.", "",
+            _md(rows, f"no method has groups at {at} and another setting yet"), ""]
 
 
 def _per_task_grid(per, settings, tasks, methods, cols) -> list[dict]:
