@@ -238,7 +238,7 @@ def _change_section(chg, baseline, cols, reference) -> list[str]:
                  + (f", {r['vs_tasks']} tasks" if r["vs_tasks"] != r["tasks"] else "")} for r in chg]
     return [f"## Change of the score from {at} (mean over tasks of the change of the seed-mean score; 95% "
             "bootstrap CIs, every group's seeds resampled)", "",
-            f"A second column above 0: {reference} loses less (or gains more) than the method; its CI decides it.", "",
+            f"The last column above 0: {reference} loses less (or gains more) than the method; its CI decides it.", "",
             _md(rows, f"no method has groups at {at} and another setting yet"), ""]
 
 
