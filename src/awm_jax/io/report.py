@@ -138,6 +138,7 @@ def change_rows(by_setting, settings, baseline, methods, reference: str = REFERE
     for s in settings:
         if s.folder == baseline.folder:
             continue
+        ref = set(tasks_of(s.folder, reference)) & set(tasks_of(baseline.folder, reference))
         for m in methods:
             common = [t for t in tasks_of(s.folder, m) if t in tasks_of(baseline.folder, m)]
             if not common:
@@ -145,7 +146,6 @@ def change_rows(by_setting, settings, baseline, methods, reference: str = REFERE
             c = mean_contrast(terms(s.folder, common, m), reps=reps)
             row = dict(**dict(s.columns), method=m, tasks=len(common), change=c["value"], change_lo=c["lo"],
                        change_hi=c["hi"], vs_tasks=None, vs_reference=None, vs_lo=None, vs_hi=None)
-            ref = set(tasks_of(s.folder, reference)) & set(tasks_of(baseline.folder, reference))
             both = [t for t in common if t in ref]
             if m != reference and both:
                 v = mean_contrast(terms(s.folder, both, reference) + terms(s.folder, both, m, -1.0), reps=reps)
