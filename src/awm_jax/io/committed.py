@@ -72,7 +72,7 @@ class Setting:
 def committed(data, cfg: Config) -> bool:
     """Whether data folder `data` holds the group of `cfg`, whole (its files match their COMPLETE
     marker). A group committed with a different config raises ValueError naming the differences."""
-    return _holds(Path(data) / group_name(cfg.task, cfg.method), cfg)
+    return holds(Path(data) / group_name(cfg.task, cfg.method), cfg)
 
 
 def committed_groups(data) -> list[tuple[str, Path, Config]]:
@@ -99,7 +99,7 @@ def part_folder(root, cfg: Config, seed: int) -> Path:
     return Path(root) / PARTS / group_name(cfg.task, cfg.method) / f"seed{seed}"
 
 
-def _holds(folder: Path, cfg: Config) -> bool:
+def holds(folder: Path, cfg: Config) -> bool:
     """Whether `folder` holds whole small files (matching their COMPLETE marker) of a run of `cfg`."""
     from awm_jax.io.checkpoint import config_diff
     from awm_jax.io.run_folder import check_complete, is_complete, read_json
@@ -124,10 +124,10 @@ def commit_group(run_dir, data, log=print) -> Path:
 
     run_folder.check_complete(run_dir)
     cfg, _ = read_run_files(run_dir)
-    return _copy_whole(run_dir, Path(data) / group_name(cfg.task, cfg.method), log)
+    return copy_whole(run_dir, Path(data) / group_name(cfg.task, cfg.method), log)
 
 
-def _copy_whole(run_dir, dest: Path, log=print) -> Path:
+def copy_whole(run_dir, dest: Path, log=print) -> Path:
     """Copy GROUP_FILES of `run_dir` to `dest` through a temporary folder, its marker and one rename."""
     from awm_jax.io import run_folder
     from awm_jax.io.results import atomic_write
@@ -187,14 +187,14 @@ def _train_in_parts(train, cfg: Config, runs: Path, data: Path, log, **kw) -> tu
     keys, fresh = seed_keys(cfg), True
     for i in range(cfg.seeds):
         part = part_folder(data, cfg, i)
-        if _holds(part, cfg):
+        if holds(part, cfg):
             log(f"[data] seed {i} of {group_name(cfg.task, cfg.method)} is committed ({part}): not trained again")
             fresh = False
             continue
         run_dir = part_folder(runs, cfg, i)
         fresh &= kw["overwrite"] or not run_dir.exists()
         train(cfg, out=run_dir, keys=keys[i:i + 1], **kw)
-        log(f"[data] committed seed {i} of {cfg.seeds}: {_copy_whole(run_dir, part, log)}")
+        log(f"[data] committed seed {i} of {cfg.seeds}: {copy_whole(run_dir, part, log)}")
     merged = part_folder(runs, cfg, 0).parent / "merged"
     shutil.rmtree(merged, ignore_errors=True)  # rebuilt from the committed parts every time
     return merge_parts([part_folder(data, cfg, i) for i in range(cfg.seeds)], merged), fresh
@@ -284,7 +284,7 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
         for s in settings:
             references(s.base, tasks, data / s.folder, verbose=verbose)
         names = [f"{s.folder + '/' if s.folder else ''}{group_name(c.task, c.method)}" for s, c in todo]
-        seeds_left = [sum(not _holds(part_folder(data / s.folder, c, i), c) for i in range(c.seeds))
+        seeds_left = [sum(not holds(part_folder(data / s.folder, c, i), c) for i in range(c.seeds))
                       if seed_parts else c.seeds for s, c in todo]  # committed parts are not trained again
         remaining = lambda first, measured: sum(estimate(c, measured, n) for (_, c), n in
                                                 zip(todo[first:], seeds_left[first:]))

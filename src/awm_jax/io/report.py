@@ -46,10 +46,11 @@ def _parts_note(folder: Path, task: str, method: str) -> str:
     return f" (seed{'s' * (len(done) > 1)} {', '.join(map(str, done))} committed as parts)" if done else ""
 
 
-def read_scores(data, settings, tasks, methods) -> tuple[dict, dict, list]:
+def read_scores(data, settings, tasks, methods, streams: bool = False) -> tuple[dict, dict, list]:
     """Read every committed group of (settings x tasks x methods) in `data`: ({setting folder: score
     rows}, {(folder, task, method): (env steps [P], normalised returns [seeds, P])}, missing
-    [(setting, task, method)])."""
+    [(setting, task, method)]). streams: each row's seed is its random stream "base:member" (the group's
+    config.seed and the index), not the index alone."""
     from awm_jax.io.run_folder import DamagedError, check_complete, is_complete, read_json
 
     by_setting, curves, missing = {}, {}, []
@@ -70,7 +71,8 @@ def read_scores(data, settings, tasks, methods) -> tuple[dict, dict, list]:
                 cfg, metrics = read_run_files(g)
                 ret, steps = metrics["eval/return"], metrics["eval/env_steps"]
                 norm = normalized_score(ret, refs[t]["random"], refs[t]["best"])
-                rows += [dict(task=t, method=m, seed=i, **dict(s.columns), total_steps=cfg.total_steps,
+                rows += [dict(task=t, method=m, seed=f"{cfg.seed}:{i}" if streams else i, **dict(s.columns),
+                              total_steps=cfg.total_steps,
                               env_steps=int(steps[i, -1]), final_return=float(ret[i, -1]), score=float(norm[i, -1]))
                          for i in range(len(ret))]
                 curves[(s.folder, t, m)] = (steps[0], norm)
@@ -175,12 +177,13 @@ def _md(rows: list[dict], none: str = "no committed groups yet") -> str:
 
 
 def write_report(data, settings, tasks, methods, title: str, command: str, reference: str = REFERENCE,
-                 reps: int = 2000, baseline=None) -> dict:
+                 reps: int = 2000, baseline=None, streams: bool = False, notes: tuple = ()) -> dict:
     """Write scores.csv, aggregate.csv, improvement.csv, per_task.csv, with a `baseline` setting (one of
     `settings`) change.csv, and tables.md to `data` from its committed groups; returns {'by_setting',
-    'curves', 'missing', 'aggregate', 'improvement', 'per_task', 'change'}."""
+    'curves', 'missing', 'aggregate', 'improvement', 'per_task', 'change'}. streams: scores.csv's seed is
+    the stream "base:member" (`read_scores`); notes: paragraphs put under the title of tables.md."""
     data = Path(data)
-    by_setting, curves, missing = read_scores(data, settings, tasks, methods)
+    by_setting, curves, missing = read_scores(data, settings, tasks, methods, streams)
     cols = list(dict(settings[0].columns))
     scores = [r for s in settings for r in by_setting[s.folder]]
     write_csv(data / "scores.csv", scores, ["task", "method", "seed", *cols, "total_steps", "env_steps",
@@ -202,6 +205,7 @@ def write_report(data, settings, tasks, methods, title: str, command: str, refer
     where = lambda s: f"{s.folder}/" if s.folder else ""
     uneven = any(len({r["tasks"] for r in agg if all(r[c] == v for c, v in s.columns)}) > 1 for s in settings)
     lines = [f"# {title}", "", f"Regenerated from the committed groups alone by `{command}`.",
+             *[x for n in notes for x in ("", n)],
              f"{total - len(missing)} of {total} {'setting, ' * bool(cols)}task, method groups are committed"
              + (f"; {len(missing)} missing (listed at the end)." if missing else "."), "",
              "Normalised score: (final return - random) / (best - random), random policy 0, best reference 1 "

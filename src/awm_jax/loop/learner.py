@@ -36,6 +36,8 @@ class Learner:
     task: object  # awm_envs.Task
 
     traced: ClassVar[tuple[str, ...]] = ()  # set by subclasses (a property where it depends on the config)
+    # the config field behind each traced hyperparameter whose name is not itself a config field
+    hparam_fields: ClassVar[dict[str, str]] = {}
 
     def __call__(self, key, hparams: dict | None = None):
         """Train one seed from `key`: (final state, metrics dict of [periods] arrays)."""
@@ -57,6 +59,11 @@ class Learner:
     def default_hparam(self, name: str) -> float:
         """The config's value of traced hyperparameter `name` (the policy's learning rate resolved)."""
         return self.config.policy_lr_value if name == "policy_lr" else float(getattr(self.config, name))
+
+    def traced_fields(self) -> dict[str, str]:
+        """{config field: traced hyperparameter} of the fields one compiled program of this learner can vary
+        per vmapped member (the others decide shapes or code paths)."""
+        return {self.hparam_fields.get(h, h): h for h in self.traced}
 
     def hparams(self, overrides: dict | None = None) -> dict:
         """{name: [] float32} for every traced hyperparameter: the config's values, then `overrides`.

@@ -51,6 +51,9 @@ class Method:
     check: Callable | None = None  # check(config, task or None): ValueError for its own fields
     # seeds computed together on a single CPU device (awm_jax.loop.sharding.seed_map); None: all (vmapped)
     cpu_seed_batch: int | None = None
+    # the method's declared hyperparameter search space for the tuning protocol (awm_jax.analysis.tuning):
+    # ((config field, (values, ...)), ...), the product taken; every method declares the same number of points
+    search_space: tuple = ()
 
     @property
     def learns_model(self) -> bool:
@@ -121,26 +124,39 @@ def _check_ppo(config, task):
     _check_rejax(config, task, minibatches=True)
 
 
+# The search spaces of the tuning protocol (awm_jax.analysis.tuning): 6 configurations for every method, the
+# policy's learning rate (3 values around its default) times one other main knob of the method. The world
+# models: their state scaling (z-scores or log scale), the knob the symlog runs showed to matter. true_bptt
+# fits no model: the discount of its exact return gradient, the usual knob of BPTT through long rollouts.
+# The rejax baselines: their Adam rate times their critic's discount; online_dt: its transformer's rate
+# times its exploration target.
+LR_GRID = (1e-3, 3e-3, 1e-2)
+WORLD_MODEL_SPACE = (("policy_lr", LR_GRID), ("model_scaling", ("zscore", "symlog")))
+TRUE_BPTT_SPACE = (("policy_lr", LR_GRID), ("gamma", (1.0, 0.99)))
+REJAX_SPACE = (("rl_lr", (1e-4, 3e-4, 1e-3)), ("rl_gamma", (0.95, 0.99)))
+ONLINE_DT_SPACE = (("dt_lr", (3e-4, 1e-3, 3e-3)), ("dt_online_target", (0.2, 1.0)))
+
 _BPO = "awm_jax.methods.bpo_learner:make_bpo"
-_REJAX = dict(family="model-free", fields="rejax", policy_lr=PAPER_POLICY_LR)
+_WM = dict(search_space=WORLD_MODEL_SPACE)
+_REJAX = dict(family="model-free", fields="rejax", policy_lr=PAPER_POLICY_LR, search_space=REJAX_SPACE)
 REGISTRY = {m.name: m for m in (
     # the transformers run their seeds one after another on a CPU: paper schedule, 4 seeds, 57 s per seed
     # against 78 s vmapped (awm_transformer), 76 against 94 (hwm_transformer); the others gain nothing or lose
     Method("awm_transformer", _BPO, model="awm_transformer", policy_lr=AWM_TRANSFORMER_POLICY_LR,
-           model_scaling=AWM_TRANSFORMER_MODEL_SCALING, cpu_seed_batch=1),
-    Method("awm_rnn", _BPO, model="awm_rnn"),
-    Method("awm_gru", _BPO, model="awm_gru"),
-    Method("awm_lstm", _BPO, model="awm_lstm"),
-    Method("awm_ssm", _BPO, model="awm_ssm"),
-    Method("hwm_transformer", _BPO, model="hwm_transformer", cpu_seed_batch=1),
-    Method("markov_mlp", _BPO, model="markov_mlp"),
-    Method("markov_svg", "awm_jax.methods.svg:make_svg", model="markov_mlp", check=_check_svg),
-    Method("true_bptt", _BPO, model="true_task", policy_lr=TRUE_BPTT_POLICY_LR),
+           model_scaling=AWM_TRANSFORMER_MODEL_SCALING, cpu_seed_batch=1, **_WM),
+    Method("awm_rnn", _BPO, model="awm_rnn", **_WM),
+    Method("awm_gru", _BPO, model="awm_gru", **_WM),
+    Method("awm_lstm", _BPO, model="awm_lstm", **_WM),
+    Method("awm_ssm", _BPO, model="awm_ssm", **_WM),
+    Method("hwm_transformer", _BPO, model="hwm_transformer", cpu_seed_batch=1, **_WM),
+    Method("markov_mlp", _BPO, model="markov_mlp", **_WM),
+    Method("markov_svg", "awm_jax.methods.svg:make_svg", model="markov_mlp", check=_check_svg, **_WM),
+    Method("true_bptt", _BPO, model="true_task", policy_lr=TRUE_BPTT_POLICY_LR, search_space=TRUE_BPTT_SPACE),
     Method("sac", "awm_jax.methods.rejax_adapter:make_sac", check=_check_sac, **_REJAX),
     Method("ppo", "awm_jax.methods.rejax_adapter:make_ppo", check=_check_ppo, **_REJAX),
     Method("td3", "awm_jax.methods.rejax_adapter:make_td3", check=_check_td3, **_REJAX),
     Method("online_dt", "awm_jax.methods.online_dt:make_online_dt", family="model-free", fields="odt",
-           policy_lr=PAPER_POLICY_LR, check=_check_online_dt),
+           policy_lr=PAPER_POLICY_LR, check=_check_online_dt, search_space=ONLINE_DT_SPACE),
 )}
 METHODS = tuple(REGISTRY)
 BPO_METHODS = tuple(m for m in METHODS if REGISTRY[m].family == "bpo")

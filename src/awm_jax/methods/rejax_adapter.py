@@ -97,6 +97,7 @@ class RejaxLearner(Learner):
     tx: Any = None  # Adam with its learning rate in the optimiser state (traced, like the seeds)
 
     traced = ("policy_lr", "gamma", "entropy")
+    hparam_fields = {"policy_lr": "rl_lr", "gamma": "rl_gamma", "entropy": "rl_entropy"}
     keeps_replay: ClassVar[bool] = True  # whether warm-up steps fill a replay (off-policy)
 
     # -- what each algorithm says -----------------------------------------------------------------
