@@ -121,6 +121,8 @@ def test_scores_and_selection_against_numpy(tuned):
     assert (data / "sensitivity.png").stat().st_size > 0
     assert (data / tuning.TUNING / "scores.csv").read_text().splitlines()[0].startswith(
         "task,method,config,seed,score")
+    folder = tuning.member_folder(data, "cancer_treatment", "true_bptt", "c0")  # what a run commits
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*tuning.TUNING_FILES, "COMPLETE"])
 
 
 def test_selection_waits_for_every_run_and_keeps_the_first_of_a_tie():

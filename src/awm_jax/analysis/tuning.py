@@ -20,8 +20,8 @@ Data (a folder, committed under docs/data/ by the experiments):
     DATA/references.json                         per task: random and best returns (`committed.references`)
     DATA/search_spaces.json                      method -> {"fields", "configs": {name: hyperparameters}}
     DATA/tuning/{task}-{method}/{config}/        one configuration's run: config.json, metrics.json (with the
-                                                 program's seconds, machine and code commit), metrics.csv,
-                                                 summary.txt, COMPLETE (their sha256)
+                                                 program's seconds, machine and code commit), summary.txt,
+                                                 COMPLETE (their sha256)
     DATA/tuning/scores.csv, summary.csv, tables.md, DATA/selected.json, DATA/sensitivity.png  (`write_report`)
 
 Each configuration's run is committed as soon as its program finishes (a temporary folder, its marker, one
@@ -45,6 +45,9 @@ from awm_jax.config import Config
 from awm_jax.methods import REGISTRY, make_train
 
 TUNING = "tuning"
+# a tuning run's committed files: metrics.json holds every metric per period (metrics.csv would repeat it;
+# 1,248 runs of the full protocol), summary.txt its final returns
+TUNING_FILES = ("config.json", "metrics.json", "summary.txt")
 SEARCH_SPACES = "search_spaces.json"
 SELECTED = "selected.json"
 
@@ -182,7 +185,7 @@ def run_tuning(spec: TuningSpec, out, data, resume: bool = False, chunk_periods:
         for m in sorted(spec.methods, key=cost):
             for t in spec.tasks:
                 for p in programs(spec, t, m):
-                    done = all(holds(member_folder(data, t, m, n), c) for n, c in p["members"])
+                    done = all(holds(member_folder(data, t, m, n), c, TUNING_FILES) for n, c in p["members"])
                     (skipped if done else todo).append((t, m, p))
         left = lambda items: sum(estimate(p["members"][0][1], {}, seeds=len(p["keys"])) for _, _, p in items)
         log(f"[tuning] {len(skipped)} of {len(skipped) + len(todo)} programs committed in {data / TUNING}; "
@@ -202,7 +205,7 @@ def run_tuning(spec: TuningSpec, out, data, resume: bool = False, chunk_periods:
                 sl = slice(j * spec.seeds, (j + 1) * spec.seeds)
                 member_dir = Path(out) / group_name(t, m) / "members" / name
                 write_run(member_dir, cfg, {k: v[sl] for k, v in metrics.items()}, extra=extra)
-                copy_whole(member_dir, member_folder(data, t, m, name), log)
+                copy_whole(member_dir, member_folder(data, t, m, name), log, TUNING_FILES)
             log(f"[tuning] committed {t}/{m} program {p['name']} ({len(p['members'])} configurations); "
                 f"{i + 1}/{len(todo)} programs in {(time.time() - t_start) / 60:.0f} min, about "
                 f"{left(todo[i + 1:]) / 3600:.1f} h left by the first estimate")
@@ -221,7 +224,6 @@ def tuning_rows(data, tasks, methods, window: int = 10) -> list[dict]:
     """One row per committed tuning run: task, method, config, seed ("base:member"), score (the normalised
     mean of the last `window` evaluations), final_return, last_return_mean, and the run's hyperparameters
     as its config.json records them (the method's search-space fields)."""
-    from awm_jax.io.committed import GROUP_FILES
     from awm_jax.io.results import read_run_files
     from awm_jax.io.run_folder import check_complete, is_complete, read_json
 
@@ -234,7 +236,7 @@ def tuning_rows(data, tasks, methods, window: int = 10) -> list[dict]:
                 folder = member_folder(data, t, m, name)
                 if not is_complete(folder):
                     continue
-                check_complete(folder, verify=GROUP_FILES)
+                check_complete(folder, verify=TUNING_FILES)
                 cfg, metrics = read_run_files(folder)
                 ret = metrics["eval/return"]  # [seeds, periods]
                 last = ret[:, -window:].mean(1)

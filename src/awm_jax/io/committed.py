@@ -99,14 +99,14 @@ def part_folder(root, cfg: Config, seed: int) -> Path:
     return Path(root) / PARTS / group_name(cfg.task, cfg.method) / f"seed{seed}"
 
 
-def holds(folder: Path, cfg: Config) -> bool:
-    """Whether `folder` holds whole small files (matching their COMPLETE marker) of a run of `cfg`."""
+def holds(folder: Path, cfg: Config, names=GROUP_FILES) -> bool:
+    """Whether `folder` holds whole small files `names` (matching their COMPLETE marker) of a run of `cfg`."""
     from awm_jax.io.checkpoint import config_diff
     from awm_jax.io.run_folder import check_complete, is_complete, read_json
 
     if not is_complete(folder):
         return False
-    check_complete(folder, verify=GROUP_FILES)
+    check_complete(folder, verify=names)
     diff = config_diff(read_json(folder / CONFIG, "config"), cfg.to_dict(), ignore=cfg.ignored_fields())
     if diff:
         raise ValueError(f"{folder} holds this group trained with another configuration ({'; '.join(diff)}): "
@@ -127,16 +127,16 @@ def commit_group(run_dir, data, log=print) -> Path:
     return copy_whole(run_dir, Path(data) / group_name(cfg.task, cfg.method), log)
 
 
-def copy_whole(run_dir, dest: Path, log=print) -> Path:
-    """Copy GROUP_FILES of `run_dir` to `dest` through a temporary folder, its marker and one rename."""
+def copy_whole(run_dir, dest: Path, log=print, names=GROUP_FILES) -> Path:
+    """Copy the files `names` of `run_dir` to `dest` through a temporary folder, its marker and one rename."""
     from awm_jax.io import run_folder
     from awm_jax.io.results import atomic_write
 
     tmp = dest.parent / f"{TMP}{dest.name}"
     shutil.rmtree(tmp, ignore_errors=True)  # a copy killed before its rename (the data folder is locked)
-    for name in GROUP_FILES:
+    for name in names:
         atomic_write(tmp / name, (Path(run_dir) / name).read_bytes())
-    run_folder.mark_complete(tmp, GROUP_FILES)
+    run_folder.mark_complete(tmp, names)
     if dest.exists():
         log(f"[data] {dest} holds an unfinished copy: moved to {run_folder.move_aside(dest)}")
     os.rename(tmp, dest)
