@@ -177,7 +177,7 @@ def restore_state(path, abstract, verify: bool = True, partial: bool = False):
         run_folder.verify_checksums(path, missing_ok=not verify)
     except run_folder.DamagedError as e:
         raise run_folder.DamagedError(f"the saved state is damaged or incomplete: {e}; {advice}") from None
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    one = jax.sharding.make_single_device_sharding(jax.local_devices()[0])  # the class is deprecated in jax 0.12
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=one), abstract)
     try:
         if partial:
