@@ -354,7 +354,8 @@ def write_report(data, tasks, methods, seeds: int, window: int = 10) -> dict:
              "## Mean score per configuration", "",
              markdown_table([dict(method=r["method"], config=r["config"], hyperparameters=_hp(r, r["method"]),
                                   runs=r["runs"], complete=r["complete"], mean_score=r["mean_score"],
-                                  worst_task_score=r["worst_task_score"]) for r in summary]),
+                                  worst_task_score=r["worst_task_score"]) for r in summary if r["runs"]])
+             if any(r["runs"] for r in summary) else "(no run committed yet)",
              "", "## Selected", "",
              markdown_table([dict(method=m, config=s["config"], hyperparameters=_hp(s["hyperparameters"], m),
                                   mean_score=s["mean_score"]) for m, s in selected.items()])
