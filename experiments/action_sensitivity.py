@@ -1,6 +1,5 @@
 """Do the world models know how the states respond to the actions? Their action Jacobians and open-loop
-return gradients against the true simulator's, on the policy's own trajectory and on the warm-up data
-(issue 16).
+return gradients against the true simulator's, on the policy's own trajectory and on the warm-up data.
 
     python experiments/action_sensitivity.py --runs runs/bench/runs --out docs/data/action_sensitivity
     python experiments/action_sensitivity.py --out /tmp/as --quick     # trains tiny runs first

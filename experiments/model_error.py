@@ -1,5 +1,5 @@
 """Where a world model can guide the policy: its open-loop error on the states the policy visits,
-against its error on the warm-up data, over training, beside the policy-gradient cosine (issue 16).
+against its error on the warm-up data, over training, beside the policy-gradient cosine.
 
     python experiments/model_error.py --data docs/data/myriad_benchmark --out docs/data/model_error
     python experiments/model_error.py --out /tmp/me --quick        # trains a tiny run first (~2 min)
@@ -76,7 +76,7 @@ def window_rows(runs: dict, window: int = WINDOW) -> list[dict]:
 
 
 def compact(rows: list[dict]) -> list[dict]:
-    """The table docs/results.md shows: one row per (task, method), first -> last window."""
+    """The table docs/results/model_error.md shows: one row per (task, method), first -> last window."""
     g = lambda v: f"{v:.2g}"
     return [{"task": r["task"], "method": r["method"],
              "final return": f"{r['final_return']:.4g} +- {r['final_return_std']:.2g}",

@@ -1,4 +1,4 @@
-"""The Myriad benchmark (paper section 5, experiment 3): every method on eight tasks, kept as data.
+"""The Myriad benchmark (the paper's section 5): every method on eight tasks, kept as data.
 
     python experiments/myriad_benchmark.py --out runs/bench --data docs/data/myriad_benchmark \\
         [--tasks ...] [--methods ...] [--seeds 4] [--resume]       # train what the data folder lacks

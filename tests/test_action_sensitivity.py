@@ -1,4 +1,4 @@
-"""The world model's action sensitivity against the true task's (issue 16's diagnostic)."""
+"""The world model's action sensitivity against the true task's."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The world model's open-loop error logged at every evaluation (issue 16's diagnostic)."""
+"""The world model's open-loop error logged at every evaluation (a diagnostic of where a model can guide the policy)."""
 
 import dataclasses
 

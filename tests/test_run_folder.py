@@ -1,6 +1,6 @@
 """Results are never lost or mixed: one writer per run folder, outputs complete or absent, checkpoints
 checked and skipped when damaged, filesystem errors as one line, non-finite options refused and skipped
-updates reported, files that honour the umask (issue 19)."""
+updates reported, files that honour the umask."""
 
 import errno
 import json

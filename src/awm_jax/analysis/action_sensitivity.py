@@ -1,4 +1,4 @@
-"""Does a world model know how the states respond to the actions? (issue 16)
+"""Does a world model know how the states respond to the actions?
 
 A model can predict the states along a trajectory well (small open-loop error) and still get wrong how
 they change when the actions change, i.e. its action Jacobians d s_t / d a_k; then the policy gradient

@@ -1,6 +1,6 @@
 """Gradients through world models: brief model fitting, Jacobian norms vs horizon, growth-rate fits.
 
-The library side of experiments 1 and 2 (experiments/grad_norm_horizon.py, gradient_quality.py).
+The library side of experiments/grad_norm_horizon.py and experiments/gradient_quality.py.
 
 - `random_action_episodes` / `fit_world_model`: data of uniformly random actions from a task and a short
   Adam fit of any world model on it (the model works on normalised states, as in the trainer).

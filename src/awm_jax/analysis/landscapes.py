@@ -1,5 +1,5 @@
 """Optimisation landscapes of one-action toys: return vs action through the true simulator and through a
-world model, and gradient ascent on the action through each (experiment 3, experiments/landscapes.py).
+world model, and gradient ascent on the action through each (experiments/landscapes.py).
 
 The paper's hard toys (double_pendulum, one_bounce) read one action, a_0; later actions are ignored.
 The landscape is the 1-D slice a_0 = a, a_1 = ... = a_{H-1} = 0:

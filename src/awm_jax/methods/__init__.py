@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 # The policy learning rate when `policy_lr` is None, per parameterisation: the paper's 1e-4 for its own
 # raw-input policy; for ours the rates chosen by the sweeps over the 8 benchmark tasks (README;
-# docs/results.md, "Learning like the paper"). BPTT through the true task, whose gradient is exact: 3e-3
+# docs/results/learning.md). BPTT through the true task, whose gradient is exact: 3e-3
 # (1e-2 ties). The transformer AWM, from the paper's GPT-2 init: 3e-3. The 2-seed sweep over 1e-3, 3e-3,
 # 1e-2 (docs/data/lr_sweep_gpt2) favoured 1e-2 by mean score, but 4 paired seeds per task at 3e-3 and
 # 1e-2 (docs/data/lr_stability) showed 1e-2 unstable: one seed in four collapses on invasive_plant and
@@ -32,7 +32,7 @@ PAPER_POLICY_LR = {"normalized": 1e-4, "paper": 1e-4}  # the model-free baseline
 # The world model's state scaling when `model_scaling` is None: z-scores fitted on the warm-up for every
 # world model but the transformer AWM, which sees log-scaled states (sign(s) log(1 + |s|) z-scored at the
 # warm-up mean, `awm_jax.loop.spaces.SymlogNormalizer`). Measured on the 8 benchmark tasks with 4 paired
-# seeds each at policy lr 3e-3 (docs/data/symlog; docs/results.md section 0b): timber_harvest 4,141
+# seeds each at policy lr 3e-3 (docs/data/symlog; docs/results/model_error.md): timber_harvest 4,141
 # against 3,747 (every seed higher); mean score over the tasks 0.907 against 0.897 on the final evaluation
 # and 0.917 against 0.856 on the mean of the last 10 (the lowest task 0.79 against 0.48). The other world
 # models have not been measured over the 8 tasks with it and keep z-scores.
