@@ -1,6 +1,7 @@
-"""The gradient-norm, gradient-quality and landscape experiments: the library pieces against independent computations, and each script run
-end to end into a temporary folder. The default run uses tiny settings (fewer models, one task) to stay
-near 3 minutes on a 2-core CPU; the scripts' own --quick settings, every model and task, are marked slow."""
+"""The gradient-norm, gradient-quality and landscape experiments: the library pieces against independent
+computations, and each script run end to end into a temporary folder. The default run uses tiny settings
+(fewer models, one task) to stay near 3 minutes on a 2-core CPU; the scripts' own --quick settings, every
+model and task, are marked slow."""
 
 import csv
 import json
