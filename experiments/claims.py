@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         print(f"\n{MD.relative_to(ROOT)} is stale: run `python experiments/claims.py`", file=sys.stderr)
         return 1
     MD.write_text(text)
-    print(f"wrote {MD.relative_to(ROOT)} ({len(rows := read_claims())} claims)")
+    print(f"wrote {MD.relative_to(ROOT)} ({text.count('<a id=')} claims)")
     return 0
 
 

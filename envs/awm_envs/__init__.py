@@ -14,9 +14,9 @@ from awm_envs.core import (
     describe,
     is_last_step,
 )
-from awm_envs.registry import GENERIC_OPTIONS, get_system, make, names, table
+from awm_envs.registry import GENERIC_OPTIONS, get_system, make, names, register, table
 
 __all__ = [
     "GENERIC_OPTIONS", "System", "Task", "TaskState", "affine_controls", "describe", "get_system",
-    "is_last_step", "make", "names", "table",
+    "is_last_step", "make", "names", "register", "table",
 ]

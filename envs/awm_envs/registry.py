@@ -19,8 +19,24 @@ GENERIC_OPTIONS = ("horizon", "fixed_dt", "distractor_dims", "state_noise", "dty
 _DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 
 
+# Tasks added at run time by `register` (docs/guide/extending.md), after the built-in ones.
+_REGISTERED: dict[str, System] = {}
+
+
 def _systems() -> dict[str, System]:
-    return {**SYSTEMS, **TOYS, **BRAX_SYSTEMS}
+    return {**SYSTEMS, **TOYS, **BRAX_SYSTEMS, **_REGISTERED}
+
+
+def register(system: System) -> System:
+    """Make `system` a task: `make(system.name)` builds it from then on, and every awm_jax config and
+    command in this process accepts the name. A built-in name is refused; registering the same name again
+    replaces the earlier system. Returns `system`."""
+    if not isinstance(system, System):
+        raise TypeError(f"register takes a System instance, got {system!r}")
+    if system.name in {**SYSTEMS, **TOYS, **BRAX_SYSTEMS}:
+        raise ValueError(f"task {system.name!r} is built in; give the new system another name")
+    _REGISTERED[system.name] = system
+    return system
 
 
 def names() -> list[str]:

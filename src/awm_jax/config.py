@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from awm_jax.methods import BASELINES, BPO_METHODS, METHODS, POLICY_LR, TRUE_BPTT_POLICY_LR, method  # noqa: F401
+from awm_jax.methods import BASELINES, BPO_METHODS, METHODS, POLICY_LR, REGISTRY, TRUE_BPTT_POLICY_LR, method  # noqa: F401
 from awm_jax.models.networks import TRANSFORMER_INITS
 
 PARAMETERISATIONS = ("normalized", "paper")  # see awm_jax.models.policy
@@ -48,7 +48,7 @@ def method_default(d: dict, name: str, legacy_policy_lr: dict | None = None):
     """The value in force of `METHOD_DEFAULT_FIELDS` field `name` in config dict `d`: its own, or when
     None its method's default (policy_lr: for its parameterisation, or where `legacy_policy_lr` names the
     method, the rate given there); None where the method or parameterisation is unknown."""
-    if d.get(name) is not None or d.get("method") not in METHODS:
+    if d.get(name) is not None or d.get("method") not in REGISTRY:
         return d.get(name)
     m = method(d["method"])
     if name == "model_scaling":
@@ -243,8 +243,8 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
                 raise ValueError(f"{f.name} must be a finite number, got {v}")
         if self.task not in awm_envs.names():
             raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(awm_envs.names())}")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}")
+        if self.method not in REGISTRY:  # the built-in METHODS and any registered since
+            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(REGISTRY)}")
         for name, value, valid in (("parameterisation", self.parameterisation, PARAMETERISATIONS),
                                    ("warmup_policy", self.warmup_policy, WARMUP_POLICIES),
                                    ("model_scaling", self.model_scaling_value, MODEL_SCALINGS),
@@ -290,7 +290,7 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
         if self.replay_half_life is not None and not method(self.method).learns_model:
             raise ValueError(f"replay_half_life weights the world-model batches; {self.method} fits no world model")
         if self.model_dtype != "float32" and not _transformer_model(self.method):
-            reduced = [m for m in METHODS if _transformer_model(m)]
+            reduced = [m for m in REGISTRY if _transformer_model(m)]
             raise ValueError(f"model_dtype={self.model_dtype!r} applies to the transformer world models' methods "
                              f"({', '.join(reduced)}); {self.method} computes in float32")
         check = method(self.method).check  # the method family's own fields (awm_jax.methods)

@@ -42,7 +42,9 @@ AWM_TRANSFORMER_MODEL_SCALING = "symlog"
 @dataclasses.dataclass(frozen=True)
 class Method:
     name: str
-    learner: str  # "module:factory", factory(config, task) -> a Learner (awm_jax.loop.learner)
+    # "module:factory" (imported when built) or the factory itself: factory(config, task) -> a Learner
+    # (awm_jax.loop.learner)
+    learner: str | Callable
     model: str | None = None  # the world model it learns (awm_jax.models.KINDS); "true_task": the task itself
     family: str = "bpo"  # "bpo": policy gradients backpropagated through a model; "model-free"
     fields: str | None = None  # the config field group only this family reads (config.OWN_FIELDS: "odt", "rejax")
@@ -60,6 +62,8 @@ class Method:
         return self.model not in (None, "true_task")
 
     def build(self, config, task):
+        if callable(self.learner):
+            return self.learner(config, task)
         module, factory = self.learner.split(":")
         return getattr(importlib.import_module(module), factory)(config, task)
 
@@ -163,10 +167,22 @@ BPO_METHODS = tuple(m for m in METHODS if REGISTRY[m].family == "bpo")
 BASELINES = tuple(m for m in METHODS if REGISTRY[m].family == "model-free")
 
 
+def register(m: Method) -> Method:
+    """Make method `m` available by its name to `Config`, `make_train` and everything built on them in this
+    process (docs/guide/extending.md); `METHODS` keeps the built-in names. A built-in name is refused;
+    registering a name again replaces the earlier method. Returns `m`."""
+    if not isinstance(m, Method):
+        raise TypeError(f"register takes a Method, got {m!r}")
+    if m.name in METHODS:
+        raise ValueError(f"method {m.name!r} is built in; give the new one another name")
+    REGISTRY[m.name] = m
+    return m
+
+
 def method(name: str) -> Method:
     """The registered method `name`; ValueError naming the valid ones otherwise."""
     if name not in REGISTRY:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(REGISTRY)}")
     return REGISTRY[name]
 
 

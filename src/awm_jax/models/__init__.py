@@ -19,6 +19,18 @@ KINDS = {
     "hwm_transformer": (TransformerHWM, {}),
     "markov_mlp": (MarkovMLP, {}),
 }
+_BUILT_IN = frozenset(KINDS)
+
+
+def register(kind: str, cls: type[WorldModel], **fixed) -> None:
+    """Make world model class `cls` (a `WorldModel` dataclass) available as `kind`, built with the keyword
+    arguments `fixed` besides its sizes; a method names it as its `model` (docs/guide/extending.md).
+    A built-in kind is refused."""
+    if not (isinstance(cls, type) and issubclass(cls, WorldModel)):
+        raise TypeError(f"register takes a WorldModel subclass, got {cls!r}")
+    if kind in _BUILT_IN:
+        raise ValueError(f"world model {kind!r} is built in; give the new one another name")
+    KINDS[kind] = (cls, dict(fixed))
 
 
 def world_model_from_config(kind: str, config, state_size: int, action_size: int, max_horizon: int) -> WorldModel:
@@ -43,4 +55,4 @@ def make_world_model(kind: str, state_size: int, action_size: int, max_horizon: 
 
 
 __all__ = ["KINDS", "MarkovMLP", "RecurrentAWM", "SSMAWM", "TransformerAWM", "TransformerHWM", "WorldModel",
-           "make_world_model", "world_model_from_config"]
+           "make_world_model", "register", "world_model_from_config"]
