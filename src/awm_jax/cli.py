@@ -140,26 +140,16 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
             "random) / (best - random), the share of the gap from a random policy to the best plan closed")
     print("\n" + text)
     atomic_write(Path(out) / "summary.txt", text + "\n")
-    _plot_methods(Path(out) / "returns.png", rows)
+    refs = {"random policy": ref["random"], "best constant action": ref["best_constant"], "best plan": ref["best"]}
+    _plot_methods(Path(out) / "returns.png", rows, refs, warmup_steps)
     print(f"\nwrote {out}/summary.txt and {out}/returns.png")
 
 
-def _plot_methods(path, rows) -> None:
-    import numpy as np
+def _plot_methods(path, rows, references, warmup_steps) -> None:
+    from awm_jax.io.plots import plot_learning_curves
 
-    from awm_jax.io.results import new_figure, save_figure
-
-    fig, ax = new_figure()
-    for method, m in rows:
-        steps, ret = np.asarray(m["eval/env_steps"][0]), np.asarray(m["eval/return"])
-        mu, sd = ret.mean(0), ret.std(0)
-        ax.plot(steps, mu, label=method)
-        ax.fill_between(steps, mu - sd, mu + sd, alpha=0.2)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("eval return (mean +- std over seeds)")
-    ax.set_title("cancer_treatment")
-    ax.legend()
-    save_figure(fig, path)
+    plot_learning_curves(path, [(method, m["eval/env_steps"][0], m["eval/return"]) for method, m in rows],
+                         title="cancer_treatment", references=references, warmup_steps=warmup_steps)
 
 
 COMMANDS = {"tasks": tasks, "train": train, "sweep": sweep, "quickstart": quickstart}

@@ -30,7 +30,7 @@ import numpy as np
 
 from awm_jax.analysis.benchmark import aggregate, mean_contrast, normalized_score, probability_of_improvement
 from awm_jax.io.committed import GROUP_FILES
-from awm_jax.io.results import atomic_write, markdown_table, new_figure, read_run_files, save_figure, write_csv
+from awm_jax.io.results import atomic_write, markdown_table, read_run_files, write_csv
 from awm_jax.io.run_folder import group_name
 
 REFERENCE = "awm_transformer"
@@ -258,26 +258,18 @@ def _per_task_grid(per, settings, tasks, methods, cols) -> list[dict]:
     return out
 
 
-def plot_curves(curves: dict, folder: str, tasks, methods, out) -> list[Path]:
-    """Per task, normalised eval return vs env steps (mean +- std over seeds) of each method present:
+def plot_curves(curves: dict, folder: str, tasks, methods, out, warmup_steps: int | None = None) -> list[Path]:
+    """Per task, normalised eval return vs env steps of each method present (median and interquartile band
+    over seeds, `awm_jax.io.plots`; the random policy at 0, the best plan at 1; `warmup_steps` shaded):
     OUT/curves_{task}.png; returns the paths written."""
+    from awm_jax.io.plots import SCORE, plot_learning_curves
+
     paths = []
     for t in tasks:
         present = [m for m in methods if (folder, t, m) in curves]
         if not present:
             continue
-        fig, ax = new_figure()
-        for m in present:
-            steps, norm = curves[(folder, t, m)]
-            mu, sd = norm.mean(0), norm.std(0)
-            ax.plot(steps, mu, label=m)
-            ax.fill_between(steps, mu - sd, mu + sd, alpha=0.15)
-        ax.axhline(0, color="k", lw=0.5)
-        ax.axhline(1, color="k", lw=0.5, ls="--")
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("normalised eval return (mean +- std)")
-        ax.set_title(t)
-        ax.legend(fontsize=7)
         paths.append(Path(out) / f"curves_{t}.png")
-        save_figure(fig, paths[-1])
+        plot_learning_curves(paths[-1], [(m, *curves[(folder, t, m)]) for m in present], title=t, ylabel=SCORE,
+                             references={"random policy": 0.0, "best plan": 1.0}, warmup_steps=warmup_steps)
     return paths

@@ -161,7 +161,8 @@ def write_outputs(out, config, metrics: dict, extra: dict | None = None) -> tupl
     except ImportError:  # e.g. a GPU image without it: every other output is still written
         print("[awm-jax] matplotlib is not installed: returns.png not drawn")
     else:
-        plot_returns(out / "returns.png", m, title=f"{config.task} / {config.method}")
+        plot_returns(out / "returns.png", m, title=f"{config.task} / {config.method}",
+                     warmup_steps=config.warmup_steps, label=config.method)
         names.append("returns.png")
     line = summary_line(config, metrics)
     atomic_write(out / "summary.txt", line + "\n")
@@ -202,19 +203,12 @@ def save_figure(fig, path) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def plot_returns(path, m: dict, title: str = "") -> None:
-    """Eval return vs env steps: thin lines per seed, a thick mean line."""
+def plot_returns(path, m: dict, title: str = "", warmup_steps: int | None = None, label: str = "return") -> None:
+    """Eval return vs env steps of one run, in the style of every learning curve (`awm_jax.io.plots`)."""
+    from awm_jax.io.plots import plot_learning_curves
 
-    steps, ret = m["eval/env_steps"][0], m["eval/return"]
-    fig, ax = new_figure()
-    for r in ret:
-        ax.plot(steps, r, color="tab:blue", alpha=0.3, lw=0.8)
-    ax.plot(steps, ret.mean(0), color="tab:blue", lw=2, label=f"mean of {len(ret)} seeds")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("eval return")
-    ax.set_title(title)
-    ax.legend()
-    save_figure(fig, path)
+    plot_learning_curves(path, [(label, m["eval/env_steps"][0], m["eval/return"])], title=title,
+                         warmup_steps=warmup_steps)
 
 
 def read_config(path):

@@ -25,8 +25,6 @@ from awm_jax.config import METHOD_DEFAULT_FIELDS, Config
 from awm_jax.io.results import (
     atomic_write,
     markdown_table,
-    new_figure,
-    save_figure,
     skipped_warning,
     summary,
     write_csv,
@@ -209,11 +207,12 @@ def _run_groups(spec: SweepSpec, out: Path, chunk_periods, checkpoint_every, res
 
 def write_aggregate(spec: SweepSpec, out) -> list[dict]:
     """summary.csv, summary.md and one return plot per task from the per-combination folders."""
+    from awm_jax.io.plots import plot_learning_curves
     from awm_jax.io.results import read_run_files
 
     rows, warnings = [], []
     for task in spec.tasks:
-        fig, ax = new_figure()
+        curves, warmup = [], None
         for cfg in (g for g in spec.groups() if g.task == task):
             for combo in spec.combos():
                 _, m = read_run_files(spec.folder(out, cfg, combo))
@@ -224,14 +223,9 @@ def write_aggregate(spec: SweepSpec, out) -> list[dict]:
                 warning = skipped_warning(s["skipped"], spec.folder(out, cfg, combo).name)
                 if warning:
                     warnings.append(warning)
-                steps, ret = m["eval/env_steps"][0], m["eval/return"]
-                ax.plot(steps, ret.mean(0), label=label)
-                ax.fill_between(steps, ret.mean(0) - ret.std(0), ret.mean(0) + ret.std(0), alpha=0.15)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return (mean +- std over seeds)")
-        ax.set_title(task)
-        ax.legend(fontsize=7)
-        save_figure(fig, Path(out) / f"{task}.png")
+                curves.append((label, m["eval/env_steps"][0], m["eval/return"]))
+                warmup = cfg.warmup_steps
+        plot_learning_curves(Path(out) / f"{task}.png", curves, title=task, warmup_steps=warmup)
     write_csv(Path(out) / "summary.csv", rows)
     atomic_write(Path(out) / "summary.md", "\n".join([markdown_table(rows)] + [""] * bool(warnings) + warnings) + "\n")
     for warning in warnings:
