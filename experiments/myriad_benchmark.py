@@ -28,7 +28,7 @@ import tyro
 from awm_jax.analysis.benchmark import BENCHMARK_TASKS, base_config, plot_aggregate, report_scope, run_experiment
 from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.config import METHODS
-from awm_jax.io.committed import Setting
+from awm_jax.io.committed import Setting, committed_groups
 from awm_jax.io.report import REFERENCE, plot_curves, write_report
 from awm_jax.loop.sweep import parse_list
 
@@ -66,7 +66,8 @@ def report(data: Path, settings, tasks, methods, reps: int = 2000) -> dict:
         plot_aggregate(agg, data / "aggregate.png",
                        f"Myriad benchmark: up to {n} of {len(tasks)} tasks x {seeds} seeds",
                        improvement={r["method"]: r for r in res["improvement"]}, reference=REFERENCE)
-    plot_curves(res["curves"], "", tasks, methods, data)
+    warmup = {cfg.warmup_steps for _, _, cfg in committed_groups(data)}  # the groups share one schedule
+    plot_curves(res["curves"], "", tasks, methods, data, warmup_steps=warmup.pop() if len(warmup) == 1 else None)
     print((data / "tables.md").read_text())
     return res
 

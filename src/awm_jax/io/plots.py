@@ -27,8 +27,10 @@ def plot_learning_curves(path, curves, title: str = "", ylabel: str = RETURN, re
     `references` {name: value} draws horizontal lines (names of `REFERENCE_STYLE` get its style);
     `warmup_steps` shades [0, warmup_steps]; `seed_lines` draws each seed thinly (default: when there are
     at most 3 curves of at most 8 seeds)."""
-    fig, ax = new_figure((6.4, 4.2))
     curves = [(label, np.asarray(x, float), np.atleast_2d(np.asarray(y, float))) for label, x, y in curves]
+    many = len(curves) > 6  # the legend goes beside the axes, and past 10 curves the colours come from tab20
+    fig, ax = new_figure((8.4, 4.4) if many else (6.4, 4.2))
+    colors = _colors(len(curves))
     if seed_lines is None:
         seed_lines = len(curves) <= 3 and all(len(y) <= 8 for _, _, y in curves)
     if warmup_steps:
@@ -36,7 +38,7 @@ def plot_learning_curves(path, curves, title: str = "", ylabel: str = RETURN, re
         ax.text(warmup_steps / 2, 0.02, "warm-up", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                 fontsize=8, color="0.35")
     for i, (label, x, y) in enumerate(curves):
-        color = f"C{i % 10}"
+        color = colors[i]
         finite = np.where(np.isfinite(y), y, np.nan)
         median = np.nanmedian(finite, axis=0)
         lo, hi = np.nanpercentile(finite, [25, 75], axis=0)
@@ -54,5 +56,16 @@ def plot_learning_curves(path, curves, title: str = "", ylabel: str = RETURN, re
     ax.set_ylabel(ylabel)
     spread = "median, interquartile band" + (", thin lines: seeds" if seed_lines else "")
     ax.set_title(f"{title}\n{spread}" if title else spread, fontsize=10)
-    ax.legend(fontsize=7, loc="best")
+    if many:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=7, loc="best")
     save_figure(fig, path)
+
+
+def _colors(n: int) -> list:
+    """n distinct colours: matplotlib's default cycle up to 10, tab20 beyond."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors
+    return [palette[i % len(palette)] for i in range(n)]
