@@ -8,9 +8,12 @@ uninterrupted one would.
 A checkpoint is `{"state": TrainState [seeds, ...], "metrics": {name: [seeds, periods]}, "done": []}`,
 with metrics preallocated for the whole run (NaN where not yet computed) so every checkpoint of a run
 has the same shapes. Each is one orbax folder `checkpoints/<periods done>/`: orbax writes it under a
-temporary name and renames it when complete, then `awm_sha256.json` records the sha256 of its files
-(see `awm_jax.io.run_folder`). Restoring takes the newest step whose files all match their checksums
-and that orbax reads back; an empty, partial, truncated or corrupted step is reported and skipped.
+temporary name and renames it to `<periods done>.partial` when complete, `awm_sha256.json` records the
+sha256 of its files (see `awm_jax.io.run_folder`), and only then is it renamed to `<periods done>`: a
+step folder appears whole, with its checksums, or not at all, whenever the process is killed (so a second
+Ctrl-C or a SIGKILL mid-save leaves the previous step the newest). Restoring takes the newest step whose
+files all match their checksums and that orbax reads back; an empty, partial, truncated or corrupted
+step (copied or damaged since) is reported and skipped.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ def _ocp():
     return ocp
 
 
+PARTIAL = ".partial"  # a step folder written and checksummed, not yet renamed into place
+
+
 class Checkpointer:
     """Save and restore run checkpoints under `directory`, keeping the last `keep`."""
 
@@ -44,17 +50,19 @@ class Checkpointer:
         filesystem failure raises one OSError naming the step and leaves no partial step behind."""
         primary = jax.process_index() == 0
         path = self.directory / str(done)
+        partial = self.directory / (str(done) + PARTIAL)
         if primary:
             self.directory.mkdir(parents=True, exist_ok=True)
             for stale in [s for s in self.steps() if s >= done]:  # unreadable ones we resumed past
                 self.delete(stale)
-            for tmp in self.directory.glob("*" + run_folder.ORBAX_TMP + "*"):  # left by a killed save
-                shutil.rmtree(tmp, ignore_errors=True)
-        with run_folder.saving(path):
-            self._ck.save(path, {"state": state, "metrics": metrics, "done": jnp.int32(done)})
+            for tmp in [*self.directory.glob("*" + run_folder.ORBAX_TMP + "*"), *self.directory.glob("*" + PARTIAL)]:
+                shutil.rmtree(tmp, ignore_errors=True)  # left by a killed save
+        with run_folder.saving(partial):
+            self._ck.save(partial, {"state": state, "metrics": metrics, "done": jnp.int32(done)})
             self._ck.wait_until_finished()
             if primary:
-                run_folder.write_checksums(path)
+                run_folder.write_checksums(partial)
+                partial.rename(path)
         if primary:
             for old in self.steps()[:-self.keep]:
                 self.delete(old)
