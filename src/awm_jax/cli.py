@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Annotated
 
@@ -24,17 +25,21 @@ def tasks() -> None:
 
 
 def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/train", chunk_periods: int = 8,
-          checkpoint_every: int = 0, keep: int = 2, resume: bool = False, overwrite: bool = False, shard: bool = True,
+          checkpoint_every: int = 0, checkpoint_minutes: float = 10.0, keep: int = 2, resume: bool = False,
+          overwrite: bool = False, shard: bool = True,
           compilation_cache: Annotated[str, tyro.conf.arg(help=CACHE_HELP)] = "auto", coordinator: str | None = None,
           num_processes: int | None = None, process_id: int | None = None, seed_batch: str = "auto") -> None:
     """Train `--seeds` seeds of one method on one task as a single vmapped program and write
     config.json, metrics.csv/json, returns.png, summary.txt, final_state/ and, last, COMPLETE to --out.
 
-    --checkpoint-every N saves the whole train state every N chunks of --chunk-periods evaluation
-    periods (and at the end) under OUT/checkpoints, keeping the last --keep; --resume continues from
-    the newest intact checkpoint. A folder that already holds a run is refused unless --resume
-    (continue it) or --overwrite (move it aside to OUT.old-<time>, then train afresh); one process
-    writes a folder at a time. Seeds are laid over every device (--no-shard: one device).
+    The whole train state is saved under OUT/checkpoints (the last --keep kept) after the first chunk of
+    --chunk-periods evaluation periods that ends --checkpoint-minutes (default 10; 0: off) after the start or
+    the previous checkpoint, and with --checkpoint-every N every N chunks (and at the end); --resume
+    continues from the newest intact checkpoint. Ctrl-C (SIGINT) or SIGTERM stops after the running chunk
+    with a checkpoint and one line saying how to resume (exit status 130 or 143); a second one stops at
+    once (docs/guide/training.md). A folder that already holds a run is refused unless --resume (continue
+    it) or --overwrite (move it aside to OUT.old-<time>, then train afresh); one process writes a folder
+    at a time. Seeds are laid over every device (--no-shard: one device).
     --seed-batch N computes N seeds together and the groups one after another (one device); "all" vmaps
     every seed; "auto" (default) is "all" except for the transformers on one CPU device (1: faster there).
     Several hosts: --coordinator HOST:PORT --num-processes N --process-id I on every process (or the
@@ -50,19 +55,21 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/tr
     except ValueError as e:
         raise SystemExit(str(e)) from None
     run_training(config, out=out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, keep=keep,
-                 resume=resume, overwrite=overwrite, shard=shard, seed_batch=batch)
+                 resume=resume, overwrite=overwrite, shard=shard, seed_batch=batch,
+                 checkpoint_minutes=checkpoint_minutes)
 
 
 def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cancer_treatment",
           methods: str = "awm_transformer,true_bptt", out: str = "runs/sweep", policy_lr_grid: str | None = None,
           model_lr_grid: str | None = None, entropy_grid: str | None = None, chunk_periods: int = 8,
-          checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
+          checkpoint_every: int = 0, checkpoint_minutes: float = 10.0, resume: bool = False, overwrite: bool = False,
           compilation_cache: Annotated[str, tyro.conf.arg(help=CACHE_HELP)] = "auto") -> None:
     """Sweep --tasks x --methods (comma-separated) with --seeds seeds each; the *-grid flags take
     comma-separated values whose product is vmapped with the seeds inside each (task, method) program.
     Writes per-combination folders like `train`, OUT/summary.csv, OUT/summary.md and OUT/{task}.png;
     --resume skips finished groups and continues unfinished ones from their checkpoints; --overwrite
-    moves a previous sweep in OUT aside (to OUT.old-<time>) first."""
+    moves a previous sweep in OUT aside (to OUT.old-<time>) first. Checkpoints and Ctrl-C/SIGTERM as in
+    `train` (the checkpoints are each group's, under OUT/groups/)."""
     from awm_jax.loop.sweep import SweepSpec, parse_list, run_sweep
 
     grid = tuple((name, parse_list(text, float)) for name, text in
@@ -70,7 +77,7 @@ def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cance
     spec = SweepSpec(config, parse_list(tasks), parse_list(methods), grid)
     _compilation_cache(compilation_cache)
     rows = run_sweep(spec, out, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume,
-                     overwrite=overwrite)
+                     overwrite=overwrite, checkpoint_minutes=checkpoint_minutes)
     print("\n" + format_table(rows))
     print(f"\nwrote {out}/summary.csv, {out}/summary.md and one plot per task")
 
@@ -153,13 +160,29 @@ def _plot_methods(path, rows, references, warmup_steps) -> None:
 
 
 COMMANDS = {"tasks": tasks, "train": train, "sweep": sweep, "quickstart": quickstart}
+TRAINING = ("train", "sweep", "quickstart")  # the commands that stop cleanly on SIGINT and SIGTERM
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that continues an interrupted `awm-jax` command: the same arguments without
+    --overwrite, with --resume (quickstart resumes by itself)."""
+    import shlex
+
+    args = [a for a in argv if a not in ("--overwrite", "--overwrite=True")]
+    if argv[:1] != ["quickstart"] and "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(["awm-jax", *args])
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `awm-jax` console script."""
+    from awm_jax.loop.interrupt import exit_on_interrupt
+
     argv = sys.argv[1:] if argv is None else argv
+    training = argv[:1] and argv[0] in TRAINING and not {"-h", "--help"} & set(argv)
     try:
-        tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="awm-jax")
+        with exit_on_interrupt(resume_command(argv)) if training else contextlib.nullcontext():
+            tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="awm-jax")
     except ValueError as e:  # configuration and run-folder errors: say what is wrong, no traceback
         sys.exit(f"awm-jax: error: {e}")
     except OSError as e:  # filesystem errors (disk full, permissions, --out a file): the path and the cause

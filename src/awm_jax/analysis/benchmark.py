@@ -23,6 +23,7 @@ setting; their command-line options are in `awm_jax.analysis.options` (tyro, whi
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -199,8 +200,11 @@ def _usage_error(message: str):
 def run_experiment(args, settings, tasks, methods) -> Path:
     """Train the groups of `settings` x tasks x methods not committed in the data folder yet (unless
     --data-only) and return the data folder; the caller writes the report from it. `args`: the
-    experiment's options (`awm_jax.analysis.options.BenchmarkOptions`)."""
+    experiment's options (`awm_jax.analysis.options.BenchmarkOptions`). SIGINT or SIGTERM stops the
+    training as `awm-jax train` does: the running group after its chunk, with a checkpoint, and one line
+    naming the command that resumes (exit status 130 or 143)."""
     from awm_jax.io.committed import run_groups
+    from awm_jax.loop.interrupt import exit_on_interrupt
 
     if not args.data_only and not args.out:
         _usage_error("--out is required to train (or pass --data-only to regenerate the report from --data)")
@@ -210,8 +214,12 @@ def run_experiment(args, settings, tasks, methods) -> Path:
     if args.data_only and not data.is_dir():
         _usage_error(f"--data {data} is not a folder")
     if not args.data_only:
-        run_groups(settings, tasks, methods, args.out, data, resume=args.resume, overwrite=args.overwrite,
-                   chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every, seed_parts=args.seed_parts)
+        argv = [a for a in sys.argv if a not in ("--overwrite", "--overwrite=True")]
+        resume = shlex.join(["python", *argv, *(["--resume"] if "--resume" not in argv else [])])
+        with exit_on_interrupt(resume, prefix=""):
+            run_groups(settings, tasks, methods, args.out, data, resume=args.resume, overwrite=args.overwrite,
+                       chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every,
+                       checkpoint_minutes=args.checkpoint_minutes, seed_parts=args.seed_parts)
     return data
 
 

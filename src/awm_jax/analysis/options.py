@@ -55,6 +55,8 @@ class BenchmarkOptions:
     """move each group's run folder in --out aside and train it afresh (committed groups are never retrained)"""
     checkpoint_every: int = 2
     """save a group's whole train state every N chunks of --chunk-periods evaluations, for --resume"""
+    checkpoint_minutes: float = 10.0
+    """also save it after the first chunk that ends this many minutes after the previous save (0: off)"""
     chunk_periods: int = 8
     """evaluation periods per compiled chunk"""
     seed_parts: bool = False

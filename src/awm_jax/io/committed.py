@@ -256,15 +256,19 @@ def _hms(seconds: float) -> str:
 
 def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwrite: bool = False,
                chunk_periods: int = 8, checkpoint_every: int = 2, verbose: bool = True, train=None,
-               seed_parts: bool = False) -> dict:
+               seed_parts: bool = False, checkpoint_minutes: float = 10.0) -> dict:
     """Train every (setting, task, method) group not committed in `data` yet and commit each as soon
     as it finishes. Everything is validated and the references computed first; the data folder is
     locked while this runs. resume/overwrite are `run.run_training`'s, for the groups' run folders in
     OUT/runs. `train` (default `run.run_training`) is called as train(cfg, out=..., ...). seed_parts:
     train each group one seed at a time, committing each seed (see the module docstring); a group's
-    parts are removed from `data` once the whole group is committed.
+    parts are removed from `data` once the whole group is committed. checkpoint_every, checkpoint_minutes:
+    the groups' checkpoints (`run.run_training`). SIGINT and SIGTERM stop the running group after its chunk
+    with a checkpoint (or before the next group; committed groups are kept) and raise
+    `awm_jax.loop.interrupt.Interrupted`; resume=True continues from there.
     Returns {'skipped': [(folder, task, method)], 'trained': [...]}."""
     from awm_jax.io.run_folder import FolderLock, ensure_folder
+    from awm_jax.loop import interrupt
     from awm_jax.loop.run import run_training
     from awm_jax.loop.sweep import SweepSpec
 
@@ -275,41 +279,45 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
     data = ensure_folder(data)
     lock = FolderLock(data)
     try:
-        groups = [(s, cfg) for s in settings for cfg in s.groups(tasks, methods)]
-        for stale in (p for s in settings for pattern in (f"{TMP}*", f"{PARTS}/*/{TMP}*")
-                      for p in (data / s.folder).glob(pattern)):
-            shutil.rmtree(stale, ignore_errors=True)  # copies killed before their rename (we hold the lock)
-        done = [(s, cfg) for s, cfg in groups if committed(data / s.folder, cfg)]
-        todo = [g for g in groups if g not in done]
-        for s in settings:
-            references(s.base, tasks, data / s.folder, verbose=verbose)
-        names = [f"{s.folder + '/' if s.folder else ''}{group_name(c.task, c.method)}" for s, c in todo]
-        seeds_left = [sum(not holds(part_folder(data / s.folder, c, i), c) for i in range(c.seeds))
-                      if seed_parts else c.seeds for s, c in todo]  # committed parts are not trained again
-        remaining = lambda first, measured: sum(estimate(c, measured, n) for (_, c), n in
-                                                zip(todo[first:], seeds_left[first:]))
-        log(f"[data] {len(done)}/{len(groups)} groups already committed in {data}; {len(todo)} to train, about "
-            f"{_hms(remaining(0, {}))} (a first estimate): {', '.join(names) or 'none'}")
-        measured, t_start = {}, time.time()
-        kw = dict(chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite,
-                  verbose=verbose)
-        for i, (s, cfg) in enumerate(todo):
-            runs, t0 = Path(out) / "runs" / s.folder, time.time()
-            if seed_parts:
-                run_dir, fresh = _train_in_parts(train, cfg, runs, data / s.folder, log, **kw)
-            else:
-                run_dir = runs / group_name(cfg.task, cfg.method)
-                fresh = overwrite or not run_dir.exists()  # a resumed run does not measure a rate
-                train(cfg, out=run_dir, **kw)
-            dest = commit_group(run_dir, data / s.folder, log=log)
-            if seed_parts:  # the group holds every seed now
-                shutil.rmtree(part_folder(data / s.folder, cfg, 0).parent)
-            if fresh:
-                measured[(cfg.method, cfg.horizon)] = (time.time() - t0, cfg.seeds * cfg.env_steps / 1000)
-            left = remaining(i + 1, measured)
-            log(f"[data] committed {dest} ({time.time() - t0:.0f}s); {i + 1}/{len(todo)} groups done in "
-                f"{_hms(time.time() - t_start)}, {len(todo) - i - 1} left, about {_hms(left)}")
-        key = lambda g: (g[0].folder, g[1].task, g[1].method)
-        return dict(skipped=[key(g) for g in done], trained=[key(g) for g in todo])
+        with interrupt.watch():
+            groups = [(s, cfg) for s in settings for cfg in s.groups(tasks, methods)]
+            for stale in (p for s in settings for pattern in (f"{TMP}*", f"{PARTS}/*/{TMP}*")
+                          for p in (data / s.folder).glob(pattern)):
+                shutil.rmtree(stale, ignore_errors=True)  # copies killed before their rename (we hold the lock)
+            done = [(s, cfg) for s, cfg in groups if committed(data / s.folder, cfg)]
+            todo = [g for g in groups if g not in done]
+            for s in settings:
+                references(s.base, tasks, data / s.folder, verbose=verbose)
+            names = [f"{s.folder + '/' if s.folder else ''}{group_name(c.task, c.method)}" for s, c in todo]
+            seeds_left = [sum(not holds(part_folder(data / s.folder, c, i), c) for i in range(c.seeds))
+                          if seed_parts else c.seeds for s, c in todo]  # committed parts are not trained again
+            remaining = lambda first, measured: sum(estimate(c, measured, n) for (_, c), n in
+                                                    zip(todo[first:], seeds_left[first:]))
+            log(f"[data] {len(done)}/{len(groups)} groups already committed in {data}; {len(todo)} to train, about "
+                f"{_hms(remaining(0, {}))} (a first estimate): {', '.join(names) or 'none'}")
+            measured, t_start = {}, time.time()
+            kw = dict(chunk_periods=chunk_periods, checkpoint_every=checkpoint_every,
+                      checkpoint_minutes=checkpoint_minutes, resume=resume, overwrite=overwrite, verbose=verbose)
+            for i, (s, cfg) in enumerate(todo):
+                interrupt.check(f"before group {s.folder + '/' if s.folder else ''}"
+                                f"{group_name(cfg.task, cfg.method)} ({i + 1}/{len(todo)} to train; the committed "
+                                "groups are kept)", out)
+                runs, t0 = Path(out) / "runs" / s.folder, time.time()
+                if seed_parts:
+                    run_dir, fresh = _train_in_parts(train, cfg, runs, data / s.folder, log, **kw)
+                else:
+                    run_dir = runs / group_name(cfg.task, cfg.method)
+                    fresh = overwrite or not run_dir.exists()  # a resumed run does not measure a rate
+                    train(cfg, out=run_dir, **kw)
+                dest = commit_group(run_dir, data / s.folder, log=log)
+                if seed_parts:  # the group holds every seed now
+                    shutil.rmtree(part_folder(data / s.folder, cfg, 0).parent)
+                if fresh:
+                    measured[(cfg.method, cfg.horizon)] = (time.time() - t0, cfg.seeds * cfg.env_steps / 1000)
+                left = remaining(i + 1, measured)
+                log(f"[data] committed {dest} ({time.time() - t0:.0f}s); {i + 1}/{len(todo)} groups done in "
+                    f"{_hms(time.time() - t_start)}, {len(todo) - i - 1} left, about {_hms(left)}")
+            key = lambda g: (g[0].folder, g[1].task, g[1].method)
+            return dict(skipped=[key(g) for g in done], trained=[key(g) for g in todo])
     finally:
         lock.release()

@@ -9,6 +9,7 @@ returns to Python (progress lines, checkpoints), never the results.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -34,15 +35,24 @@ def chunk_size(periods: int, requested: int) -> int:
 
 def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_every: int = 0, keep: int = 2,
                  resume: bool = False, shard: bool = True, verbose: bool = True, hparams: dict | None = None,
-                 keys=None, write_outputs: bool = True, overwrite: bool = False, seed_batch: int | None | str = "auto"):
+                 keys=None, write_outputs: bool = True, overwrite: bool = False, seed_batch: int | None | str = "auto",
+                 checkpoint_minutes: float = 10.0):
     """Train `config.seeds` seeds in one vmapped program; returns (state, metrics {name: [seeds, periods]}).
+
+    SIGINT and SIGTERM (with `out`): the run stops after the chunk that is running, saves a checkpoint of
+    it and raises `awm_jax.loop.interrupt.Interrupted` (its signal, env step and checkpoint folder);
+    `resume=True` continues from there to the results an uninterrupted run gives. A second signal raises
+    KeyboardInterrupt at once (the command line ends the process instead), leaving the previous checkpoint.
 
     out: run folder (config.json, metrics, plot, summary, final_state/, COMPLETE; checkpoints/ when
         checkpointing). It is locked while the run writes it (a second writer is refused) and gets its
         COMPLETE marker last; see `awm_jax.io.run_folder`.
     chunk_periods: evaluation periods per compiled call, at most (see `chunk_size`: the largest divisor
         of the run's periods up to it, so one program serves every chunk).
-    checkpoint_every: save every that many chunks (and at the end); 0 saves nothing.
+    checkpoint_every: save every that many chunks (and at the end); 0: by wall time only.
+    checkpoint_minutes: with `out`, save after the first chunk that ends at least this many minutes after
+        the start of training or the previous checkpoint (never at the end: the outputs follow); 0 turns it
+        off, so only checkpoint_every and a signal save. A run shorter than that saves no checkpoint.
     resume: continue the unfinished run in `out` from its newest intact checkpoint (from the start if
         it has none; refused if its config differs); on a finished run, return its saved results.
     overwrite: move whatever run `out` holds aside (to `out.old-<time>`) and start afresh. Without
@@ -57,10 +67,11 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
         single CPU device (1 for the transformers), None elsewhere. Results equal to float32 rounding.
     """
     from awm_jax.io import run_folder
+    from awm_jax.loop import interrupt
 
     trainer = make_train(config)  # validates before anything compiles
-    if chunk_periods < 1 or checkpoint_every < 0 or keep < 1:
-        raise ValueError("need chunk_periods >= 1, checkpoint_every >= 0 and keep >= 1")
+    if chunk_periods < 1 or checkpoint_every < 0 or keep < 1 or not checkpoint_minutes >= 0:
+        raise ValueError("need chunk_periods >= 1, checkpoint_every >= 0, checkpoint_minutes >= 0 and keep >= 1")
     if seed_batch != "auto":
         seed_map(lambda x: x, seed_batch)  # raises on a bad value
         if seed_batch is not None and shard and jax.device_count() > 1:
@@ -86,8 +97,9 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
             from awm_jax.io.results import atomic_write
 
             atomic_write(Path(out) / run_folder.CONFIG, json.dumps(config.resolved().to_dict(), indent=2))
-        return _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, shard, log, hparams, keys,
-                      write_outputs, seed_batch)
+        with interrupt.watch() if out is not None else contextlib.nullcontext(None) as watch:
+            return _train(trainer, config, out, chunk_periods, checkpoint_every, checkpoint_minutes, keep, resume,
+                          shard, log, hparams, keys, write_outputs, seed_batch, watch)
     finally:
         if lock is not None:
             lock.release()
@@ -124,15 +136,17 @@ def _finished(out, log):
     return run.state, run.metrics
 
 
-def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, shard, log, hparams, keys,
-           write_outputs, seed_batch):
-    """run_training once the folder is claimed: compile, (resume,) train in chunks, write outputs."""
+def _train(trainer, config, out, chunk_periods, checkpoint_every, checkpoint_minutes, keep, resume, shard, log,
+           hparams, keys, write_outputs, seed_batch, watch):
+    """run_training once the folder is claimed: compile, (resume,) train in chunks, checkpoint (every
+    `checkpoint_every` chunks, by wall time, on a signal of `watch`), write outputs."""
     from awm_jax.io import checkpoint as ckpt
     from awm_jax.io import run_folder
     from awm_jax.io.checkpoint import save_state
     from awm_jax.io.results import write_metrics
     from awm_jax.io.results import write_outputs as write_files
     from awm_jax.io.run_folder import FINAL_STATE
+    from awm_jax.loop.interrupt import Interrupted
     from awm_jax.loop.sharding import SeedSharding
 
     ck_dir = Path(out) / run_folder.CHECKPOINTS if out is not None else None
@@ -152,7 +166,10 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
     S, P = len(keys), config.periods
     metrics = {k: np.full((S, P), np.nan, np.float64) for k in shapes}
     done = 0
-    checkpointer = ckpt.Checkpointer(ck_dir, keep) if checkpoint_every or resume else None
+    checkpointer = ckpt.Checkpointer(ck_dir, keep) if ck_dir is not None else None
+    env_step = lambda periods: int(metrics["eval/env_steps"][0, periods - 1]) if periods else 0
+    if watch is not None:
+        watch.saved, watch.out = None, out
     try:
         if resume:
             restored = checkpointer.restore_latest(state, metrics, log=log)
@@ -160,7 +177,25 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
                 done, state, metrics = restored
                 state = sharding.put(state)
                 metrics = {k: np.asarray(v) for k, v in metrics.items()}
-                log(f"[awm-jax] resumed {out} after {done}/{P} evaluation periods")
+                log(f"[awm-jax] resumed {out} after {done}/{P} evaluation periods (env step {env_step(done)})")
+                if watch is not None:
+                    watch.saved = (env_step(done), ck_dir / str(done))
+            else:
+                log(f"[awm-jax] {out} holds no checkpoint: the run starts again from env step 0")
+        saved = done if resume and done else None  # the periods of the newest checkpoint on disk
+
+        def stop_if_signalled(signum):
+            """Save the chunk just completed (unless saved already) and raise Interrupted (orbax is closed
+            below, before it leaves this function)."""
+            nonlocal saved
+            if not signum:
+                return
+            if done and saved != done:
+                checkpointer.save(done, state, metrics)
+                saved = done
+            raise Interrupted(signum, env_step(done) if saved else 0, config.env_steps,
+                              ck_dir / str(saved) if saved else None, out, f"training {config.task} / {config.method}")
+
         timed = P - done  # run_seconds covers these periods (fewer than P after a resume)
         # one program for every chunk (a resumed run sizes its chunks to the periods left)
         chunk = chunk_size(P - done, chunk_periods) if done < P else 0
@@ -171,7 +206,9 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
         how = "" if seed_batch is None or seed_batch >= M else f" ({seed_batch} at a time)"
         log(f"[awm-jax] {config.task} / {config.method}, {M} seeds{how} on {sharding.describe()}, "
             f"{config.env_steps} env steps in chunks of {chunk} evaluation periods: compiled in {compile_s:.1f}s")
-        t1 = time.time()
+        if watch is not None:  # a signal while compiling: nothing computed since the last checkpoint
+            stop_if_signalled(watch.agree()[0])
+        t1 = last_save = time.time()
         chunks = 0
         while done < P:
             state, m = step(state)
@@ -184,8 +221,16 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, keep, resume, 
             log(f"[awm-jax] env steps {int(metrics['eval/env_steps'][0, done - 1]):6d}/{config.env_steps}  "
                 f"{time.time() - t1:7.1f}s  eval return {ret.mean():.4g} (+- {ret.std():.3g})"
                 + (f"  skipped non-finite updates {skipped}" if skipped else ""))
-            if checkpointer is not None and checkpoint_every and (chunks % checkpoint_every == 0 or done == P):
+            if watch is None:
+                continue
+            timed_due = bool(checkpoint_minutes) and done < P and time.time() - last_save >= 60 * checkpoint_minutes
+            signum, timed_due = watch.agree(timed_due)  # the same decision on every process
+            if signum and done < P:
+                stop_if_signalled(signum)
+            if timed_due or (checkpoint_every and (chunks % checkpoint_every == 0 or done == P)):
                 checkpointer.save(done, state, metrics)
+                saved, last_save = done, time.time()
+                watch.saved = (env_step(done), ck_dir / str(done))
     finally:
         if checkpointer is not None:
             checkpointer.close()

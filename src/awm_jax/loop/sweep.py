@@ -134,14 +134,19 @@ def parse_list(text: str | None, cast=str) -> tuple:
 
 
 def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: int = 0, resume: bool = False,
-              verbose: bool = True, overwrite: bool = False) -> list[dict]:
+              verbose: bool = True, overwrite: bool = False, checkpoint_minutes: float = 10.0) -> list[dict]:
     """Run every group of `spec`, writing per-combination folders and the aggregate; returns its rows.
+
+    checkpoint_every, checkpoint_minutes: each group's checkpoints, as `run.run_training`'s. SIGINT and
+    SIGTERM stop the running group after its chunk with a checkpoint (or before the next group) and raise
+    `awm_jax.loop.interrupt.Interrupted`; `resume=True` continues the sweep from there.
 
     The sweep folder is locked while the sweep runs and gets its COMPLETE marker (see
     `awm_jax.io.run_folder`) after the aggregate. resume: continue the same sweep in `out` (finished
     members are skipped); overwrite: move whatever `out` holds aside (to `out.old-<time>`) first.
     Without either, a folder already holding a sweep or a run is refused."""
     from awm_jax.io import run_folder
+    from awm_jax.loop import interrupt
 
     spec.validate()
     if resume and overwrite:
@@ -167,7 +172,8 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
                 "--out, or pass --overwrite to move it aside")
         run_folder.unmark(out)
         atomic_write(spec_path, json.dumps(spec.to_dict(), indent=2))
-        _run_groups(spec, out, chunk_periods, checkpoint_every, resume, verbose, log)
+        with interrupt.watch():
+            _run_groups(spec, out, chunk_periods, checkpoint_every, checkpoint_minutes, resume, verbose, log)
         rows = write_aggregate(spec, out)
         run_folder.mark_complete(out, [run_folder.SWEEP, "summary.csv", "summary.md"])
         return rows
@@ -175,9 +181,11 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
         lock.release()
 
 
-def _run_groups(spec: SweepSpec, out: Path, chunk_periods, checkpoint_every, resume, verbose, log) -> None:
+def _run_groups(spec: SweepSpec, out: Path, chunk_periods, checkpoint_every, checkpoint_minutes, resume, verbose,
+                log) -> None:
     from awm_jax.io import run_folder
     from awm_jax.io.run_folder import is_complete
+    from awm_jax.loop.interrupt import Interrupted, check
 
     groups, combos = spec.groups(), spec.combos()
     S = spec.base.seeds
@@ -189,12 +197,21 @@ def _run_groups(spec: SweepSpec, out: Path, chunk_periods, checkpoint_every, res
             log(f"[sweep] group {gi + 1}/{len(groups)} {cfg.task}/{cfg.method}: already done, skipped")
             steps_done += cfg.env_steps * S * len(combos)
             continue
+        group = f"group {gi + 1}/{len(groups)} ({cfg.task} / {cfg.method})"
+        check(f"sweep {out} before {group} started (the groups before it are kept)", out)
         keys = np.tile(np.asarray(seed_keys(cfg)), (len(combos), 1))
         hparams = {name: np.repeat([c[name] for c in combos], S) for name, _ in spec.grid}
         group_dir = run_folder.group_folder(out, cfg.task, cfg.method)
-        _, metrics = run_training(cfg, out=group_dir, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every,
-                                  resume=resume, verbose=verbose, hparams=hparams or None, keys=keys,
-                                  write_outputs=False)
+        try:
+            _, metrics = run_training(cfg, out=group_dir, chunk_periods=chunk_periods,
+                                      checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
+                                      resume=resume, verbose=verbose, hparams=hparams or None, keys=keys,
+                                      write_outputs=False)
+        except Interrupted as e:
+            if e.env_step is not None:  # name the sweep and the group
+                raise Interrupted(e.signum, e.env_step, e.total, e.checkpoint, e.out,
+                                  f"training {group} of sweep {out}") from None
+            raise
         for j, (combo, folder) in enumerate(zip(combos, folders)):
             write_run(folder, dataclasses.replace(cfg, **combo), {k: v[j * S:(j + 1) * S] for k, v in metrics.items()})
         steps_done += cfg.env_steps * S * len(combos)
