@@ -115,8 +115,8 @@ class RejaxLearner(Learner):
         raise NotImplementedError
 
     def default_hparam(self, name: str) -> float:
-        cfg = self.config
-        return {"policy_lr": cfg.rl_lr, "gamma": cfg.rl_gamma, "entropy": cfg.rl_entropy or 0.0}[name]
+        value = getattr(self.config, self.hparam_fields[name])  # rl_entropy None (rejax tunes alpha): 0
+        return float(value or 0.0)
 
     def with_numbers(self, hp):
         """The algorithm with this member's traced numbers."""
