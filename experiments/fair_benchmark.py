@@ -26,7 +26,6 @@ trains; a full run is about 20 CPU-hours of tuning and 7 of evaluation on a 2-co
 """
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 from typing import Annotated, Literal
@@ -85,15 +84,17 @@ def main(argv=None):
     tasks, methods = parse_list(args.tasks), parse_list(args.methods)
     base = base_config(args)
     spec = tuning.TuningSpec(base, tasks, methods, seeds=args.tuning_seeds, seed=args.tuning_seed, window=args.window)
-    spec.validate()  # every name and option before anything trains
-    if not args.data_only and args.stage in ("all", "tune"):
+    if not args.data_only and args.stage in ("all", "tune"):  # validates everything before it trains
         tuning.run_tuning(spec, Path(args.out) / "tuning", data, resume=args.resume, chunk_periods=args.chunk_periods,
                           checkpoint_every=args.checkpoint_every)
+    else:
+        spec.validate()  # every name and option before anything trains or reads
     r_tasks, r_methods = report_scope(args, tasks, methods, BENCHMARK_TASKS, METHODS)
-    selected = tuning.write_report(data, r_tasks, r_methods, args.tuning_seeds, args.window)["selected"]
+    tuned = tuning.write_report(data, r_tasks, r_methods, args.tuning_seeds, args.window)
+    selected = tuned["selected"]
     if not args.data_only and args.stage in ("all", "evaluate"):
         evaluate(args, base, data, tasks, [m for m in methods if m in selected], selected)
-    report(data, base, r_tasks, [m for m in r_methods if m in selected], args.reps, quick=args.quick)
+    report(data, base, r_tasks, [m for m in r_methods if m in selected], tuned, args.reps, quick=args.quick)
 
 
 def method_config(base, method: str, selected: dict, seed: int):
@@ -113,16 +114,13 @@ def evaluate(args, base, data: Path, tasks, methods, selected) -> None:
                    chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every)
 
 
-def check_disjoint(data: Path, eval_rows: list[dict]) -> None:
-    """Refuse evaluation rows whose seed stream is one a tuning run of the same task and method used."""
-    tuned = {(r["task"], r["method"], r["seed"]) for r in tuning.tuning_rows(data, *_scope(eval_rows))}
+def check_disjoint(tuning_rows: list[dict], eval_rows: list[dict]) -> None:
+    """Refuse evaluation rows whose seed stream is one a tuning run (`tuning.tuning_rows`) of the same task
+    and method used."""
+    tuned = {(r["task"], r["method"], r["seed"]) for r in tuning_rows}
     clash = sorted({(r["task"], r["method"], r["seed"]) for r in eval_rows} & tuned)
     if clash:
         raise SystemExit(f"error: evaluation runs reuse tuning seed streams: {clash[:5]}")
-
-
-def _scope(rows):
-    return sorted({r["task"] for r in rows}), sorted({r["method"] for r in rows})
 
 
 def improvement_matrix(rows: list[dict], methods, reps: int) -> list[dict]:
@@ -167,10 +165,11 @@ def plot_matrix(matrix: list[dict], methods, path, title: str) -> None:
     save_figure(fig, path)
 
 
-def report(data: Path, base, tasks, methods, reps: int = 2000, quick: bool = False) -> dict | None:
-    """The evaluation's tables and figures from DATA/evaluation alone (nothing until a method is selected)."""
+def report(data: Path, base, tasks, methods, tuned: dict, reps: int = 2000, quick: bool = False) -> dict | None:
+    """The evaluation's tables and figures from DATA/evaluation alone (nothing until a method is selected);
+    `tuned`: the tuning report (`tuning.write_report`), whose choices and runs it names and checks against."""
     ev = data / EVALUATION
-    selected = json.loads((data / tuning.SELECTED).read_text()) if (data / tuning.SELECTED).exists() else {}
+    selected = tuned["selected"]
     if not methods or not ev.is_dir():
         print((data / tuning.TUNING / "tables.md").read_text())
         return None
@@ -184,7 +183,7 @@ def report(data: Path, base, tasks, methods, reps: int = 2000, quick: bool = Fal
     res = write_report(ev, [Setting(base)], tasks, methods, "The fair Myriad benchmark: evaluation", command,
                        reps=reps, streams=True, notes=(budget, f"Selected configurations: {chosen}."))
     rows = res["by_setting"][""]
-    check_disjoint(data, rows)
+    check_disjoint(tuned["rows"], rows)
     matrix = improvement_matrix(rows, methods, reps)
     write_csv(ev / "improvement_matrix.csv", matrix, ["x", "y", "tasks", "p_improve", "p_lo", "p_hi"])
     agg = {r["method"]: r for r in res["aggregate"]}

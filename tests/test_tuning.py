@@ -161,7 +161,8 @@ def test_the_evaluation_refuses_tuning_streams(tuned):
     mod = importlib.util.module_from_spec(importlib.util.spec_from_file_location("fair_benchmark", path))
     mod.__spec__.loader.exec_module(mod)
     fresh = [dict(task="cancer_treatment", method="true_bptt", seed="200:0", score=0.5)]
-    mod.check_disjoint(root / "data", fresh)
+    tuned = tuning.tuning_rows(root / "data", spec.tasks, spec.methods, spec.window)
+    mod.check_disjoint(tuned, fresh)
     with pytest.raises(SystemExit, match="reuse tuning seed streams"):
-        mod.check_disjoint(root / "data", fresh + [dict(task="cancer_treatment", method="true_bptt", seed="100:1",
+        mod.check_disjoint(tuned, fresh + [dict(task="cancer_treatment", method="true_bptt", seed="100:1",
                                                          score=0.5)])

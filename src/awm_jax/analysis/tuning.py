@@ -87,26 +87,17 @@ class TuningSpec:
     def validate(self) -> None:
         """Every check before anything compiles: names, the equal budget, each configuration's config."""
         import awm_envs
+        from awm_jax.loop.sweep import SweepSpec
 
-        if not self.tasks or not self.methods:
-            raise ValueError("tuning needs at least one task and one method")
-        for items, what in ((self.tasks, "tasks"), (self.methods, "methods")):
-            if len(set(items)) != len(items):
-                raise ValueError(f"{what} are listed twice: {list(items)}")
         if self.seeds < 2:
             raise ValueError(f"tuning needs at least 2 seeds per configuration, got {self.seeds}")
         if self.window < 1:
             raise ValueError(f"the score's window must be at least 1 evaluation, got {self.window}")
-        for m in self.methods:
-            if m not in REGISTRY:
-                raise ValueError(f"unknown method {m!r}; valid methods: {', '.join(REGISTRY)}")
+        SweepSpec(base=self.base, tasks=tuple(self.tasks), methods=tuple(self.methods)).validate()  # the names
         sizes = {m: len(configurations(m)) for m in self.methods}
         if len(set(sizes.values())) > 1:
             raise ValueError("every method must get the same number of configurations (an equal tuning budget); "
                              f"the search spaces have {', '.join(f'{m} {n}' for m, n in sizes.items())}")
-        for t in self.tasks:
-            if t not in awm_envs.names():
-                raise ValueError(f"unknown task {t!r}; valid tasks: {', '.join(awm_envs.names())}")
         for t, m in itertools.product(self.tasks, self.methods):
             for _, overrides in configurations(m):
                 cfg = self.member(t, m, overrides)
@@ -167,7 +158,7 @@ def run_tuning(spec: TuningSpec, out, data, resume: bool = False, chunk_periods:
     {program}/ (`run.run_training`, `train` by default; resume continues them from their checkpoints).
     Returns {'skipped': [...], 'trained': [(task, method, program)]}."""
     from awm_jax.io.committed import copy_whole, estimate, holds, references
-    from awm_jax.io.results import atomic_write, read_run_files, write_run
+    from awm_jax.io.results import atomic_write, write_run
     from awm_jax.io.run_folder import FolderLock, ensure_folder, group_name, read_json
     from awm_jax.loop.run import run_training
 
@@ -194,9 +185,9 @@ def run_tuning(spec: TuningSpec, out, data, resume: bool = False, chunk_periods:
         t_start = time.time()
         for i, (t, m, p) in enumerate(todo):
             run_dir = Path(out) / group_name(t, m) / p["name"]
-            train(p["members"][0][1], out=run_dir, keys=p["keys"], hparams=p["hparams"], write_outputs=False,
-                  resume=resume, chunk_periods=chunk_periods, checkpoint_every=checkpoint_every, verbose=verbose)
-            _, metrics = read_run_files(run_dir)
+            _, metrics = train(p["members"][0][1], out=run_dir, keys=p["keys"], hparams=p["hparams"],
+                               write_outputs=False, resume=resume, chunk_periods=chunk_periods,
+                               checkpoint_every=checkpoint_every, verbose=verbose)
             program = read_json(run_dir / "metrics.json", "metrics file")
             extra = {k: program[k] for k in ("compile_seconds", "run_seconds", "timed_periods", "machine")
                      if k in program}
