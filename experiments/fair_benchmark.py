@@ -99,7 +99,7 @@ def main(argv=None):
 
 def method_config(base, method: str, selected: dict, seed: int):
     """The config a selected method is evaluated with: `base` with its chosen hyperparameters."""
-    return dataclasses.replace(base, method=method, seed=seed, **selected[method]["hyperparameters"])
+    return base.for_method(method, seed=seed, **selected[method]["hyperparameters"])
 
 
 def evaluate(args, base, data: Path, tasks, methods, selected) -> None:

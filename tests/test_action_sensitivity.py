@@ -4,9 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from configs import config
 
 import awm_envs
-from awm_jax import Config, make_train
+from awm_jax import make_train
 from awm_jax.analysis.action_sensitivity import (
     action_jacobians,
     open_loop_return,
@@ -25,7 +26,7 @@ SMALL = dict(task="cancer_treatment", horizon=20, total_steps=200, warmup_steps=
 def test_true_bptt_agrees_exactly_with_the_true_task():
     """true_bptt's model is the task: on its policy's evaluation episode and on the warm-up episodes
     the Jacobian and return-gradient cosines and the norm ratio are 1, the errors 0."""
-    trainer = make_train(Config(method="true_bptt", **{**SMALL, "warmup_steps": 40}))
+    trainer = make_train(config(method="true_bptt", **{**SMALL, "warmup_steps": 40}))
     assert trainer.warmup_episodes() == 2
     res = seed_sensitivity(trainer, trainer.init(KEY), KEY)
     assert set(res) == {"policy", "warmup"} and res["warmup"]["episodes"] == 2
@@ -71,7 +72,7 @@ def test_return_gradient_through_a_model_matches_central_differences(method, x64
     norm = Normalizer(jnp.array([0.5], f64), jnp.array([0.2], f64))
     s0 = jnp.array([0.8], f64)
     actions = jax.random.uniform(KEY, (12, 1), f64, minval=-0.8, maxval=0.8)
-    model = make_train(Config(method=method, **{**SMALL, "horizon": 12})).model
+    model = make_train(config(method=method, **{**SMALL, "horizon": 12})).model
     params = jax.tree.map(lambda x: x.astype(f64), model.init(jax.random.PRNGKey(1)))
     g, g_dyn = jax.jit(lambda a: return_gradients(model, params, norm, task, s0, a))(actions)
     assert g.dtype == f64

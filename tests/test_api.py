@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from configs import config
 
 import awm_jax
-from awm_jax import Agent, Config, act, evaluate, load_run, make_train, seed_slice
+from awm_jax import Agent, act, evaluate, load_run, make_train, seed_slice
 from awm_jax.analysis.diagnostics import policy_gradient_comparison, true_jacobians
 from awm_jax.loop.run import run_training, seed_keys
 from awm_jax.loop.spaces import policy_input
@@ -28,7 +29,7 @@ def _assert_trees_equal(a, b):
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    cfg = Config(method="markov_mlp", seeds=2, **TINY)
+    cfg = config(method="markov_mlp", seeds=2, **TINY)
     state, metrics = run_training(cfg, out=out, verbose=False)
     return cfg, out, state, metrics
 
@@ -140,7 +141,7 @@ def test_diagnostics_on_a_loaded_run(written):
 
 
 def test_load_run_reads_sweep_members_and_groups(tmp_path):
-    base = Config(method="true_bptt", seeds=2, **TINY)
+    base = config(method="true_bptt", seeds=2, **TINY)
     spec = SweepSpec(base, ("cancer_treatment",), ("true_bptt",), (("policy_lr", (1e-3, 3e-3)),))
     run_sweep(spec, tmp_path, verbose=False)
     group = load_run(tmp_path / "groups" / "cancer_treatment-true_bptt")
@@ -162,7 +163,7 @@ def test_load_run_restores_a_baseline_state(tmp_path):
     """Model-free baselines (here ppo via rejax) keep their own state type; load_run rebuilds it the same
     way, and the BPO-only functions say so."""
     pytest.importorskip("awm_jax.methods.rejax_adapter")
-    cfg = Config(task="cancer_treatment", method="ppo", seeds=2, horizon=20, total_steps=264, warmup_steps=200)
+    cfg = config(task="cancer_treatment", method="ppo", seeds=2, horizon=20, total_steps=264, warmup_steps=200)
     state, metrics = run_training(cfg, out=tmp_path, verbose=False)
     run = load_run(tmp_path)
     # same state class and leaves (treedefs of rejax states are not comparable: their static parts hold

@@ -1,13 +1,13 @@
 """sac, ppo and td3 (rejax) behind make_train: learning, determinism, chunking, the BPO evaluation grid,
 validation, and a checkpointed run resumed through awm_jax.loop.run."""
 
-import dataclasses
 
 import jax
 import numpy as np
 import pytest
+from configs import config
 
-from awm_jax import Config, make_train
+from awm_jax import make_train
 from awm_jax.analysis.references import best_constant_return, random_return
 from awm_jax.loop.run import run_training
 
@@ -30,7 +30,7 @@ _RUNS = {}
 def _run(method):
     """One vmapped 2-seed run per method (cached for the module): (config, trainer, state, metrics)."""
     if method not in _RUNS:
-        cfg = Config(method=method, **SMALL)
+        cfg = config(method=method, **SMALL)
         trainer = make_train(cfg)
         _RUNS[method] = (cfg, trainer, *jax.jit(jax.vmap(trainer))(KEYS))
     return _RUNS[method]
@@ -56,22 +56,22 @@ def test_learns_beyond_random_actions(method, references):
 
 
 def test_hparams_map_and_unknown_ones_raise():
-    trainer = make_train(Config(method="td3", **SMALL))
+    trainer = make_train(config(method="td3", **SMALL))
     with pytest.raises(ValueError, match="td3 cannot take hyperparameters.*entropy"):
         trainer.init(KEYS[0], {"entropy": 0.1})
     with pytest.raises(ValueError, match="model_lr"):
-        make_train(Config(method="sac", **SMALL)).init(KEYS[0], {"model_lr": 1e-3})
-    auto = make_train(Config(method="sac", **{**SMALL, "rl_entropy": None}))
+        make_train(config(method="sac", **SMALL)).init(KEYS[0], {"model_lr": 1e-3})
+    auto = make_train(config(method="sac", **{**SMALL, "rl_entropy": None}))
     with pytest.raises(ValueError, match="tunes alpha itself"):
         auto.init(KEYS[0], {"entropy": 0.1})
-    state = jax.eval_shape(lambda k: make_train(Config(method="ppo", **SMALL)).init(
+    state = jax.eval_shape(lambda k: make_train(config(method="ppo", **SMALL)).init(
         k, {"policy_lr": 1e-3, "gamma": 0.9, "entropy": 0.0}), KEYS[0])
     assert set(state.hparams) == {"policy_lr", "gamma", "entropy"}
 
 
 @pytest.mark.parametrize("change,match", [
     (dict(method="sac", warmup_steps=100, rl_batch=128), "rl_batch"),
-    (dict(method="td3", model_every=1, policy_every=5, eval_every=5), "multiple of it"),
+    (dict(method="td3", policy_every=5, eval_every=5), "multiple of it"),
     (dict(method="ppo", rl_ppo_minibatches=5), "rl_ppo_minibatches"),
     (dict(method="ppo", rl_hidden=()), "rl_hidden"),
     (dict(method="sac", rl_lr=0.0), "rl_lr"),
@@ -81,13 +81,13 @@ def test_hparams_map_and_unknown_ones_raise():
 ])
 def test_invalid_configs_name_the_problem(change, match):
     with pytest.raises(ValueError, match=match):
-        make_train(dataclasses.replace(Config(**SMALL), **change))
+        make_train(config(**{**SMALL, **change}))
 
 
 def test_state_has_one_structure():
     """States from separate traces share one tree structure (rejax makes a new state class per init),
     so checkpoints restore into `jax.eval_shape(trainer.init)` and compiled chunks accept them."""
-    trainer = make_train(Config(method="sac", **SMALL))
+    trainer = make_train(config(method="sac", **SMALL))
     a = jax.eval_shape(trainer.init, KEYS[0])
     b = jax.eval_shape(jax.vmap(trainer.init), KEYS)
     assert jax.tree.structure(a) == jax.tree.structure(b)
@@ -98,7 +98,7 @@ def test_state_has_one_structure():
 def test_checkpointed_run_resumes_exactly(tmp_path):
     from awm_jax.io.checkpoint import Checkpointer
 
-    cfg = Config(method="sac", seeds=2, **{**SMALL, "total_steps": 200 + 64 * 3})
+    cfg = config(method="sac", seeds=2, **{**SMALL, "total_steps": 200 + 64 * 3})
     out = tmp_path / "sac"
     _, ref = run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, verbose=False)
     ck = Checkpointer(out / "checkpoints")

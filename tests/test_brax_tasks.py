@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from configs import config
 
 import awm_envs
 
@@ -144,9 +145,9 @@ def test_full_episode_gradient_is_finite(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["true_bptt", "awm_transformer"])
 def test_trainer_runs_on_a_brax_task(method):
-    from awm_jax import Config, make_train
+    from awm_jax import make_train
 
-    cfg = Config(task="brax_pendulum_swingup", method=method, horizon=20, total_steps=120, warmup_steps=40,
+    cfg = config(task="brax_pendulum_swingup", method=method, horizon=20, total_steps=120, warmup_steps=40,
                  eval_every=32, policy_every=16, model_batch=4, imagined_rollouts=2, width=16, heads=2,
                  layers=1, mlp_hidden=(16,), policy_hidden=(16,))
     state, metrics = jax.jit(make_train(cfg))(jax.random.PRNGKey(0))

@@ -11,16 +11,16 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from configs import config
 
 from awm_jax import Config
 from awm_jax.io.checkpoint import Checkpointer
 from awm_jax.io.run_folder import CHECKSUMS
 from awm_jax.loop.run import run_training
 
-SMALL = dict(task="cancer_treatment", warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4,
-             rnn_hidden=16)
+SMALL = dict(task="cancer_treatment", warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4)
 FLAGS = ["--task", "cancer_treatment", "--warmup-steps", "200", "--eval-every", "64", "--model-batch", "16",
-         "--imagined-rollouts", "4", "--rnn-hidden", "16"]
+         "--imagined-rollouts", "4"]
 
 
 def _final_state(out, config):
@@ -39,7 +39,7 @@ def _final_state(out, config):
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    cfg = Config(method="markov_mlp", seeds=2, total_steps=200 + 64 * 6, **SMALL)
+    cfg = config(method="markov_mlp", seeds=2, total_steps=200 + 64 * 6, **SMALL)
     ref_out = tmp_path / "ref"
     _, ref_metrics = run_training(cfg, out=ref_out, chunk_periods=1, checkpoint_every=1, verbose=False)
 
@@ -63,7 +63,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     with pytest.raises(ValueError, match="--resume"):  # a fresh start would discard the checkpoints
         run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, verbose=False)
     with pytest.raises(ValueError, match="policy_lr: saved 0.001, now 0.003"):
-        run_training(Config(**{**cfg.to_dict(), "policy_lr": 3e-3}), out=out, resume=True, verbose=False)
+        run_training(config(**{**cfg.to_dict(), "policy_lr": 3e-3}), out=out, resume=True, verbose=False)
 
     _, metrics = run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, resume=True, verbose=False)
     for k in ref_metrics:
@@ -79,7 +79,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
-    cfg = Config(method="markov_mlp", seeds=2, total_steps=200 + 64 * 3, **SMALL)
+    cfg = config(method="markov_mlp", seeds=2, total_steps=200 + 64 * 3, **SMALL)
     _, metrics = run_training(cfg, out=tmp_path, chunk_periods=1, checkpoint_every=1, keep=3, verbose=False)
     ck = tmp_path / "checkpoints"
     assert sorted(int(p.name) for p in ck.iterdir() if p.name.isdigit()) == [1, 2, 3]
@@ -104,31 +104,31 @@ def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
 def test_config_diff_names_what_differs_and_skips_what_is_not_read():
     from awm_jax.io.checkpoint import config_diff
 
-    cfg = Config(method="true_bptt")
+    cfg = config(method="true_bptt")
     saved = cfg.to_dict()
     assert config_diff(saved, cfg.to_dict()) == []
-    assert config_diff(saved, Config(method="true_bptt", policy_lr=1e-3).to_dict()) == [
+    assert config_diff(saved, config(method="true_bptt", policy_lr=1e-3).to_dict()) == [
         "policy_lr: saved 0.003, now 0.001"]  # the rates in force: None is the method's default
     # a field the method never reads
-    changed = Config(method="true_bptt", dt_lr=0.5).to_dict()
+    changed = {**cfg.to_dict(), "dt_lr": 0.5}
     assert config_diff(saved, changed, ignore=cfg.ignored_fields()) == []
     assert config_diff(saved, changed) == ["dt_lr: saved 0.001, now 0.5"]
-    assert "rl_lr" in Config(method="online_dt").ignored_fields()
-    assert "dt_lr" in Config(method="sac").ignored_fields() and "rl_lr" not in Config(method="sac").ignored_fields()
+    assert "rl_lr" in config(method="online_dt").ignored_fields()
+    assert "dt_lr" in config(method="sac").ignored_fields() and "rl_lr" not in config(method="sac").ignored_fields()
     # a field added to Config after the run was saved: fine while it holds its default
     older = {k: v for k, v in saved.items() if k != "gradient_cosine"}
     assert config_diff(older, cfg.to_dict()) == []
-    assert config_diff(older, Config(method="true_bptt", gradient_cosine=False).to_dict()) == [
+    assert config_diff(older, config(method="true_bptt", gradient_cosine=False).to_dict()) == [
         "gradient_cosine: saved (absent), now False"]
     assert config_diff({**saved, "retired": 1}, cfg.to_dict()) == ["retired: saved 1, now (absent)"]
     # a field whose default changed when it was added: an older run meant the old behaviour
-    pre = {k: v for k, v in Config().to_dict().items() if k != "transformer_init"}
-    assert Config.from_dict(pre).transformer_init == "lecun" and Config().transformer_init == "gpt2"
+    pre = {k: v for k, v in config().to_dict().items() if k != "transformer_init"}
+    assert Config.from_dict(pre).transformer_init == "lecun" and config().transformer_init == "gpt2"
     # (its policy_lr None meant awm_transformer's rate then, 1e-3: config.LEGACY_POLICY_LR)
-    assert config_diff(pre, Config(transformer_init="lecun", policy_lr=1e-3).to_dict()) == []
-    assert config_diff(pre, Config(policy_lr=1e-3).to_dict()) == ["transformer_init: saved 'lecun', now 'gpt2'"]
-    lstm = Config(method="awm_lstm")  # which never reads it: an older awm_lstm run still resumes
-    assert "transformer_init" in lstm.ignored_fields() and "transformer_init" not in Config().ignored_fields()
+    assert config_diff(pre, config(transformer_init="lecun", policy_lr=1e-3).to_dict()) == []
+    assert config_diff(pre, config(policy_lr=1e-3).to_dict()) == ["transformer_init: saved 'lecun', now 'gpt2'"]
+    lstm = config(method="awm_lstm")  # which never reads it: an older awm_lstm run still resumes
+    assert "transformer_init" in lstm.ignored_fields() and "transformer_init" not in config().ignored_fields()
     older_lstm = {k: v for k, v in lstm.to_dict().items() if k != "transformer_init"}
     assert config_diff(older_lstm, lstm.to_dict(), ignore=lstm.ignored_fields()) == []
 
@@ -141,22 +141,22 @@ def test_a_run_saves_its_policy_rate_and_older_runs_mean_the_default_then(monkey
     from awm_jax.io.checkpoint import config_diff
 
     monkeypatch.setitem(config_mod.LEGACY_POLICY_LR, "awm_lstm", {"normalized": 0.123, "paper": 1e-4})
-    now = Config(method="awm_lstm")
+    now = config(method="awm_lstm")
     assert now.resolved().policy_lr == now.policy_lr_value == config_mod.POLICY_LR["normalized"] != 0.123
     assert config_diff(now.resolved().to_dict(), now.to_dict()) == []  # saved from now on: the rate written out
     old = {**now.to_dict(), "policy_lr": None}  # saved before, when the default was 0.123
     assert config_diff(old, now.to_dict()) == [f"policy_lr: saved 0.123, now {now.policy_lr_value!r}"]
-    assert config_diff(old, Config(method="awm_lstm", policy_lr=0.123).to_dict()) == []
+    assert config_diff(old, config(method="awm_lstm", policy_lr=0.123).to_dict()) == []
     assert Config.from_dict(old).policy_lr == 0.123
     # methods whose default never changed: None then and None now are the same rate
-    bptt = Config(method="true_bptt")
+    bptt = config(method="true_bptt")
     assert config_diff({**bptt.to_dict(), "policy_lr": None}, bptt.to_dict()) == []
     # the model scaling likewise: an awm_transformer run saved with z-scores (the default before) is not
     # today's default; a config from before the field existed meant z-scores (LEGACY_DEFAULTS)
-    tf = Config()
+    tf = config()
     saved_tf = {**tf.resolved().to_dict(), "model_scaling": "zscore"}
     assert config_diff(saved_tf, tf.to_dict()) == ["model_scaling: saved 'zscore', now 'symlog'"]
-    assert config_diff(saved_tf, Config(model_scaling="zscore").to_dict()) == []
+    assert config_diff(saved_tf, config(model_scaling="zscore").to_dict()) == []
     assert Config.from_dict({k: v for k, v in saved_tf.items() if k != "model_scaling"}).model_scaling == "zscore"
     # a sweep's base config keeps None (each method's own rate); sweep.json lists the rates separately
     assert Config.from_dict(old, run=False).policy_lr is None

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from configs import config
 
 from awm_jax import Config, make_train
 from awm_jax.methods import METHODS, REGISTRY
@@ -36,7 +37,7 @@ _RUNS = {}
 def _run(method):
     """(learner, vmapped init state, vmapped state and metrics after every period), cached per method."""
     if method not in _RUNS:
-        learner = make_train(Config(method=method, **SMALL))
+        learner = make_train(config(method=method, **SMALL))
         state0 = jax.jit(jax.vmap(learner.init))(KEYS)
         periods = learner.config.periods
         _RUNS[method] = (learner, state0, *jax.jit(jax.vmap(lambda s: learner.run_chunk(s, periods)))(state0))

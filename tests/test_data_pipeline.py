@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from configs import config
 from scipy import stats
 
-from awm_jax.config import Config
 from awm_jax.io.committed import (
     COMPILE_SECONDS,
     GROUP_FILES,
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("cancer_treatment", "timber_harvest")
 METHODS = ("awm_transformer", "true_bptt")
 # a tiny schedule (validated, never trained by the fake) and hand-made references
-BASE = Config(seeds=2, total_steps=400, warmup_steps=200, model_batch=8)
+BASE = config(seeds=2, total_steps=400, warmup_steps=200, model_batch=8)
 REFS = {"cancer_treatment": dict(random=-30.0, best_constant=-22.0, trajectory_opt=-20.0, best=-20.0),
         "timber_harvest": dict(random=100.0, best_constant=1300.0, trajectory_opt=4900.0, best=4900.0)}
 TIE = -25.0  # awm_transformer and true_bptt both end seed 0 of cancer_treatment here
@@ -125,7 +125,7 @@ def test_benchmark_report_matches_independent_numbers(bench):
     want = {}
     for t in TASKS:
         for m in METHODS:
-            ret = final_returns(Config(task=t, method=m, seeds=2))
+            ret = final_returns(config(task=t, method=m, seeds=2))
             want[t, m] = (ret - REFS[t]["random"]) / (REFS[t]["best"] - REFS[t]["random"])
             got = [r for r in rows if r["task"] == t and r["method"] == m]
             assert [int(r["seed"]) for r in got] == [0, 1]
@@ -174,8 +174,8 @@ def test_missing_groups_are_listed_not_errors(bench):
     assert set(agg) == set(METHODS) and agg["true_bptt"]["tasks"] == "1"
     (imp,) = read_csv(data / "improvement.csv")  # over the one task both have
     t = "cancer_treatment"
-    x = final_returns(Config(task=t, method="awm_transformer", seeds=2))[:, None]
-    y = final_returns(Config(task=t, method="true_bptt", seeds=2))[:, None]
+    x = final_returns(config(task=t, method="awm_transformer", seeds=2))[:, None]
+    y = final_returns(config(task=t, method="true_bptt", seeds=2))[:, None]
     assert imp["tasks"] == "1" and float(imp["p_improve"]) == pytest.approx(prob_improve(x, y), abs=1e-12)
     md = (data / "tables.md").read_text()
     assert "3 of 6" in md and "not comparable yet" in md
@@ -256,7 +256,7 @@ def test_seed_parts_compute_what_the_group_program_does(tmp_path):
     from awm_jax.loop.run import run_training
 
     method = "markov_mlp"
-    cfg = Config(task="cancer_treatment", method=method, seeds=2, mlp_hidden=(16,), policy_hidden=(16,),
+    cfg = config(task="cancer_treatment", method=method, seeds=2, mlp_hidden=(16,), policy_hidden=(16,),
                  **QUICK_CONFIG)
     s = [Setting(cfg)]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
@@ -272,7 +272,7 @@ def test_seed_parts_compute_what_the_group_program_does(tmp_path):
 
 
 def test_estimate_uses_the_table_then_the_measured_groups():
-    cfg = Config(method="awm_transformer", seeds=4)  # the paper schedule
+    cfg = config(method="awm_transformer", seeds=4)  # the paper schedule
     k = 4 * cfg.env_steps / 1000  # seed-ksteps
     rate = SECONDS_PER_SEED_KSTEP
     assert estimate(cfg, {}) == pytest.approx(COMPILE_SECONDS + rate["awm_transformer"] * k)
@@ -297,7 +297,7 @@ def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch
               "--warmup-steps", "200", "--model-batch", "8", "--reps", "100"]
     data = tmp_path / "horizon"
     for H in (20, 40):
-        write_refs(data / f"H{H}", Config(horizon=H, fixed_dt=True))
+        write_refs(data / f"H{H}", config(horizon=H, fixed_dt=True))
     mod = script("horizon_scaling")
     mod.main(["--out", str(tmp_path / "out_h"), "--data", str(data), "--horizons", "20,40", *common])
     assert sorted(fake.calls) == sorted((t, m, H) for t in TASKS for m in METHODS for H in (20, 40))
@@ -305,7 +305,7 @@ def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch
     rows = read_csv(data / "scores.csv")
     assert len(rows) == 16 and list(rows[0])[:4] == ["task", "method", "seed", "horizon"]
     for r in rows:
-        cfg = Config(task=r["task"], method=r["method"], seeds=2, horizon=int(r["horizon"]))
+        cfg = config(task=r["task"], method=r["method"], seeds=2, horizon=int(r["horizon"]))
         ref = REFS[r["task"]]
         want = (final_returns(cfg)[int(r["seed"])] - ref["random"]) / (ref["best"] - ref["random"])
         assert float(r["score"]) == pytest.approx(want, rel=1e-12)
@@ -325,9 +325,9 @@ def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch
 
     data = tmp_path / "robust"
     mod = script("robustness")
-    for s in mod.settings_of(Config(), (0, 4), (0, 0.05)):
+    for s in mod.settings_of(config(), (0, 4), (0, 0.05)):
         write_refs(data / s.folder, s.base, TASKS)
-    assert [s.folder for s in mod.settings_of(Config(), (0, 4), (0, 0.05))] == [
+    assert [s.folder for s in mod.settings_of(config(), (0, 4), (0, 0.05))] == [
         "distractors0-noise0", "distractors4-noise0", "distractors0-noise0.05"]
     mod.main(["--out", str(tmp_path / "out_r"), "--data", str(data), "--distractors", "0,4", "--noise", "0,0.05",
               *common])
@@ -431,9 +431,9 @@ def test_a_run_of_some_settings_reports_every_defined_setting_with_data(tmp_path
     from awm_jax.analysis.benchmark import report_settings
     from awm_jax.io.committed import Setting
 
-    defined = [Setting(Config(horizon=h), folder=f"H{h}") for h in (10, 20, 40)]
+    defined = [Setting(config(horizon=h), folder=f"H{h}") for h in (10, 20, 40)]
     (tmp_path / "H10").mkdir()
-    asked = [Setting(Config(horizon=h), folder=f"H{h}") for h in (80, 20)]
+    asked = [Setting(config(horizon=h), folder=f"H{h}") for h in (80, 20)]
     got = report_settings(argparse.Namespace(quick=False), tmp_path, asked, defined)
     assert [s.folder for s in got] == ["H10", "H20", "H80"] and got[1] is asked[1]  # H40: no folder
     assert report_settings(argparse.Namespace(quick=True), tmp_path, asked, defined) == asked
@@ -493,7 +493,7 @@ def test_training_gradients_reads_the_committed_groups(tmp_path, capsys):
     cos_cancer = np.array([[0.8, 0.6, 1.0], [0.0, 0.2, 0.1]])  # H100 markov_mlp's second task
     evals = lambda n: {"eval/return": np.ones((n, 3)), "eval/env_steps": np.tile([100.0, 200.0, 300.0], (n, 1))}
     for (folder, method), norms in g.items():
-        cfg = Config(task="timber_harvest", method=method, horizon=int(folder[1:]) if folder[0] == "H" else None,
+        cfg = config(task="timber_harvest", method=method, horizon=int(folder[1:]) if folder[0] == "H" else None,
                      seeds=len(norms))
         logged = {**evals(len(norms)), "policy/grad_norm": norms}
         if (folder, method) in cos:
@@ -501,12 +501,12 @@ def test_training_gradients_reads_the_committed_groups(tmp_path, capsys):
         write_run(tmp_path / folder / f"timber_harvest-{method}", cfg, logged)
         # a seed part of the same group (would double-count) and an unfinished group
         write_run(tmp_path / folder / "parts" / f"timber_harvest-{method}" / "seed0", cfg, logged)
-    write_run(tmp_path / "H100" / "cancer_treatment-markov_mlp", Config(method="markov_mlp", horizon=100, seeds=2),
+    write_run(tmp_path / "H100" / "cancer_treatment-markov_mlp", config(method="markov_mlp", horizon=100, seeds=2),
               {**evals(2), "policy/grad_norm": np.ones((2, 3)), "policy/grad_cosine": cos_cancer})
-    write_run(tmp_path / "H100" / "timber_harvest-sac", Config(task="timber_harvest", method="sac", horizon=100),
+    write_run(tmp_path / "H100" / "timber_harvest-sac", config(task="timber_harvest", method="sac", horizon=100),
               evals(1))  # no policy gradient through a model: no row
     (tmp_path / "H100" / "cancer_treatment-awm_lstm").mkdir()  # no COMPLETE marker: no row
-    write_run(tmp_path / "noise" / "cancer_treatment-markov_mlp", Config(method="markov_mlp", horizon=100, seeds=1),
+    write_run(tmp_path / "noise" / "cancer_treatment-markov_mlp", config(method="markov_mlp", horizon=100, seeds=1),
               {**evals(1), "policy/grad_norm": np.ones((1, 3)), "policy/grad_cosine": np.full((1, 3), -0.5)})
     shutil.copytree(tmp_path / "H800" / "timber_harvest-awm_transformer",
                     tmp_path / "H800" / "timber_harvest-awm_transformer.old-1")  # a copy moved aside: no row
@@ -560,9 +560,9 @@ def test_run_times_sums_the_committed_groups(tmp_path, capsys):
             ("H800", "timber_harvest", "markov_mlp"): dict(compile_seconds=3.0, run_seconds=3600.0,
                                                            timed_periods=3, machine=[cpu, gpu], seed_parts=2)}
     for (setting, task, method), extra in runs.items():
-        cfg = Config(task=task, method=method, horizon=int(setting[1:]), seeds=2)
+        cfg = config(task=task, method=method, horizon=int(setting[1:]), seeds=2)
         write_run(tmp_path / setting / f"{task}-{method}", cfg, evals, extra=extra)
-    write_run(tmp_path / "H100" / "parts" / "timber_harvest-sac" / "seed0", Config(task="timber_harvest", method="sac",
+    write_run(tmp_path / "H100" / "parts" / "timber_harvest-sac" / "seed0", config(task="timber_harvest", method="sac",
               horizon=100), evals, extra=dict(run_seconds=1e6))  # a part: counted in its merged group
     shutil.copytree(tmp_path / "H100" / "timber_harvest-sac", tmp_path / "H100" / "timber_harvest-sac.old-1")
     (tmp_path / "H100" / "bacteria-sac").mkdir()  # unfinished
@@ -591,7 +591,7 @@ def test_training_gradients_returns_follow_alignment(tmp_path):
     a task where the score rises with the cosine gets 1 with the CI [1, 1]; markov_svg and groups without a
     cosine (true_bptt) are left out; per horizon the mean over tasks."""
     mod = script("training_gradients")
-    base = Config(horizon=400, seeds=3)
+    base = config(horizon=400, seeds=3)
     write_refs(tmp_path / "H400", base)
     rng = np.random.default_rng(3)
     cos = {("cancer_treatment", "awm_transformer"): [[0.1, 0.1], [0.2, 0.4], [0.9, 0.7]],  # seed means .1 .3 .8

@@ -20,7 +20,7 @@ from awm_jax.loop import interrupt
 
 PERIODS = 6  # evaluation periods of 64 env steps after 200 of warm-up: 584 env steps, one chunk each
 FLAGS = ["--warmup-steps", "200", "--eval-every", "64", "--model-batch", "16", "--imagined-rollouts", "4",
-         "--rnn-hidden", "16", "--seeds", "2", "--total-steps", str(200 + 64 * PERIODS), "--chunk-periods", "1"]
+         "--seeds", "2", "--total-steps", str(200 + 64 * PERIODS), "--chunk-periods", "1"]
 TRAIN = ["train", "--task", "cancer_treatment", "--method", "markov_mlp", *FLAGS]
 SWEEP = ["sweep", "--tasks", "cancer_treatment", "--methods", "markov_mlp", *FLAGS]
 CHUNK_LINE = "[awm-jax] env steps"  # printed after every chunk

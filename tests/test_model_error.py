@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from configs import config
 
 import awm_envs
-from awm_jax import Config, make_train
+from awm_jax import make_train
 from awm_jax.analysis.diagnostics import open_loop_error
 from awm_jax.loop.spaces import Normalizer
 from awm_jax.models.true_task import TrueTask
@@ -46,7 +47,7 @@ def test_the_true_dynamics_have_no_open_loop_error_and_a_shifted_model_has_the_c
 def test_evaluation_logs_model_errors_without_changing_the_run(method):
     """The logged errors equal the model's own error on the evaluation episode and on the warm-up episodes
     recomputed from the final state in numpy; every other metric is bit-identical with the log off."""
-    cfg = Config(method=method, **SMALL)
+    cfg = config(method=method, **SMALL)
     trainer = make_train(cfg)
     state, metrics = jax.jit(trainer)(KEY)
     _, plain = jax.jit(make_train(dataclasses.replace(cfg, model_error=False)))(KEY)
@@ -77,8 +78,8 @@ def test_evaluation_logs_model_errors_without_changing_the_run(method):
 
 
 def test_no_model_error_for_true_bptt_or_an_overwriting_replay():
-    assert "model/error_eval" not in jax.eval_shape(make_train(Config(method="true_bptt", **SMALL)), KEY)[1]
-    cfg = Config(method="markov_mlp", **{**SMALL, "replay_episodes": 4, "model_batch": 2})
+    assert "model/error_eval" not in jax.eval_shape(make_train(config(method="true_bptt", **SMALL)), KEY)[1]
+    cfg = config(method="markov_mlp", **{**SMALL, "replay_episodes": 4, "model_batch": 2})
     assert -(-cfg.env_steps // 100) >= 4  # the run writes 4 or more episodes into 4 slots: it wraps
     assert make_train(cfg).warmup_episodes() == 0
     assert make_train(dataclasses.replace(cfg, replay_episodes=6)).warmup_episodes() == 2

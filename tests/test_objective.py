@@ -7,10 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from configs import config
 from tolerances import f32_tol
 
 import awm_envs
-from awm_jax import Config, make_train
+from awm_jax import make_train
 from awm_jax.config import POLICY_LR, TRUE_BPTT_POLICY_LR
 from awm_jax.loop.replay import Replay, running_normalizer
 from awm_jax.loop.spaces import Normalizer
@@ -122,7 +123,7 @@ SMALL = dict(task="cancer_treatment", horizon=10, total_steps=200, warmup_steps=
 def test_warmup_acts_with_the_initial_policy():
     """The paper's warm-up: every warm-up action is a sample of the initial policy (the "paper" policy
     ignores the normaliser, so each sample is recomputed from the recorded observation and its key)."""
-    cfg = Config(method="true_bptt", parameterisation="paper", **SMALL)
+    cfg = config(method="true_bptt", parameterisation="paper", **SMALL)
     trainer = make_train(cfg)
     state = jax.jit(trainer.init)(KEY)
     k_warm = jax.random.split(KEY, 7)[4]
@@ -142,19 +143,19 @@ def test_warmup_acts_with_the_initial_policy():
 
 
 def test_policy_learning_rate_follows_the_parameterisation():
-    assert Config().policy_lr_value == AWM_TRANSFORMER_POLICY_LR["normalized"] == 3e-3  # its own paired-seed comparison
-    assert Config(method="awm_lstm").policy_lr_value == POLICY_LR["normalized"] == 1e-3
-    assert Config(method="true_bptt").policy_lr_value == TRUE_BPTT_POLICY_LR["normalized"] == 3e-3
-    assert Config(method="true_bptt", parameterisation="paper").policy_lr_value == 1e-4
-    assert Config(parameterisation="paper").policy_lr_value == POLICY_LR["paper"] == 1e-4
-    assert Config(parameterisation="paper", policy_lr=3e-4).policy_lr_value == 3e-4
-    assert Config(method="online_dt").policy_lr_value == 1e-4  # the baselines keep the paper's
-    state = jax.jit(make_train(Config(method="true_bptt", parameterisation="paper", **SMALL)).init)(KEY)
+    assert config().policy_lr_value == AWM_TRANSFORMER_POLICY_LR["normalized"] == 3e-3  # its own paired-seed comparison
+    assert config(method="awm_lstm").policy_lr_value == POLICY_LR["normalized"] == 1e-3
+    assert config(method="true_bptt").policy_lr_value == TRUE_BPTT_POLICY_LR["normalized"] == 3e-3
+    assert config(method="true_bptt", parameterisation="paper").policy_lr_value == 1e-4
+    assert config(parameterisation="paper").policy_lr_value == POLICY_LR["paper"] == 1e-4
+    assert config(parameterisation="paper", policy_lr=3e-4).policy_lr_value == 3e-4
+    assert config(method="online_dt").dt_temperature_lr == 1e-4  # its temperature's rate, its own field
+    state = jax.jit(make_train(config(method="true_bptt", parameterisation="paper", **SMALL)).init)(KEY)
     assert float(state.hparams["policy_lr"]) == pytest.approx(1e-4)
     for bad in (dict(parameterisation="raw"), dict(warmup_policy="random"), dict(model_scaling="log"),
                 dict(policy_lr=0.0)):
         with pytest.raises(ValueError, match="valid|must be > 0"):
-            make_train(Config(method="true_bptt", **SMALL, **bad))
+            make_train(config(method="markov_mlp", **SMALL, **bad))
 
 
 def test_model_scaling_defaults_to_the_methods_own():
@@ -163,12 +164,12 @@ def test_model_scaling_defaults_to_the_methods_own():
     from awm_jax.loop.spaces import SymlogNormalizer
     from awm_jax.methods import AWM_TRANSFORMER_MODEL_SCALING
 
-    assert Config().model_scaling is None and Config().model_scaling_value == AWM_TRANSFORMER_MODEL_SCALING == "symlog"
-    assert Config().resolved().model_scaling == "symlog"
-    assert Config(method="awm_lstm").model_scaling_value == "zscore"
-    assert Config(method="markov_mlp").resolved().model_scaling == "zscore"
-    assert Config(model_scaling="zscore").model_scaling_value == "zscore"
-    symlog, zscore = (make_train(Config(method="awm_transformer", model_scaling=s, **SMALL)) for s in (None, "zscore"))
+    assert config().model_scaling is None and config().model_scaling_value == AWM_TRANSFORMER_MODEL_SCALING == "symlog"
+    assert config().resolved().model_scaling == "symlog"
+    assert config(method="awm_lstm").model_scaling_value == "zscore"
+    assert config(method="markov_mlp").resolved().model_scaling == "zscore"
+    assert config(model_scaling="zscore").model_scaling_value == "zscore"
+    symlog, zscore = (make_train(config(method="awm_transformer", model_scaling=s, **SMALL)) for s in (None, "zscore"))
     state = jax.jit(zscore.init)(KEY)  # the same warm-up either way
     assert isinstance(symlog.model_norm(state), SymlogNormalizer) and zscore.model_norm(state) is state.norm
 
@@ -176,7 +177,7 @@ def test_model_scaling_defaults_to_the_methods_own():
 def test_raw_model_scaling_trains_the_model_on_raw_states():
     """model_scaling="raw": the model loss is taken on raw states (identity normaliser), "zscore" on the
     run's normaliser; both trainers start from the same warm-up and parameters."""
-    base = Config(method="markov_mlp", **SMALL)
+    base = config(method="markov_mlp", **SMALL)
     raw, z = (make_train(dataclasses.replace(base, model_scaling=s)) for s in ("raw", "zscore"))
     state = jax.jit(z.init)(KEY)
     assert float(jnp.abs(state.norm.std - 1).max()) > 0.05  # a real normaliser
@@ -215,7 +216,7 @@ def test_symlog_model_scaling_is_a_log_scale_that_matches_the_z_score_at_the_mea
     for fn in (symlog, symexp):  # slope 1 at 0 (sign(s) log1p|s| written naively has slope 0 there)
         assert float(jax.grad(fn)(0.0)) == 1.0
     assert float(sl.norm(s)[0, 0]) < 0.3 * float(norm.norm(s)[0, 0])  # 4,700: z 13.5, symlog about 3.4
-    trainer = make_train(Config(method="markov_mlp", model_scaling="symlog", **SMALL))
+    trainer = make_train(config(method="markov_mlp", model_scaling="symlog", **SMALL))
     state = jax.jit(trainer.init)(KEY)
     obs, acts, _ = state.replay.sample(jax.random.PRNGKey(5), 4)
     want_loss = trainer.model.loss(state.model_params, SymlogNormalizer.around(state.norm).norm(obs[..., :-1]), acts,
@@ -229,7 +230,7 @@ def test_symlog_model_scaling_is_a_log_scale_that_matches_the_z_score_at_the_mea
 def test_running_model_scaling_follows_every_completed_episode():
     """model_scaling="running": the model's z-scores are refitted to every completed episode in the
     replay (numpy mean and std of their states), not frozen at the warm-up's like "zscore"."""
-    cfg = Config(method="markov_mlp", model_scaling="running", **SMALL)
+    cfg = config(method="markov_mlp", model_scaling="running", **SMALL)
     trainer = make_train(cfg)
     state = jax.jit(trainer.init)(KEY)
     later, _ = jax.jit(trainer.run_chunk, static_argnums=1)(state, 2)
@@ -249,7 +250,7 @@ def test_running_model_scaling_follows_every_completed_episode():
 def test_transformer_awm_has_the_papers_embedding_and_position_init():
     """By default the token embeddings go straight into the stream (no shared Dense) and the position
     table starts with std 0.1, like the paper's; token_mixer=True adds the shared Dense back."""
-    cfg = Config(method="awm_transformer", **{**SMALL, "width": 48, "heads": 3})
+    cfg = config(method="awm_transformer", **{**SMALL, "width": 48, "heads": 3})
     body = make_train(cfg).model.init(KEY)["params"]["body"]
     assert "embed" not in body
     assert 0.08 < float(np.std(body["pos"])) < 0.12  # 11 x 48 draws of N(0, 0.1)
@@ -262,7 +263,7 @@ def test_model_learning_rate_decays_on_a_cosine_to_its_final_fraction():
     last update uses 0.1 x model_lr; an update moves the parameters exactly as plain Adam at that rate."""
     import optax
 
-    cfg = Config(method="markov_mlp", model_lr_decay=0.1, model_pretrain_updates=3, **SMALL)
+    cfg = config(method="markov_mlp", model_lr_decay=0.1, model_pretrain_updates=3, **SMALL)
     trainer = make_train(cfg)
     N, lr0 = cfg.model_updates, cfg.model_lr
     assert N == 3 + cfg.blocks * cfg.policy_every // cfg.model_every

@@ -5,8 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from configs import config
 
-from awm_jax import Config, make_train
+from awm_jax import make_train
 from awm_jax.analysis.references import random_return
 from awm_jax.loop.run import run_training
 from awm_jax.loop.spaces import Normalizer
@@ -100,7 +101,7 @@ def test_output_at_t_does_not_depend_on_later_steps():
 
 @pytest.fixture(scope="module")
 def small_runs():
-    cfg = Config(**SMALL)
+    cfg = config(**SMALL)
     trainer = make_train(cfg)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)[:2]
     vstate, vmetrics = jax.jit(jax.vmap(trainer))(keys)
@@ -132,9 +133,9 @@ def test_training_beats_random_and_untrained_policy(small_runs):
 def test_eval_grid_equals_bpo_trainer_and_cli_outputs(tmp_path):
     """Same schedule as the BPO trainer (here: horizon 20, a warm-up of 2.5 episodes, 3 blocks per
     evaluation): `eval/env_steps` is equal at every period; run_training writes the usual outputs."""
-    cfg = Config(method="online_dt", seeds=2, **TINY)
+    cfg = config(method="online_dt", seeds=2, **TINY)
     _, metrics = run_training(cfg, out=tmp_path, chunk_periods=2, verbose=False)
-    bpo = make_train(Config(method="true_bptt", **TINY))
+    bpo = make_train(config(method="true_bptt", **TINY))
     _, m_bpo = jax.jit(bpo)(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(metrics["eval/env_steps"][0], m_bpo["eval/env_steps"])
     np.testing.assert_array_equal(metrics["eval/env_steps"][1], m_bpo["eval/env_steps"])
@@ -146,9 +147,9 @@ def test_eval_grid_equals_bpo_trainer_and_cli_outputs(tmp_path):
 
 def test_bad_configs_fail_before_compilation():
     with pytest.raises(ValueError, match="cover at least one episode"):
-        make_train(Config(method="online_dt", warmup_steps=50))
+        make_train(config(method="online_dt", warmup_steps=50))
     with pytest.raises(ValueError, match="learned temperature"):
-        make_train(Config(method="online_dt", entropy=0.0))
+        make_train(config(method="online_dt", entropy=0.0))
     with pytest.raises(ValueError, match="dt_lr"):
-        make_train(Config(method="online_dt", dt_lr=0.0))
-    make_train(Config(method="online_dt", entropy=0.0, dt_learn_temperature=False))  # a fixed zero temperature is fine
+        make_train(config(method="online_dt", dt_lr=0.0))
+    make_train(config(method="online_dt", entropy=0.0, dt_learn_temperature=False))  # a fixed zero temperature is fine

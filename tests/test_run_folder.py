@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from configs import config
 
 from awm_jax import Config, load_run
 from awm_jax.cli import main
@@ -36,10 +37,10 @@ from awm_jax.loop.sweep import SweepSpec, run_sweep, write_aggregate
 
 # Tiny: horizon 10, 2 evaluation periods of 2 policy updates each; compiles in seconds.
 TINY = dict(task="cancer_treatment", method="true_bptt", horizon=10, total_steps=164, warmup_steps=100, eval_every=32,
-            model_batch=8, imagined_rollouts=4, mlp_hidden=(16,), policy_hidden=(16,), policy_lr=1e-3)
+            model_batch=8, imagined_rollouts=4, policy_hidden=(16,), policy_lr=1e-3)
 FLAGS = ["--task", "cancer_treatment", "--method", "true_bptt", "--horizon", "10", "--total-steps", "164",
          "--warmup-steps", "100", "--eval-every", "32", "--model-batch", "8", "--imagined-rollouts", "4",
-         "--mlp-hidden", "16", "--policy-hidden", "16", "--policy-lr", "1e-3"]
+         "--policy-hidden", "16", "--policy-lr", "1e-3"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_PLATFORMS": "cpu"}
 
 
@@ -47,7 +48,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_PLATFORMS": "cpu"}
 def finished(tmp_path_factory):
     """A finished 2-seed run with a checkpoint after each of its 2 periods: (config, folder, metrics)."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    cfg = Config(seeds=2, **TINY)
+    cfg = config(seeds=2, **TINY)
     _, metrics = run_training(cfg, out=out, chunk_periods=1, checkpoint_every=1, keep=3, verbose=False)
     return cfg, out, metrics
 
@@ -104,7 +105,7 @@ def test_finished_run_is_refused_and_overwrite_moves_it_aside(finished, tmp_path
         np.testing.assert_array_equal(again[k], metrics[k], err_msg=k)
     assert _digests(out) == {**before, ".lock": (out / ".lock").read_bytes()}
 
-    new_cfg = Config(seeds=3, **TINY)
+    new_cfg = config(seeds=3, **TINY)
     run_training(new_cfg, out=out, overwrite=True, verbose=False)
     old = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
     assert len(old) == 1
@@ -139,8 +140,8 @@ def test_overwrite_killed_while_compiling_leaves_no_loadable_mix(finished, tmp_p
     np.testing.assert_array_equal(run.metrics["eval/return"], metrics["eval/return"])
     # a fresh start in the half-written folder is refused; --resume starts it again and finishes it
     with pytest.raises(RunFolderError, match="unfinished run.*--resume"):
-        run_training(Config(seeds=3, **TINY), out=out, verbose=False)
-    run_training(Config(seeds=3, **TINY), out=out, resume=True, verbose=False)
+        run_training(config(seeds=3, **TINY), out=out, verbose=False)
+    run_training(config(seeds=3, **TINY), out=out, resume=True, verbose=False)
     assert load_run(out).seeds == 3
 
 
@@ -286,11 +287,11 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(FolderBusy, match=f"in use by another process \\(pid {holder.pid} on "):
-            run_training(Config(**TINY), out=out, verbose=False)
+            run_training(config(**TINY), out=out, verbose=False)
         with pytest.raises(SystemExit, match=f"pid {holder.pid}"):
             main(["train", *FLAGS, "--out", str(out)])
         with pytest.raises(FolderBusy):
-            run_sweep(SweepSpec(Config(**TINY), ("cancer_treatment",), ("true_bptt",)), out, verbose=False)
+            run_sweep(SweepSpec(config(**TINY), ("cancer_treatment",), ("true_bptt",)), out, verbose=False)
     finally:
         holder.send_signal(signal.SIGKILL)  # the kernel drops a killed process's lock
         holder.wait()
@@ -304,7 +305,7 @@ def test_non_finite_options_and_grids_are_refused_before_compiling(tmp_path):
     for field, value in (("policy_lr", float("inf")), ("entropy", float("nan")), ("gamma", float("nan")),
                          ("state_noise", float("inf")), ("dt_target_entropy", float("-inf"))):
         with pytest.raises(ValueError, match=f"{field} must be a finite number"):
-            Config(**{**TINY, field: value}).validate()
+            Config(**{**TINY, field: value}).validate()  # non-finite is refused first, read or not
     with pytest.raises(SystemExit, match="policy_lr must be a finite number, got inf"):
         main(["train", *FLAGS, "--policy-lr", "inf", "--out", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match="entropy must be a finite number, got nan"):
@@ -316,7 +317,7 @@ def test_non_finite_options_and_grids_are_refused_before_compiling(tmp_path):
 
 
 def test_skipped_updates_reach_every_summary(tmp_path, capsys):
-    cfg = Config(seeds=2, **TINY)
+    cfg = config(seeds=2, **TINY)
     keys = jax.random.split(jax.random.PRNGKey(0), 2)  # seed 0's policy loss is NaN: every update skipped
     _, metrics = run_training(cfg, out=tmp_path / "run", keys=keys, hparams={"entropy": np.array([np.nan, 0.1])})
     blocks = cfg.blocks

@@ -29,9 +29,9 @@ SCRIPT = textwrap.dedent("""
     from awm_jax import Config
     from awm_jax.loop.run import run_training
     assert jax.device_count() == 4, jax.devices()
-    cfg = Config(task="simple_case", horizon=10, method=sys.argv[1], seeds=int(sys.argv[2]), total_steps=328,
+    cfg = Config(task="simple_case", horizon=10, seeds=int(sys.argv[2]), total_steps=328,
                  warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4, width=16, heads=2,
-                 layers=1, rnn_hidden=16, policy_lr=1e-4)
+                 layers=1, rnn_hidden=16, policy_lr=1e-4).for_method(sys.argv[1])
     s1, m1 = run_training(cfg, shard=True, verbose=False)
     s2, m2 = run_training(cfg, shard=True, verbose=False)
     s0, m0 = run_training(cfg, shard=False, verbose=False)

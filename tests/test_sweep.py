@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
+from configs import config
 
-from awm_jax import Config
 from awm_jax.loop.run import run_training
 from awm_jax.loop.sweep import SweepSpec, parse_list, run_sweep
 
@@ -21,13 +21,13 @@ FLAGS = ["--total-steps", "328", "--warmup-steps", "200", "--eval-every", "64", 
 
 
 def test_bad_sweeps_are_rejected_before_compiling(tmp_path):
-    base = Config(**SMALL)
+    base = config(**SMALL)
     with pytest.raises(ValueError, match="valid tasks"):
         run_sweep(SweepSpec(base, ("cancer",), ("true_bptt",)), tmp_path / "a")
     with pytest.raises(ValueError, match="valid methods"):
         run_sweep(SweepSpec(base, ("cancer_treatment",), ("sac9",)), tmp_path / "a")
     with pytest.raises(ValueError, match="seeds must be a positive integer"):
-        run_sweep(SweepSpec(Config(seeds=0, **SMALL), ("cancer_treatment",), ("true_bptt",)), tmp_path / "a")
+        run_sweep(SweepSpec(config(seeds=0, **SMALL), ("cancer_treatment",), ("true_bptt",)), tmp_path / "a")
     with pytest.raises(ValueError, match="cannot be swept"):
         run_sweep(SweepSpec(base, ("cancer_treatment",), ("true_bptt",), (("width", (8.0, 16.0)),)), tmp_path / "a")
     with pytest.raises(ValueError, match="listed twice"):
@@ -35,16 +35,16 @@ def test_bad_sweeps_are_rejected_before_compiling(tmp_path):
     with pytest.raises(ValueError, match="cannot read the list"):
         parse_list("1e-4,abc", float)
     assert not (tmp_path / "a").exists()  # nothing written, nothing compiled
-    spec = SweepSpec(Config(seeds=1, **SMALL), ("cancer_treatment",), ("true_bptt",))
+    spec = SweepSpec(config(seeds=1, **SMALL), ("cancer_treatment",), ("true_bptt",))
     run_sweep(spec, tmp_path / "b", verbose=False)
     with pytest.raises(ValueError, match="different sweep.*seeds: saved 1, now 2"):
-        run_sweep(SweepSpec(Config(seeds=2, **SMALL), ("cancer_treatment",), ("true_bptt",)), tmp_path / "b")
+        run_sweep(SweepSpec(config(seeds=2, **SMALL), ("cancer_treatment",), ("true_bptt",)), tmp_path / "b")
     with pytest.raises(ValueError, match="methods: saved"):
-        run_sweep(SweepSpec(Config(seeds=1, **SMALL), ("cancer_treatment",), ("markov_mlp",)), tmp_path / "b")
+        run_sweep(SweepSpec(config(seeds=1, **SMALL), ("cancer_treatment",), ("markov_mlp",)), tmp_path / "b")
     with pytest.raises(ValueError, match="--resume"):
         run_sweep(spec, tmp_path / "b", verbose=False)
     # online_dt's and rejax's fields are not read by true_bptt: resuming after changing them is fine
-    other = SweepSpec(Config(seeds=1, dt_lr=0.5, rl_lr=0.5, **SMALL), ("cancer_treatment",), ("true_bptt",))
+    other = SweepSpec(config(seeds=1, dt_lr=0.5, rl_lr=0.5, **SMALL), ("cancer_treatment",), ("true_bptt",))
     rows = run_sweep(other, tmp_path / "b", resume=True, verbose=False)
     assert len(rows) == 1
 
@@ -57,7 +57,7 @@ def test_a_sweep_records_each_methods_policy_rate(monkeypatch):
     import awm_jax.config as config_mod
     from awm_jax.loop.sweep import saved_method_values as saved_rates
 
-    spec = SweepSpec(Config(**SMALL), ("cancer_treatment",), ("true_bptt", "awm_lstm"))
+    spec = SweepSpec(config(**SMALL), ("cancer_treatment",), ("true_bptt", "awm_lstm"))
     saved = _json.loads(_json.dumps(spec.to_dict()))
     rates = {"true_bptt": config_mod.TRUE_BPTT_POLICY_LR["normalized"], "awm_lstm": config_mod.POLICY_LR["normalized"]}
     assert saved["policy_lr"] == saved_rates(saved) == rates and spec.differences(saved) == []
@@ -107,6 +107,6 @@ def test_sharded_sweep_killed_and_resumed_equals_unsharded(tmp_path):
     for task in ("cancer_treatment", "timber_harvest"):
         for method in ("awm_transformer", "true_bptt"):
             swept = json.loads((out / f"{task}-{method}" / "metrics.json").read_text())["metrics"]
-            _, single = run_training(Config(task=task, method=method, seeds=8, **SMALL), shard=False, verbose=False)
+            _, single = run_training(config(task=task, method=method, seeds=8, **SMALL), shard=False, verbose=False)
             np.testing.assert_allclose(swept["eval/return"], single["eval/return"], rtol=1e-5)
             assert np.asarray(swept["eval/return"]).shape == (8, 2)

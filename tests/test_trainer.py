@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from configs import config
 
-from awm_jax import Config, make_train
+from awm_jax import make_train
 from awm_jax.config import BPO_METHODS
 from awm_jax.io.results import read_run_files
 from awm_jax.loop.run import run_training
@@ -21,7 +22,7 @@ SMALL = dict(task="cancer_treatment", total_steps=392, warmup_steps=200, eval_ev
 
 def test_schedule_is_traced_once(monkeypatch):
     """Nested scans, not Python loops: each piece of the schedule is traced exactly once."""
-    trainer = make_train(Config(method="awm_transformer", **SMALL))
+    trainer = make_train(config(method="awm_transformer", **SMALL))
     calls = {"block": 0, "policy": 0, "model": 0}
     for name, attr in (("block", "_block"), ("policy", "_policy_update"), ("model", "_model_update")):
         orig = getattr(BPOLearner, attr)
@@ -54,7 +55,7 @@ def test_each_method_improves_evaluation_return(method):
     -24.4, cosine 0.91)."""
     lr = 3e-4 if method in ("awm_rnn", "awm_gru", "awm_lstm") else 1e-3
     width = {"width": 32} if method in ("awm_transformer", "hwm_transformer") else {}
-    cfg = Config(method=method, **{**SMALL, "policy_lr": lr, "model_every": 1, **width})
+    cfg = config(method=method, **{**SMALL, "policy_lr": lr, "model_every": 1, **width})
     trainer = make_train(cfg)
     key = jax.random.PRNGKey(3)
     state0 = jax.jit(trainer.init)(key)
@@ -73,7 +74,7 @@ def test_each_method_improves_evaluation_return(method):
 
 def test_numeric_hyperparameters_vmap_like_seeds():
     """Learning rates are state, not constants: one compiled program runs several of them."""
-    trainer = make_train(Config(method="true_bptt", **SMALL))
+    trainer = make_train(config(method="true_bptt", **SMALL))
     key = jax.random.PRNGKey(0)
     lrs = jnp.array([1e-4, 3e-3])
     _, m = jax.jit(jax.vmap(lambda lr: trainer(key, {"policy_lr": lr})))(lrs)
@@ -84,23 +85,23 @@ def test_numeric_hyperparameters_vmap_like_seeds():
 
 def test_bad_configs_fail_before_compilation():
     with pytest.raises(ValueError, match="valid methods: awm_transformer"):
-        make_train(Config(method="dreamer"))
+        make_train(config(method="dreamer"))
     with pytest.raises(ValueError, match="valid tasks: cancer_treatment"):
-        make_train(Config(task="cancer"))
+        make_train(config(task="cancer"))
     with pytest.raises(ValueError, match="position table"):
-        make_train(Config(method="awm_transformer", horizon=200, max_positions=100))
+        make_train(config(method="awm_transformer", horizon=200, max_positions=100))
     with pytest.raises(ValueError, match="larger than the replay"):
-        make_train(Config(model_batch=64, replay_episodes=10))
+        make_train(config(model_batch=64, replay_episodes=10))
     with pytest.raises(ValueError, match="seeds must be a positive integer"):
-        make_train(Config(seeds=0))
+        make_train(config(seeds=0))
     with pytest.raises(ValueError, match="divisible by heads"):
-        make_train(Config(width=50, heads=3))
+        make_train(config(width=50, heads=3))
     with pytest.raises(ValueError, match="warmup_steps"):
-        make_train(Config(warmup_steps=5000, total_steps=5000))
+        make_train(config(warmup_steps=5000, total_steps=5000))
 
 
 def test_cli_run_writes_outputs(tmp_path):
-    cfg = Config(method="markov_mlp", seeds=2, **SMALL)
+    cfg = config(method="markov_mlp", seeds=2, **SMALL)
     _, metrics = run_training(cfg, out=tmp_path, chunk_periods=2, verbose=False)
     for name in ("config.json", "metrics.csv", "metrics.json", "returns.png", "summary.txt"):
         assert (tmp_path / name).stat().st_size > 0
@@ -130,7 +131,7 @@ def test_run_compiles_one_chunk_program_and_matches_one_call(monkeypatch):
     besides init, and the same metrics as the whole run in one call."""
     from awm_jax.loop.sharding import SeedSharding
 
-    cfg = Config(method="markov_mlp", seeds=2, **SMALL)
+    cfg = config(method="markov_mlp", seeds=2, **SMALL)
     assert cfg.periods == 3
     compiled = []
     orig = SeedSharding.compile

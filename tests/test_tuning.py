@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from configs import config
 
 from awm_jax import Config
 from awm_jax.analysis import tuning
@@ -27,13 +28,13 @@ def test_every_method_declares_an_equal_budget_of_valid_configurations():
         expected = [dict(zip([n for n, _ in space], (a, b))) for a in space[0][1] for b in space[1][1]]
         assert [c for _, c in configs] == expected and [n for n, _ in configs] == [f"c{i}" for i in range(6)]
         for _, overrides in configs:  # each point is a config its method accepts
-            dataclasses.replace(Config(method=m), **overrides).validate()
+            dataclasses.replace(config(method=m), **overrides).validate()
     saved = tuning.search_spaces(METHODS)
     assert saved["sac"]["configs"]["c1"] == {"rl_lr": 1e-4, "rl_gamma": 0.99}
 
 
 def test_unequal_budgets_and_bad_specs_are_refused(monkeypatch):
-    base = Config(**TINY)
+    base = config(**TINY)
     with pytest.raises(ValueError, match="at least 2 seeds"):
         tuning.TuningSpec(base, ("cancer_treatment",), ("true_bptt",), seeds=1).validate()
     with pytest.raises(ValueError, match="valid methods"):
@@ -47,7 +48,7 @@ def test_unequal_budgets_and_bad_specs_are_refused(monkeypatch):
 
 
 def test_programs_group_configurations_by_their_static_fields():
-    spec = tuning.TuningSpec(Config(**TINY), ("cancer_treatment",), ("true_bptt",), seeds=2)
+    spec = tuning.TuningSpec(config(**TINY), ("cancer_treatment",), ("true_bptt",), seeds=2)
     (prog,) = tuning.programs(spec, "cancer_treatment", "true_bptt")  # lr and gamma are both traced
     assert prog["name"] == "all" and len(prog["keys"]) == 12
     np.testing.assert_array_equal(prog["hparams"]["policy_lr"],
@@ -75,7 +76,7 @@ def tuned(tmp_path_factory):
     """A tiny tuning run of true_bptt (one program of 6 configurations) and markov_mlp (two programs) on one
     task, into a data folder."""
     root = tmp_path_factory.mktemp("tuning")
-    spec = tuning.TuningSpec(Config(**TINY), ("cancer_treatment",), ("true_bptt", "markov_mlp"), seeds=2, window=2)
+    spec = tuning.TuningSpec(config(**TINY), ("cancer_treatment",), ("true_bptt", "markov_mlp"), seeds=2, window=2)
     result = tuning.run_tuning(spec, root / "out", root / "data", verbose=False)
     return spec, root, result
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import sys
 from typing import Annotated
 
@@ -24,13 +26,18 @@ def tasks() -> None:
     print(f"\n{len(awm_envs.names())} tasks. Observation = [distractors, state, t]; actions in [-1, 1].")
 
 
-def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/train", chunk_periods: int = 8,
+def train(config: Annotated[Config, tyro.conf.arg(name="")], preset: str = "default", out: str = "runs/train",
+          chunk_periods: int = 8,
           checkpoint_every: int = 0, checkpoint_minutes: float = 10.0, keep: int = 2, resume: bool = False,
           overwrite: bool = False, shard: bool = True,
           compilation_cache: Annotated[str, tyro.conf.arg(help=CACHE_HELP)] = "auto", coordinator: str | None = None,
           num_processes: int | None = None, process_id: int | None = None, seed_batch: str = "auto") -> None:
     """Train `--seeds` seeds of one method on one task as a single vmapped program and write
     config.json, metrics.csv/json, returns.png, summary.txt, final_state/ and, last, COMPLETE to --out.
+
+    --preset NAME starts from the method's named preset ("default"; "paper": the paper code's settings,
+    for the BPO methods; "tuned": the fair benchmark's selection, where it finished), then applies the
+    other flags. A flag for a field the method does not read is refused, naming the method's own fields.
 
     The whole train state is saved under OUT/checkpoints (the last --keep kept) after the first chunk of
     --chunk-periods evaluation periods that ends --checkpoint-minutes (default 10; 0: off) after the start or
@@ -46,6 +53,7 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], out: str = "runs/tr
     cluster's environment variables that jax.distributed.initialize reads, with --coordinator auto)."""
     from awm_jax.loop.run import run_training
 
+    del preset  # applied to the config's defaults before the flags are parsed (`_with_preset`)
     _distributed(coordinator, num_processes, process_id)
     _compilation_cache(compilation_cache)
     from awm_jax.loop.sharding import parse_seed_batch
@@ -80,6 +88,23 @@ def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cance
                      overwrite=overwrite, checkpoint_minutes=checkpoint_minutes)
     print("\n" + format_table(rows))
     print(f"\nwrote {out}/summary.csv, {out}/summary.md and one plot per task")
+
+
+def _with_preset(argv: list[str]) -> dict:
+    """COMMANDS, with `train`'s config defaulting to the preset that `argv` names (--preset NAME, for
+    --method's method), so that the other flags apply on top of it."""
+    names = [a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+             for i, a in enumerate(argv) if a == "--preset" or a.startswith("--preset=")]
+    if argv[:1] != ["train"] or not names or names[-1] == "default":
+        return COMMANDS
+    methods = [a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+               for i, a in enumerate(argv) if a == "--method" or a.startswith("--method=")]
+    base = Config.preset(methods[-1] if methods else Config.method, names[-1])
+    sig = inspect.signature(train)
+    wrapped = functools.wraps(train)(lambda *a, **k: train(*a, **k))
+    wrapped.__signature__ = sig.replace(parameters=[p.replace(default=base) if p.name == "config" else p
+                                                    for p in sig.parameters.values()])
+    return {**COMMANDS, "train": wrapped}
 
 
 def _distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
@@ -182,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     training = argv[:1] and argv[0] in TRAINING and not {"-h", "--help"} & set(argv)
     try:
         with exit_on_interrupt(resume_command(argv)) if training else contextlib.nullcontext():
-            tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="awm-jax")
+            tyro.extras.subcommand_cli_from_dict(_with_preset(argv), args=argv, prog="awm-jax")
     except ValueError as e:  # configuration and run-folder errors: say what is wrong, no traceback
         sys.exit(f"awm-jax: error: {e}")
     except OSError as e:  # filesystem errors (disk full, permissions, --out a file): the path and the cause

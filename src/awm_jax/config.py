@@ -1,7 +1,9 @@
 """The experiment configuration: one frozen dataclass, validated before anything is traced.
 
 One flat dataclass composed of field groups: the task, the schedule every method shares, BPO's fields,
-and each model-free family's own (`OWN_FIELDS`). Static fields decide shapes and loop lengths (task,
+and each model-free family's own. Each method declares the fields it reads (`Method.reads`,
+awm_jax.methods); `validate` refuses any other field set away from its default, naming the method's
+own, so a run's config.json never records a setting that did not train. Static fields decide shapes and loop lengths (task,
 method, sizes, schedule); `traced` fields (learning rates, entropy coefficient, gamma, clip) only
 change numbers, so a sweep may vary them inside one compiled program. Defaults follow the paper's
 reference implementation (shared PAPER.md, section 5).
@@ -24,7 +26,6 @@ MODEL_DTYPES = ("float32", "bfloat16")
 # Fields added with a default other than the behaviour before them: a saved config without the field
 # meant this value (config.json files of older runs; `Config.from_dict` and resume checks read them so).
 LEGACY_DEFAULTS = {"transformer_init": "lecun", "model_scaling": "zscore"}
-TRANSFORMER_MODEL_FIELDS = ("transformer_init", "model_dtype")  # read only by the transformer world models
 
 
 # Default policy learning rates that changed, per method and parameterisation. Runs saved before runs
@@ -39,6 +40,9 @@ def with_legacy_defaults(saved: dict, run: bool = True) -> dict:
     run: `saved` is one run's config, so policy_lr None means the method's default when it was saved
     (`LEGACY_POLICY_LR`), written out; a sweep's base config (run=False) keeps None: each method's own."""
     out = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in saved}, **saved}
+    if out.get("method") == "online_dt" and "dt_temperature_lr" not in out:  # before it had its own field,
+        # online_dt's temperature learned at policy_lr (None: the model-free default, 1e-4)
+        out["dt_temperature_lr"] = out.get("policy_lr") or 1e-4
     if run:
         out = with_method_defaults(out, LEGACY_POLICY_LR)
     return out
@@ -63,13 +67,9 @@ def with_method_defaults(d: dict, legacy_policy_lr: dict | None = None) -> dict:
     return {**d, **{k: method_default(d, k, legacy_policy_lr) for k in METHOD_DEFAULT_FIELDS if k in d}}
 
 
-def _transformer_model(name: str) -> bool:
-    """Whether method `name` learns a transformer world model (the ones `model_dtype` applies to)."""
-    from awm_jax.models import KINDS
-    from awm_jax.models.base import TransformerWorldModel
-
-    kind = method(name).model
-    return kind in KINDS and issubclass(KINDS[kind][0], TransformerWorldModel)
+def _default(name: str):
+    """Field `name`'s default in `Config`."""
+    return next(f.default for f in dataclasses.fields(Config) if f.name == name)
 
 
 def traced(default):
@@ -115,7 +115,7 @@ class ScheduleConfig:
 class BPOConfig:
     """Backpropagation through world models (and the task itself): learning rates, the objective, the
     world models' and the policy's sizes, the logged diagnostics. online_dt reads the transformer sizes,
-    entropy, grad_clip and policy_lr too."""
+    entropy and grad_clip too."""
 
     model_lr: float = traced(1e-3)  # Adam learning rate of the world model
     model_lr_decay: float = 1.0  # the world model's learning rate at its last update as a fraction of model_lr, cosine in between; 1.0: constant (the paper)
@@ -154,7 +154,8 @@ class ODTConfig:
     dt_online_target: float = traced(0.2)  # online_dt: exploring episodes target R* + k (R* - R0) (R*: best return seen, R0: mean warm-up return)
     dt_eval_target: float = traced(0.0)  # online_dt: evaluation episodes target R* + k (R* - R0)
     dt_target_entropy: float | None = None  # online_dt: target entropy of the learned temperature; None: -action size (ODT)
-    dt_learn_temperature: bool = True  # online_dt: tune the entropy temperature (starting at `entropy`, Adam policy_lr) as ODT; False: fixed
+    dt_learn_temperature: bool = True  # online_dt: tune the entropy temperature (starting at `entropy`, Adam dt_temperature_lr) as ODT; False: fixed
+    dt_temperature_lr: float = traced(1e-4)  # online_dt: Adam learning rate of the learned entropy temperature
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,10 +169,6 @@ class RejaxConfig:
     rl_entropy: float | None = 0.1  # sac: fixed entropy coefficient alpha; None: rejax's automatic tuning
     rl_normalize_obs: bool = True  # sac/ppo/td3: running mean/std observation normalisation (rejax's)
     rl_ppo_minibatches: int = 4  # ppo: minibatches per epoch (divides the env steps of an evaluation period)
-
-
-# groups of fields only one method family reads (`Method.fields` names its own): a method ignores the others'
-OWN_FIELDS = {"odt": ODTConfig, "rejax": RejaxConfig}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +242,11 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
             raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(awm_envs.names())}")
         if self.method not in REGISTRY:  # the built-in METHODS and any registered since
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(REGISTRY)}")
+        stray = self.unused_settings()
+        if stray:
+            given = ", ".join(f"{k}={v!r}" for k, v in stray.items())
+            raise ValueError(f"{self.method} does not use {given}; its own fields are "
+                             f"{', '.join(method(self.method).own_fields)} (and the task and run fields)")
         for name, value, valid in (("parameterisation", self.parameterisation, PARAMETERISATIONS),
                                    ("warmup_policy", self.warmup_policy, WARMUP_POLICIES),
                                    ("model_scaling", self.model_scaling_value, MODEL_SCALINGS),
@@ -259,9 +261,9 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.warmup_steps < 0 or self.warmup_steps >= self.total_steps:
             raise ValueError(f"warmup_steps must be in [0, total_steps), got {self.warmup_steps}")
-        if self.policy_every % self.model_every:
+        if self.policy_every % self.model_every and self.reads("model_every"):
             raise ValueError(f"policy_every ({self.policy_every}) must be a multiple of model_every ({self.model_every})")
-        if self.width % self.heads:
+        if self.width % self.heads and self.reads("heads"):
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
         if isinstance(self.model_pretrain_updates, bool) or not isinstance(self.model_pretrain_updates, int) \
                 or self.model_pretrain_updates < 0:
@@ -289,10 +291,6 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
                                  f"{self.max_positions}); raise max_positions or shorten the horizon")
         if self.replay_half_life is not None and not method(self.method).learns_model:
             raise ValueError(f"replay_half_life weights the world-model batches; {self.method} fits no world model")
-        if self.model_dtype != "float32" and not _transformer_model(self.method):
-            reduced = [m for m in REGISTRY if _transformer_model(m)]
-            raise ValueError(f"model_dtype={self.model_dtype!r} applies to the transformer world models' methods "
-                             f"({', '.join(reduced)}); {self.method} computes in float32")
         check = method(self.method).check  # the method family's own fields (awm_jax.methods)
         if check is not None:
             check(self, task)
@@ -303,13 +301,39 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
             return self.replay_episodes
         return max(math.ceil(self.env_steps / horizon) + 2, self.model_batch + 1)
 
+    def reads(self, name: str) -> bool:
+        """Whether this config's method reads field `name` (`Method.reads`; every field where undeclared)."""
+        declared = method(self.method).reads
+        return declared is None or name in declared
+
     def ignored_fields(self) -> set[str]:
-        """Fields this method never reads: the other families' own groups (`OWN_FIELDS`: online_dt's
-        `dt_*`, the rejax baselines' `rl_*`) and, without a transformer world model, the transformer
-        world models' own fields (`TRANSFORMER_MODEL_FIELDS`); resuming compares only the other fields."""
-        own = method(self.method).fields
-        out = {f.name for g, cls in OWN_FIELDS.items() if g != own for f in dataclasses.fields(cls)}
-        return out if _transformer_model(self.method) else out | set(TRANSFORMER_MODEL_FIELDS)
+        """The fields this method never reads: every field outside its declared `Method.reads` (none
+        where the method declares none). `validate` refuses them away from their defaults, and resuming
+        compares only the other fields."""
+        reads = method(self.method).reads
+        return set() if reads is None else {f.name for f in dataclasses.fields(self)} - set(reads)
+
+    def unused_settings(self) -> dict:
+        """{field: value} of the fields this method never reads that are set away from their defaults."""
+        ignored = self.ignored_fields()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name in ignored and getattr(self, f.name) != f.default}
+
+    def for_method(self, name: str, **changes) -> Config:
+        """This config for method `name` (and `changes`), with the fields `name` does not read back at their
+        defaults: how a sweep applies one base config to methods of several families."""
+        cfg = dataclasses.replace(self, method=name, **changes)
+        return dataclasses.replace(cfg, **{k: _default(k) for k in cfg.unused_settings()})
+
+    @classmethod
+    def preset(cls, method_name: str, name: str = "default", **changes) -> Config:
+        """Method `method_name`'s named preset, then `changes`: "default" (every field at its default),
+        "paper" (the paper code's settings, for the BPO methods) or "tuned" (the fair benchmark's selection,
+        for the methods whose tuning finished); `Method.presets` lists a method's. ValueError names them."""
+        presets = {"default": {}, **method(method_name).presets}
+        if name not in presets:
+            raise ValueError(f"{method_name} has no preset {name!r}; its presets: {', '.join(presets)}")
+        return cls(method=method_name, **{**presets[name], **changes})
 
     @classmethod
     def traced_fields(cls) -> tuple[str, ...]:
@@ -321,18 +345,23 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
 
     def resolved(self) -> Config:
         """This config with the defaults that depend on the method written out (the policy learning
-        rate and the model scaling in force): what a run saves, so that its config.json still says what
-        ran after a default changes."""
-        return dataclasses.replace(self, policy_lr=self.policy_lr_value, model_scaling=self.model_scaling_value)
+        rate and the model scaling in force, where the method reads them): what a run saves, so that its
+        config.json still says what ran after a default changes."""
+        ignored = self.ignored_fields()
+        return dataclasses.replace(self, **{k: getattr(self, f"{k}_value") for k in METHOD_DEFAULT_FIELDS
+                                            if k not in ignored})
 
     @classmethod
     def from_dict(cls, d: dict, run: bool = True) -> Config:
         """The config a saved dict describes; a field the dict lacks takes the value runs saved before it
         existed had (`LEGACY_DEFAULTS`), else today's default. run: `d` is a run's config, whose
-        policy_lr None means the rate in force when it was saved; False for a sweep's base config."""
+        policy_lr None means the rate in force when it was saved, and whose fields that its method does not
+        read are set back to their defaults (runs saved before methods declared their fields wrote out a
+        policy_lr for every method, sac's included, that did not train); False for a sweep's base config."""
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - fields)
         if unknown:
             raise ValueError(f"unknown config fields {unknown}; valid: {sorted(fields)}")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in with_legacy_defaults(d, run=run).items()}
-        return cls(**d)
+        cfg = cls(**d)
+        return cfg.for_method(cfg.method) if run and cfg.method in REGISTRY else cfg

@@ -82,7 +82,7 @@ class TuningSpec:
 
     def member(self, task: str, method: str, overrides: dict) -> Config:
         """The config one configuration's runs train (what their config.json records)."""
-        return dataclasses.replace(self.base, task=task, method=method, seeds=self.seeds, seed=self.seed, **overrides)
+        return self.base.for_method(method, task=task, seeds=self.seeds, seed=self.seed, **overrides)
 
     def validate(self) -> None:
         """Every check before anything compiles: names, the equal budget, each configuration's config."""

@@ -66,7 +66,7 @@ class Setting:
     columns: tuple = ()
 
     def groups(self, tasks, methods) -> list[Config]:
-        return [dataclasses.replace(self.base, task=t, method=m) for t in tasks for m in methods]
+        return [self.base.for_method(m, task=t) for t in tasks for m in methods]
 
 
 def committed(data, cfg: Config) -> bool:

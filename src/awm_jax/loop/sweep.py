@@ -46,7 +46,7 @@ class SweepSpec:
         return [dict(zip(names, vals)) for vals in itertools.product(*[v for _, v in self.grid])] or [{}]
 
     def groups(self) -> list[Config]:
-        return [dataclasses.replace(self.base, task=t, method=m) for t in self.tasks for m in self.methods]
+        return [self.base.for_method(m, task=t) for t in self.tasks for m in self.methods]
 
     def folder(self, out, cfg: Config, combo: dict) -> Path:
         """The member folder of group `cfg` and grid values `combo` (awm_jax.io.run_folder.member_name)."""

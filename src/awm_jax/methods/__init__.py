@@ -27,7 +27,7 @@ from collections.abc import Callable
 POLICY_LR = {"normalized": 1e-3, "paper": 1e-4}  # BPO through a world model
 AWM_TRANSFORMER_POLICY_LR = {"normalized": 3e-3, "paper": 1e-4}
 TRUE_BPTT_POLICY_LR = {"normalized": 3e-3, "paper": 1e-4}
-PAPER_POLICY_LR = {"normalized": 1e-4, "paper": 1e-4}  # the model-free baselines (online_dt's temperature)
+PAPER_POLICY_LR = {"normalized": 1e-4, "paper": 1e-4}  # sac, ppo, td3 (which read rl_lr instead: `Method.reads`)
 
 # The world model's state scaling when `model_scaling` is None: z-scores fitted on the warm-up for every
 # world model but the transformer AWM, which sees log-scaled states (sign(s) log(1 + |s|) z-scored at the
@@ -47,7 +47,9 @@ class Method:
     learner: str | Callable
     model: str | None = None  # the world model it learns (awm_jax.models.KINDS); "true_task": the task itself
     family: str = "bpo"  # "bpo": policy gradients backpropagated through a model; "model-free"
-    fields: str | None = None  # the config field group only this family reads (config.OWN_FIELDS: "odt", "rejax")
+    # the config fields it reads (`fields_of`), all of them; None: not declared (every field is accepted).
+    # `Config.validate` refuses a field outside them that is set away from its default, naming these
+    reads: tuple[str, ...] | None = None
     policy_lr: dict = dataclasses.field(default_factory=lambda: POLICY_LR)  # default, per parameterisation
     model_scaling: str = "zscore"  # default scaling of the world model's states (config.MODEL_SCALINGS)
     check: Callable | None = None  # check(config, task or None): ValueError for its own fields
@@ -56,6 +58,13 @@ class Method:
     # the method's declared hyperparameter search space for the tuning protocol (awm_jax.analysis.tuning):
     # ((config field, (values, ...)), ...), the product taken; every method declares the same number of points
     search_space: tuple = ()
+    # named presets beside "default" (its fields' defaults): {name: {config field: value}} (`Config.preset`)
+    presets: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def own_fields(self) -> tuple[str, ...]:
+        """The fields it reads beyond the task and the run (`RUN_FIELDS`), in `reads`' order."""
+        return tuple(f for f in (self.reads or ()) if f not in RUN_FIELDS)
 
     @property
     def learns_model(self) -> bool:
@@ -82,8 +91,9 @@ def _check_svg(config, task):
 
 
 def _check_online_dt(config, task):
-    if not config.dt_lr > 0 or not math.isfinite(config.dt_online_target) or not math.isfinite(config.dt_eval_target):
-        raise ValueError("online_dt needs dt_lr > 0 and finite dt_online_target, dt_eval_target")
+    if not config.dt_lr > 0 or not config.dt_temperature_lr > 0 or not math.isfinite(config.dt_online_target) \
+            or not math.isfinite(config.dt_eval_target):
+        raise ValueError("online_dt needs dt_lr > 0, dt_temperature_lr > 0 and finite dt_online_target, dt_eval_target")
     if config.dt_learn_temperature and not config.entropy > 0:
         raise ValueError(f"a learned temperature starts at entropy > 0, got {config.entropy}")
     if config.dt_target_entropy is not None and not math.isfinite(config.dt_target_entropy):
@@ -140,27 +150,92 @@ TRUE_BPTT_SPACE = (("policy_lr", LR_GRID), ("gamma", (1.0, 0.99)))
 REJAX_SPACE = (("rl_lr", (1e-4, 3e-4, 1e-3)), ("rl_gamma", (0.95, 0.99)))
 ONLINE_DT_SPACE = (("dt_lr", (3e-4, 1e-3, 3e-3)), ("dt_online_target", (0.2, 1.0)))
 
+# The config fields each method reads, in groups (tests/test_method_fields.py traces every method and checks
+# that it reads exactly these). Every method reads the task and the run's schedule:
+RUN_FIELDS = ("task", "horizon", "fixed_dt", "distractor_dims", "state_noise", "task_variant", "method", "seeds",
+              "seed", "total_steps", "warmup_steps", "eval_every", "policy_every")
+# BPO's policy, its imagined rollouts and the replay they start from (true_bptt and every world model)
+POLICY_FIELDS = ("policy_lr", "entropy", "gamma", "grad_clip", "parameterisation", "policy_hidden", "stop_state_grad",
+                 "warmup_policy", "imagined_rollouts", "replay_episodes", "model_batch", "gradient_cosine")
+# a learned world model: its optimiser, schedule, state scaling, replay weighting, MLPs and diagnostics
+MODEL_FIELDS = ("model_lr", "model_lr_decay", "model_every", "model_scaling", "model_pretrain_updates",
+                "replay_half_life", "mlp_hidden", "max_positions", "model_error")
+TRANSFORMER_FIELDS = ("width", "layers", "heads", "position_std", "transformer_init", "model_dtype")
+REJAX_FIELDS = ("rl_hidden", "rl_lr", "rl_gamma", "rl_normalize_obs")  # with rl_batch (sac, td3), rl_entropy (sac),
+# rl_ppo_minibatches (ppo)
+ODT_FIELDS = ("dt_lr", "dt_online_target", "dt_eval_target", "dt_target_entropy", "dt_learn_temperature",
+              "dt_temperature_lr", "entropy", "grad_clip", "width", "layers", "heads", "max_positions", "model_batch",
+              "model_every", "replay_episodes")
+
+
+def fields_of(*groups) -> tuple[str, ...]:
+    """`RUN_FIELDS` and the fields of `groups` (tuples of names), each once, in order."""
+    return tuple(dict.fromkeys([*RUN_FIELDS, *(f for g in groups for f in g)]))
+
+
+# The presets. "paper": the paper code's way, raw policy inputs (`parameterisation="paper"`) at its policy
+# learning rate 1e-4 and, through a world model, raw model states; true_bptt at this preset reproduces the
+# paper code's cancer_treatment return (docs/results/learning.md; tests/test_presets.py reads the committed
+# run). The model-free baselines have no paper preset: the paper gives them no settings of their own.
+PAPER_PRESET = {"parameterisation": "paper", "policy_lr": 1e-4}
+PAPER_WORLD_MODEL_PRESET = {**PAPER_PRESET, "model_scaling": "raw"}
+# "tuned": the configuration the fair benchmark's tuning protocol selected for the method (the same 6-point
+# budget for every method, on tuning seeds the evaluation never uses; docs/guide/tuning.md), copied from
+# docs/data/fair_benchmark/selected.json, which tests/test_presets.py compares it with. A method whose
+# tuning has not finished has none yet.
+TUNED = {
+    "true_bptt": {"policy_lr": 0.01, "gamma": 1.0},
+    "awm_rnn": {"policy_lr": 0.01, "model_scaling": "symlog"},
+    "markov_mlp": {"policy_lr": 0.003, "model_scaling": "zscore"},
+    "markov_svg": {"policy_lr": 0.001, "model_scaling": "symlog"},
+    "sac": {"rl_lr": 0.001, "rl_gamma": 0.99},
+    "ppo": {"rl_lr": 0.0001, "rl_gamma": 0.99},
+}
+
+
+def presets_of(name: str, paper: dict | None = None) -> dict:
+    """The presets of built-in method `name`: "paper" (where given) and "tuned" (where selected)."""
+    return {**({"paper": paper} if paper else {}), **({"tuned": TUNED[name]} if name in TUNED else {})}
+
+
 _BPO = "awm_jax.methods.bpo_learner:make_bpo"
 _WM = dict(search_space=WORLD_MODEL_SPACE)
-_REJAX = dict(family="model-free", fields="rejax", policy_lr=PAPER_POLICY_LR, search_space=REJAX_SPACE)
+_REJAX = dict(family="model-free", policy_lr=PAPER_POLICY_LR, search_space=REJAX_SPACE)
+_WORLD_MODEL = (POLICY_FIELDS, MODEL_FIELDS)
 REGISTRY = {m.name: m for m in (
     # the transformers run their seeds one after another on a CPU: paper schedule, 4 seeds, 57 s per seed
     # against 78 s vmapped (awm_transformer), 76 against 94 (hwm_transformer); the others gain nothing or lose
     Method("awm_transformer", _BPO, model="awm_transformer", policy_lr=AWM_TRANSFORMER_POLICY_LR,
-           model_scaling=AWM_TRANSFORMER_MODEL_SCALING, cpu_seed_batch=1, **_WM),
-    Method("awm_rnn", _BPO, model="awm_rnn", **_WM),
-    Method("awm_gru", _BPO, model="awm_gru", **_WM),
-    Method("awm_lstm", _BPO, model="awm_lstm", **_WM),
-    Method("awm_ssm", _BPO, model="awm_ssm", **_WM),
-    Method("hwm_transformer", _BPO, model="hwm_transformer", cpu_seed_batch=1, **_WM),
-    Method("markov_mlp", _BPO, model="markov_mlp", **_WM),
-    Method("markov_svg", "awm_jax.methods.svg:make_svg", model="markov_mlp", check=_check_svg, **_WM),
-    Method("true_bptt", _BPO, model="true_task", policy_lr=TRUE_BPTT_POLICY_LR, search_space=TRUE_BPTT_SPACE),
-    Method("sac", "awm_jax.methods.rejax_adapter:make_sac", check=_check_sac, **_REJAX),
-    Method("ppo", "awm_jax.methods.rejax_adapter:make_ppo", check=_check_ppo, **_REJAX),
-    Method("td3", "awm_jax.methods.rejax_adapter:make_td3", check=_check_td3, **_REJAX),
-    Method("online_dt", "awm_jax.methods.online_dt:make_online_dt", family="model-free", fields="odt",
-           policy_lr=PAPER_POLICY_LR, check=_check_online_dt, search_space=ONLINE_DT_SPACE),
+           model_scaling=AWM_TRANSFORMER_MODEL_SCALING, cpu_seed_batch=1,
+           reads=fields_of(*_WORLD_MODEL, TRANSFORMER_FIELDS, ("token_mixer",)),
+           presets=presets_of("awm_transformer", PAPER_WORLD_MODEL_PRESET), **_WM),
+    Method("awm_rnn", _BPO, model="awm_rnn", reads=fields_of(*_WORLD_MODEL, ("rnn_hidden",)),
+           presets=presets_of("awm_rnn", PAPER_WORLD_MODEL_PRESET), **_WM),
+    Method("awm_gru", _BPO, model="awm_gru", reads=fields_of(*_WORLD_MODEL, ("rnn_hidden",)),
+           presets=presets_of("awm_gru", PAPER_WORLD_MODEL_PRESET), **_WM),
+    Method("awm_lstm", _BPO, model="awm_lstm", reads=fields_of(*_WORLD_MODEL, ("rnn_hidden",)),
+           presets=presets_of("awm_lstm", PAPER_WORLD_MODEL_PRESET), **_WM),
+    Method("awm_ssm", _BPO, model="awm_ssm", reads=fields_of(*_WORLD_MODEL, ("rnn_hidden", "layers", "ssm_state")),
+           presets=presets_of("awm_ssm", PAPER_WORLD_MODEL_PRESET), **_WM),
+    Method("hwm_transformer", _BPO, model="hwm_transformer", cpu_seed_batch=1,
+           reads=fields_of(*_WORLD_MODEL, TRANSFORMER_FIELDS),
+           presets=presets_of("hwm_transformer", PAPER_WORLD_MODEL_PRESET), **_WM),
+    Method("markov_mlp", _BPO, model="markov_mlp", reads=fields_of(*_WORLD_MODEL),
+           presets=presets_of("markov_mlp", PAPER_WORLD_MODEL_PRESET), **_WM),
+    Method("markov_svg", "awm_jax.methods.svg:make_svg", model="markov_mlp", check=_check_svg,
+           reads=fields_of(*_WORLD_MODEL, ("svg_k", "critic_lr", "target_tau")),
+           presets=presets_of("markov_svg", PAPER_WORLD_MODEL_PRESET), **_WM),
+    Method("true_bptt", _BPO, model="true_task", policy_lr=TRUE_BPTT_POLICY_LR, search_space=TRUE_BPTT_SPACE,
+           reads=fields_of(POLICY_FIELDS), presets=presets_of("true_bptt", PAPER_PRESET)),
+    Method("sac", "awm_jax.methods.rejax_adapter:make_sac", check=_check_sac,
+           reads=fields_of(REJAX_FIELDS, ("rl_batch", "rl_entropy")), presets=presets_of("sac"), **_REJAX),
+    Method("ppo", "awm_jax.methods.rejax_adapter:make_ppo", check=_check_ppo,
+           reads=fields_of(REJAX_FIELDS, ("rl_ppo_minibatches",)), presets=presets_of("ppo"), **_REJAX),
+    Method("td3", "awm_jax.methods.rejax_adapter:make_td3", check=_check_td3,
+           reads=fields_of(REJAX_FIELDS, ("rl_batch",)), presets=presets_of("td3"), **_REJAX),
+    Method("online_dt", "awm_jax.methods.online_dt:make_online_dt", family="model-free", check=_check_online_dt,
+           search_space=ONLINE_DT_SPACE,
+           reads=fields_of(ODT_FIELDS), presets=presets_of("online_dt")),
 )}
 METHODS = tuple(REGISTRY)
 BPO_METHODS = tuple(m for m in METHODS if REGISTRY[m].family == "bpo")

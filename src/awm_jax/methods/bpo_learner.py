@@ -124,7 +124,7 @@ class BPOLearner(Learner):
                 s.policy_params, self.policy.features(running_normalizer(s.replay, s.env.t), obs), k)[0]
         state = act_steps(self._env_step, state, act, k_warm, cfg.warmup_steps)
         state = state.replace(norm=fit_normalizer(state.replay))
-        if cfg.model_pretrain_updates and self.model.trainable:
+        if self.model.trainable and cfg.model_pretrain_updates:
             state = jax.lax.scan(self._model_update, state, jax.random.split(k_pre, cfg.model_pretrain_updates))[0]
         return state
 
@@ -150,8 +150,8 @@ class BPOLearner(Learner):
         normaliser ("zscore", fitted on the warm-up), the identity ("raw"), a log scale around it ("symlog",
         `SymlogNormalizer`) or z-scores refitted to every completed episode in the replay so far
         ("running": the scale follows the data as the policy moves). The policy's features always use
-        `state.norm`."""
-        scaling = self.config.model_scaling_value
+        `state.norm`. true_bptt's model, the task itself, reads no scaling: the warm-up's z-scores."""
+        scaling = self.config.model_scaling_value if self.model.trainable else "zscore"
         if scaling == "running":
             return fit_normalizer(state.replay)
         if scaling == "raw":
@@ -186,7 +186,7 @@ class BPOLearner(Learner):
         |z-score| the episode's states reach (`eval/max_abs_z`: how far the policy leaves the warm-up data)."""
         ret, obs, actions = self.eval_episode(state.policy_params, state.norm, key)
         metrics = {"eval/return": ret}
-        if self.config.model_error and self.model.trainable:
+        if self.model.trainable and self.config.model_error:
             err = lambda o, a: open_loop_error(self.model, state.model_params, self.model_norm(state), state.norm,
                                                o[:, :-1], a)
             metrics["model/error_eval"] = err(obs, actions)

@@ -14,7 +14,7 @@ Loss (ODT): -mean log pi(a_t | context) - T * entropy, the entropy estimated wit
 sample per position; the temperature T = exp(log_temp) starts at `config.entropy` and, with
 `dt_learn_temperature`, follows ODT's Lagrangian: minimise T * (entropy - target_entropy) over log T
 with the entropy held fixed (held fixed otherwise). Adam (`dt_lr`, global-norm clip `grad_clip`) for the
-transformer, Adam (`policy_lr`) for the temperature.
+transformer, Adam (`dt_temperature_lr`) for the temperature.
 
 Targets: with R* the best episode return seen (a running maximum, warm-up included) and R0 the mean
 warm-up (random-action) return, an episode is conditioned on R* + k (R* - R0), k = dt_online_target
@@ -145,7 +145,7 @@ class OnlineDT(Learner):
     tx: Any = dataclasses.field(default_factory=lambda: adam(clip=True))  # the transformer's
     temp_tx: Any = dataclasses.field(default_factory=adam)  # the temperature's
 
-    traced = ("policy_lr", "entropy", "grad_clip", "dt_lr", "dt_online_target", "dt_eval_target")
+    traced = ("dt_temperature_lr", "entropy", "grad_clip", "dt_lr", "dt_online_target", "dt_eval_target")
 
     # -- public pieces ----------------------------------------------------------------------------
     def init(self, key, hparams: dict | None = None) -> ODTState:
@@ -159,7 +159,7 @@ class OnlineDT(Learner):
             params=params,
             opt=init_opt(self.tx, params, learning_rate=hp["dt_lr"], grad_clip=hp["grad_clip"]),
             log_temp=log_temp,
-            temp_opt=init_opt(self.temp_tx, log_temp, learning_rate=hp["policy_lr"]),
+            temp_opt=init_opt(self.temp_tx, log_temp, learning_rate=hp["dt_temperature_lr"]),
             replay=Replay.empty(cfg.replay_capacity(H), H, task.obs_size, task.action_size),
             env=task.reset(k_env),
             norm=Normalizer.identity(task.obs_size - 1),
