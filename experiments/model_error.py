@@ -24,7 +24,7 @@ import numpy as np
 import tyro
 
 from awm_jax.analysis.options import tiny_runs
-from awm_jax.io.results import (
+from awm_jax.runner.results import (
     atomic_write,
     format_table,
     markdown_table,

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from awm_jax.config import Config
-from awm_jax.loop.replay import Replay
+from awm_jax.core.config import Config
+from awm_jax.core.replay import Replay
 
 
 def filled(episodes: int, capacity: int, horizon: int = 3) -> Replay:

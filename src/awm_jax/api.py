@@ -31,10 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from awm_jax.config import Config
-from awm_jax.io.run_folder import CONFIG, FINAL_STATE, GROUPS, METRICS, SWEEP, group_folder
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.models.policy import Policy
+from awm_jax.core.config import Config
+from awm_jax.core.models.policy import Policy
+from awm_jax.core.spaces import Normalizer
+from awm_jax.runner.run_folder import CONFIG, FINAL_STATE, GROUPS, METRICS, SWEEP, group_folder
 
 
 def seed_slice(tree, i: int):
@@ -78,7 +78,7 @@ class Run:
 
     @functools.cached_property
     def trainer(self):
-        from awm_jax.methods import make_train
+        from awm_jax.core.methods import make_train
 
         return make_train(self.config)
 
@@ -122,8 +122,8 @@ def load_run(path, state: bool = True, require_complete: bool = True) -> Run:
 
 def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run:
     """`load_run`, with the group states already restored in `groups` ({folder: state}) reused."""
-    from awm_jax.io.results import read_run_files as read_files
-    from awm_jax.io.run_folder import check_complete
+    from awm_jax.runner.results import read_run_files as read_files
+    from awm_jax.runner.run_folder import check_complete
 
     path = Path(path)
     if not path.is_dir():
@@ -165,7 +165,7 @@ def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run
 
 
 def _read_json(path, what):
-    from awm_jax.io.run_folder import read_json
+    from awm_jax.runner.run_folder import read_json
 
     return read_json(path, what)
 
@@ -182,7 +182,7 @@ def load_sweep(path, state: bool = True, skip_unfinished: bool = False, require_
     sweep order (tasks, then methods, then grid combinations); see `load_run` (and its
     require_complete). skip_unfinished: leave out members not finished yet (a sweep still running)
     instead of raising; with require_complete=False, those without metrics.json."""
-    from awm_jax.io.run_folder import is_complete
+    from awm_jax.runner.run_folder import is_complete
 
     path = Path(path)
     spec = _spec(path / SWEEP)
@@ -195,7 +195,7 @@ def load_sweep(path, state: bool = True, skip_unfinished: bool = False, require_
 
 
 def _spec(file):
-    from awm_jax.loop.sweep import SweepSpec
+    from awm_jax.runner.sweep import SweepSpec
 
     d = _read_json(file, "sweep specification")
     return SweepSpec(Config.from_dict(d["base"], run=False), tuple(d["tasks"]), tuple(d["methods"]),
@@ -219,7 +219,7 @@ def _sweep_of(path: Path):
 def _restore(trainer, folder: Path, n: int, verify: bool = True):
     """The vmapped state of `n` members saved in orbax folder `folder`, rebuilt from the trainer, after
     checking its files against their checksums."""
-    from awm_jax.io.checkpoint import restore_state
+    from awm_jax.runner.checkpoint import restore_state
 
     keys = jax.ShapeDtypeStruct((n, 2), jnp.uint32)
     abstract = jax.eval_shape(jax.vmap(lambda k: trainer.init(k)), keys)
@@ -251,7 +251,7 @@ class Agent:
 
 
 def _require_bpo(trainer, what: str) -> None:
-    from awm_jax.methods.bpo_learner import BPOLearner
+    from awm_jax.core.methods.bpo_learner import BPOLearner
 
     if not isinstance(trainer, BPOLearner):
         method = getattr(getattr(trainer, "config", None), "method", type(trainer).__name__)
@@ -316,7 +316,7 @@ def evaluate(agent: Agent, task, key, episodes: int = 1):
 
 @jax.jit
 def _evaluate(agent, task, keys):
-    from awm_jax.loop.pieces import episode
+    from awm_jax.core.pieces import episode
 
     act = lambda carry, env: (agent.policy.mode(agent.params, agent.policy.features(agent.norm, env.obs)), carry)
     return jax.vmap(lambda key: episode(task, key, act)[0])(keys)
@@ -326,7 +326,7 @@ def _evaluate(agent, task, keys):
 def _model(trainer, state, through: str, key):
     """(model, params) of the run's world model (through="model"; the task itself for true_bptt) or
     of the true task (through="true"); both map normalised model states as the trainer does."""
-    from awm_jax.models.true_task import TrueTask
+    from awm_jax.core.models.true_task import TrueTask
 
     if through not in ("model", "true"):
         raise ValueError(f"through must be 'model' or 'true', got {through!r}")
@@ -345,8 +345,8 @@ def imagine(trainer, state, key, s0=None, through: str = "model"):
     (through="model") or through the true task (through="true"), from raw model state s0 [n]
     (default: the state of `trainer.task.reset(key)`). Returns a `bpo.Rollout`: obs [H, n + 1] (before
     each action), actions [H, m], logp [H], rewards [H] (the task's reward on imagined states),
-    last_obs [n + 1]. `state`: one seed (see `seed_slice`). Low-level form: `awm_jax.methods.bpo.imagine`."""
-    from awm_jax.methods.bpo import imagine as imagine_model
+    last_obs [n + 1]. `state`: one seed (see `seed_slice`). Low-level form: `awm_jax.core.methods.bpo.imagine`."""
+    from awm_jax.core.methods.bpo import imagine as imagine_model
 
     _check_one_seed(trainer, state, "imagine")
     k_s0, k_task, k_pi = jax.random.split(key, 3)

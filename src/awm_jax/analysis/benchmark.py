@@ -17,7 +17,7 @@ Aggregates over tasks and seeds use rliable (Agarwal et al. 2021): the interquar
 the mean, with stratified bootstrap 95% confidence intervals, and the probability of improvement of one
 method over another; `mean_contrast` gives a change of the mean score between settings (and the
 difference of two methods' changes) with its bootstrap CI. Also here: the driver of the benchmark
-experiments (`run_experiment`: train what the data folder lacks, `awm_jax.io.committed`) and their quick
+experiments (`run_experiment`: train what the data folder lacks, `awm_jax.analysis.committed`) and their quick
 setting; their command-line options are in `awm_jax.analysis.options` (tyro, which this module does not need).
 """
 
@@ -139,7 +139,7 @@ def plot_aggregate(agg: dict, path, title: str = "", improvement: dict | None = 
                    reference: str = "awm_transformer") -> None:
     """Horizontal IQM and mean bars with their 95% confidence intervals, one row per method, and with
     `improvement` ({method: {'p_improve', 'p_lo', 'p_hi'}}) a third panel: P(reference > method)."""
-    from awm_jax.io.results import new_figure, save_figure
+    from awm_jax.runner.results import new_figure, save_figure
 
     methods = sorted(agg, key=lambda k: agg[k]["iqm"])
     panels = [("iqm", agg), ("mean", agg)] + [("p_improve", improvement)] * bool(improvement)
@@ -173,7 +173,7 @@ def task_references(base, tasks, out, key=0, verbose: bool = True) -> dict:
     import json
 
     import awm_envs
-    from awm_jax.io.results import atomic_write
+    from awm_jax.runner.results import atomic_write
 
     path = Path(out) / "references.json"
     opts = base.task_options()
@@ -203,8 +203,8 @@ def run_experiment(args, settings, tasks, methods) -> Path:
     experiment's options (`awm_jax.analysis.options.BenchmarkOptions`). SIGINT or SIGTERM stops the
     training as `awm-jax train` does: the running group after its chunk, with a checkpoint, and one line
     naming the command that resumes (exit status 130 or 143)."""
-    from awm_jax.io.committed import run_groups
-    from awm_jax.loop.interrupt import exit_on_interrupt
+    from awm_jax.analysis.committed import run_groups
+    from awm_jax.runner.interrupt import exit_on_interrupt
 
     if not args.data_only and not args.out:
         _usage_error("--out is required to train (or pass --data-only to regenerate the report from --data)")
@@ -251,7 +251,7 @@ QUICK_CONFIG = dict(QUICK, model_batch=8, imagined_rollouts=4, gradient_cosine=F
 
 def base_config(args, **overrides):
     """The Config every run of an experiment shares (quick mode: short episodes and schedule)."""
-    from awm_jax.config import Config
+    from awm_jax.core.config import Config
 
     kw = dict(seeds=args.seeds, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
               model_batch=args.model_batch)

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.methods.bpo import bpo_loss
-from awm_jax.models.true_task import TrueTask
+from awm_jax.core.methods.bpo import bpo_loss
+from awm_jax.core.models.true_task import TrueTask
+from awm_jax.core.spaces import Normalizer
 
 
 def cosine(a, b, eps=1e-12):

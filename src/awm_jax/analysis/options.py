@@ -88,7 +88,7 @@ def tiny_runs(folder, methods, total_steps: int = 800, task: str = "cancer_treat
     from pathlib import Path
 
     from awm_jax import Config
-    from awm_jax.loop.run import run_training
+    from awm_jax.runner.run import run_training
 
     folder = Path(folder)
     for method in methods:
