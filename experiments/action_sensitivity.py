@@ -34,7 +34,8 @@ import numpy as np
 import tyro
 
 from awm_jax.analysis.options import tiny_runs
-from awm_jax.runner.results import atomic_write, format_table, markdown_table, write_csv
+from awm_jax.runner.results import format_table, markdown_table, write_csv
+from awm_jax.runner.run_folder import atomic_write
 
 TASKS = "cancer_treatment,timber_harvest"
 METHODS = "awm_transformer,hwm_transformer,awm_lstm,markov_mlp,true_bptt"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import tyro
 
-from awm_jax.runner.results import atomic_write, format_table
+from awm_jax.runner.results import format_table
+from awm_jax.runner.run_folder import atomic_write
 
 PROBE = r"""
 import json, sys, time

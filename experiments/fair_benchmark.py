@@ -45,7 +45,9 @@ from awm_jax.analysis.committed import Setting, run_groups
 from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.analysis.report import score_matrix, write_report
 from awm_jax.core.config import METHODS
-from awm_jax.runner.results import atomic_write, new_figure, save_figure, write_csv
+from awm_jax.runner.plots import new_figure, save_figure
+from awm_jax.runner.results import write_csv
+from awm_jax.runner.run_folder import atomic_write
 from awm_jax.runner.sweep import parse_list
 
 DATA = "docs/data/fair_benchmark"

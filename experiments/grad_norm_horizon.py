@@ -95,7 +95,9 @@ def main(argv=None):
         true_rollout,
     )
     from awm_jax.core.models import make_world_model
-    from awm_jax.runner.results import atomic_write, format_table, new_figure, save_figure
+    from awm_jax.runner.plots import new_figure, save_figure
+    from awm_jax.runner.results import format_table
+    from awm_jax.runner.run_folder import atomic_write
 
     cfg = dict(SETTINGS["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})

@@ -72,7 +72,7 @@ class Options:
 
 
 def write_csv(path, rows):
-    from awm_jax.runner.results import atomic_write
+    from awm_jax.runner.run_folder import atomic_write
 
     cols = list(rows[0])
     atomic_write(path, "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n")
@@ -89,7 +89,9 @@ def jacobian_part(task, args, cfg, out, key):
         true_rollout,
     )
     from awm_jax.core.models import make_world_model
-    from awm_jax.runner.results import atomic_write, format_table, new_figure, save_figure
+    from awm_jax.runner.plots import new_figure, save_figure
+    from awm_jax.runner.results import format_table
+    from awm_jax.runner.run_folder import atomic_write
 
     k_train, k_test, k_fit = jax.random.split(key, 3)
     states, actions = random_action_episodes(task, k_train, cfg["episodes"])
@@ -144,8 +146,10 @@ def jacobian_part(task, args, cfg, out, key):
 def cosine_part(args, cfg, out):
     """Train each method online with the gradient-cosine diagnostic on; curves and a summary."""
     from awm_jax.core.config import Config
-    from awm_jax.runner.results import atomic_write, format_table, new_figure, save_figure
+    from awm_jax.runner.plots import new_figure, save_figure
+    from awm_jax.runner.results import format_table
     from awm_jax.runner.run import run_training
+    from awm_jax.runner.run_folder import atomic_write
 
     curves, rows, summary = {}, [], []
     for method in args.methods.split(","):
@@ -198,7 +202,7 @@ def main(argv=None):
     args = tyro.cli(Options, args=argv, description=__doc__)
 
     import awm_envs
-    from awm_jax.runner.results import atomic_write
+    from awm_jax.runner.run_folder import atomic_write
 
     cfg = dict(SETTINGS["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})

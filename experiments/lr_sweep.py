@@ -36,7 +36,8 @@ import tyro
 from awm_jax.analysis.benchmark import normalized_score, task_references
 from awm_jax.analysis.committed import references
 from awm_jax.core.config import Config
-from awm_jax.runner.results import atomic_write, format_table
+from awm_jax.runner.results import format_table
+from awm_jax.runner.run_folder import atomic_write
 from awm_jax.runner.sweep import saved_method_values
 
 QUICK_HELP = ("smoke test (under a minute on a laptop CPU): run a tiny sweep (true_bptt on cancer_treatment, policy_lr "

@@ -25,12 +25,13 @@ from typing import Annotated
 
 import tyro
 
-from awm_jax.analysis.benchmark import BENCHMARK_TASKS, base_config, plot_aggregate, report_scope, run_experiment
+from awm_jax.analysis.benchmark import BENCHMARK_TASKS, base_config, plot_aggregate, report_scope
 from awm_jax.analysis.committed import Setting, committed_groups
 from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.analysis.report import REFERENCE, plot_curves, write_report
 from awm_jax.core.config import METHODS
 from awm_jax.runner.sweep import parse_list
+from pipeline import run_experiment
 
 QUICK_TASKS, QUICK_METHODS = "cancer_treatment,timber_harvest", "awm_transformer,markov_mlp,true_bptt"
 DATA = "docs/data/myriad_benchmark"

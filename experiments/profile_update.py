@@ -29,7 +29,8 @@ import tyro
 from awm_jax.core.config import Config
 from awm_jax.core.methods import make_train
 from awm_jax.core.models.networks import MLP
-from awm_jax.runner.results import atomic_write, format_table
+from awm_jax.runner.results import format_table
+from awm_jax.runner.run_folder import atomic_write
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -100,7 +100,7 @@ def prob_improve(x, y) -> float:
 def bench(tmp_path, monkeypatch):
     """The benchmark script trained by the fake on 2 tasks x 2 methods x 2 seeds into tmp/data."""
     fake = FakeTrain()
-    monkeypatch.setattr("awm_jax.runner.run.run_training", fake)
+    monkeypatch.setattr("awm_jax.analysis.committed.run_training", fake)  # what run_groups trains with
     data = tmp_path / "data"
     write_refs(data, BASE)
     flags = ["--tasks", ",".join(TASKS), "--seeds", "2", "--total-steps", "400", "--warmup-steps", "200",
@@ -292,7 +292,7 @@ def test_estimate_uses_the_table_then_the_measured_groups():
 
 def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch):
     fake = FakeTrain()
-    monkeypatch.setattr("awm_jax.runner.run.run_training", fake)
+    monkeypatch.setattr("awm_jax.analysis.committed.run_training", fake)  # what run_groups trains with
     common = ["--tasks", ",".join(TASKS), "--methods", ",".join(METHODS), "--seeds", "2", "--total-steps", "400",
               "--warmup-steps", "200", "--model-batch", "8", "--reps", "100"]
     data = tmp_path / "horizon"

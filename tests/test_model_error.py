@@ -9,7 +9,7 @@ import pytest
 
 import awm_envs
 from awm_jax import Config, make_train
-from awm_jax.analysis.diagnostics import open_loop_error
+from awm_jax.core.diagnostics import open_loop_error
 from awm_jax.core.models.true_task import TrueTask
 from awm_jax.core.spaces import Normalizer
 

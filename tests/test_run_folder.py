@@ -20,7 +20,7 @@ import pytest
 from awm_jax import Config, load_run
 from awm_jax.cli import main
 from awm_jax.runner.checkpoint import Checkpointer
-from awm_jax.runner.results import atomic_write, write_run
+from awm_jax.runner.results import write_run
 from awm_jax.runner.run import run_training
 from awm_jax.runner.run_folder import (
     CHECKSUMS,
@@ -28,6 +28,7 @@ from awm_jax.runner.run_folder import (
     DamagedError,
     FolderBusy,
     RunFolderError,
+    atomic_write,
     claim,
     saving,
     verify_checksums,
@@ -226,12 +227,12 @@ def test_disk_full_on_a_small_file_and_bad_out_folders(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("awm_jax.runner.results.os.fsync", full)
+    monkeypatch.setattr("awm_jax.runner.run_folder.os.fsync", full)
     with pytest.raises(SystemExit) as exit_:
         main(["train", *FLAGS, "--out", str(out)])
     assert exit_.value.code == f"awm-jax: error: {out}/config.json: No space left on device"
     assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no temporary file left
-    monkeypatch.setattr("awm_jax.runner.results.os.fsync", real)
+    monkeypatch.setattr("awm_jax.runner.run_folder.os.fsync", real)
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")

@@ -10,7 +10,7 @@ import pytest
 from tolerances import assert_trees_close, f32_tol
 
 import awm_envs
-from awm_jax.analysis.diagnostics import jacobians, policy_gradient_comparison, true_jacobians
+from awm_jax.core.diagnostics import jacobians, policy_gradient_comparison, true_jacobians
 from awm_jax.core.methods.bpo import bpo_loss, imagine, imagine_sequential
 from awm_jax.core.methods.svg import Critic, critic_loss, polyak, svg_loss
 from awm_jax.core.models import KINDS, WorldModel, make_world_model

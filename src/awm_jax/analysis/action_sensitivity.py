@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from awm_jax.analysis.diagnostics import open_loop_error
+from awm_jax.core.diagnostics import open_loop_error
 from awm_jax.core.models.true_task import TrueTask
 from awm_jax.core.spaces import Normalizer, to_obs
 

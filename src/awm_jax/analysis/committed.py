@@ -38,8 +38,24 @@ from pathlib import Path
 
 import numpy as np
 
+from awm_jax.analysis.benchmark import BENCHMARK_TASKS, task_references
 from awm_jax.core.config import BPO_METHODS, Config
-from awm_jax.runner.run_folder import CONFIG, METRICS, group_name
+from awm_jax.runner import interrupt, run_folder
+from awm_jax.runner.checkpoint import config_diff
+from awm_jax.runner.results import read_config, read_run_files, write_outputs
+from awm_jax.runner.run import run_training, seed_keys
+from awm_jax.runner.run_folder import (
+    CONFIG,
+    METRICS,
+    FolderLock,
+    atomic_write,
+    check_complete,
+    ensure_folder,
+    group_name,
+    is_complete,
+    read_json,
+)
+from awm_jax.runner.sweep import SweepSpec
 
 GROUP_FILES = (CONFIG, METRICS, "metrics.csv", "summary.txt")
 TMP = ".tmp-"  # prefix of a group copy not yet renamed into place
@@ -80,9 +96,6 @@ def committed_groups(data) -> list[tuple[str, Path, Config]]:
     order: seed parts, unfinished folders (no COMPLETE marker) and copies moved aside are left out. The
     setting is the group folder's parent relative to `data` ("H400"; "" for a group directly in it).
     Only config.json is read: each caller reads the metrics it needs."""
-    from awm_jax.runner.results import read_config
-    from awm_jax.runner.run_folder import is_complete
-
     found = []
     for folder in sorted(p for p in Path(data).rglob("*-*") if p.is_dir() and PARTS not in p.relative_to(data).parts):
         if not is_complete(folder):
@@ -101,9 +114,6 @@ def part_folder(root, cfg: Config, seed: int) -> Path:
 
 def holds(folder: Path, cfg: Config, names=GROUP_FILES) -> bool:
     """Whether `folder` holds whole small files `names` (matching their COMPLETE marker) of a run of `cfg`."""
-    from awm_jax.runner.checkpoint import config_diff
-    from awm_jax.runner.run_folder import check_complete, is_complete, read_json
-
     if not is_complete(folder):
         return False
     check_complete(folder, verify=names)
@@ -119,9 +129,6 @@ def commit_group(run_dir, data, log=print) -> Path:
     """Copy the small files of the finished run in `run_dir` to DATA/{task}-{method}/ as a whole group:
     a temporary folder, its COMPLETE marker, one rename. An unfinished copy already there (no marker)
     is moved aside. Returns the group's data folder."""
-    from awm_jax.runner import run_folder
-    from awm_jax.runner.results import read_run_files
-
     run_folder.check_complete(run_dir)
     cfg, _ = read_run_files(run_dir)
     return copy_whole(run_dir, Path(data) / group_name(cfg.task, cfg.method), log)
@@ -129,9 +136,6 @@ def commit_group(run_dir, data, log=print) -> Path:
 
 def copy_whole(run_dir, dest: Path, log=print, names=GROUP_FILES) -> Path:
     """Copy the files `names` of `run_dir` to `dest` through a temporary folder, its marker and one rename."""
-    from awm_jax.runner import run_folder
-    from awm_jax.runner.results import atomic_write
-
     tmp = dest.parent / f"{TMP}{dest.name}"
     shutil.rmtree(tmp, ignore_errors=True)  # a copy killed before its rename (the data folder is locked)
     for name in names:
@@ -149,9 +153,6 @@ def merge_parts(parts, out) -> Path:
     seconds summed (and the periods those seconds cover, `timed_periods`, where every part says), the
     machine they ran on (`machine`: the parts' one machine, or the list of theirs where they differ; left out
     where a part does not say) and its COMPLETE marker over GROUP_FILES. Returns `out`."""
-    from awm_jax.runner import run_folder
-    from awm_jax.runner.results import read_run_files, write_outputs
-
     configs, metrics, seconds, timed, machines = [], [], dict(compile_seconds=0.0, run_seconds=0.0), [], []
     for p in parts:
         run_folder.check_complete(p, verify=GROUP_FILES)
@@ -182,8 +183,6 @@ def _train_in_parts(train, cfg: Config, runs: Path, data: Path, log, **kw) -> tu
     """Train the group `cfg` seed by seed (each seed's key of `run.seed_keys(cfg)`), committing each part
     to `data` as it finishes and skipping those committed; merge them into OUT/runs/[setting/]parts/
     {task}-{method}/merged. Returns (that folder, whether every part was trained from the start here)."""
-    from awm_jax.runner.run import seed_keys
-
     keys, fresh = seed_keys(cfg), True
     for i in range(cfg.seeds):
         part = part_folder(data, cfg, i)
@@ -203,15 +202,11 @@ def _train_in_parts(train, cfg: Config, runs: Path, data: Path, log, **kw) -> tu
 def reference_key(task: str) -> int:
     """The PRNG key of a task's references: its place in BENCHMARK_TASKS (as the benchmark always
     used), whatever subset of tasks a run asks for."""
-    from awm_jax.analysis.benchmark import BENCHMARK_TASKS
-
     return BENCHMARK_TASKS.index(task) if task in BENCHMARK_TASKS else 100 + zlib.crc32(task.encode()) % 10_000
 
 
 def references(base: Config, tasks, data, verbose: bool = True) -> dict:
     """{task: reference returns} under `base`'s task options, computed once into DATA/references.json."""
-    from awm_jax.analysis.benchmark import task_references
-
     out = {}
     for t in tasks:
         out |= task_references(base, [t], data, key=reference_key(t), verbose=verbose)
@@ -267,11 +262,6 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
     with a checkpoint (or before the next group; committed groups are kept) and raise
     `awm_jax.runner.interrupt.Interrupted`; resume=True continues from there.
     Returns {'skipped': [(folder, task, method)], 'trained': [...]}."""
-    from awm_jax.runner import interrupt
-    from awm_jax.runner.run import run_training
-    from awm_jax.runner.run_folder import FolderLock, ensure_folder
-    from awm_jax.runner.sweep import SweepSpec
-
     train = train or run_training
     log = print if verbose else (lambda *a, **k: None)
     for s in settings:  # every name and option before anything computes

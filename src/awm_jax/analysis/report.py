@@ -29,18 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from awm_jax.analysis.benchmark import aggregate, mean_contrast, normalized_score, probability_of_improvement
-from awm_jax.analysis.committed import GROUP_FILES
-from awm_jax.runner.results import atomic_write, markdown_table, read_run_files, write_csv
-from awm_jax.runner.run_folder import group_name
+from awm_jax.analysis.committed import GROUP_FILES, PARTS
+from awm_jax.runner.plots import SCORE, plot_learning_curves
+from awm_jax.runner.results import markdown_table, read_run_files, write_csv
+from awm_jax.runner.run_folder import DamagedError, atomic_write, check_complete, group_name, is_complete, read_json
 
 REFERENCE = "awm_transformer"
 
 
 def _parts_note(folder: Path, task: str, method: str) -> str:
     """', seeds 0, 2 committed as parts' when a missing group is being trained in seed parts, else ''."""
-    from awm_jax.analysis.committed import PARTS
-    from awm_jax.runner.run_folder import is_complete
-
     done = sorted(int(p.name[4:]) for p in (folder / PARTS / group_name(task, method)).glob("seed*")
                   if p.name[4:].isdigit() and is_complete(p))
     return f" (seed{'s' * (len(done) > 1)} {', '.join(map(str, done))} committed as parts)" if done else ""
@@ -51,8 +49,6 @@ def read_scores(data, settings, tasks, methods, streams: bool = False) -> tuple[
     rows}, {(folder, task, method): (env steps [P], normalised returns [seeds, P])}, missing
     [(setting, task, method)]). streams: each row's seed is its random stream "base:member" (the group's
     config.seed and the index), not the index alone."""
-    from awm_jax.runner.run_folder import DamagedError, check_complete, is_complete, read_json
-
     by_setting, curves, missing = {}, {}, []
     for s in settings:
         folder = Path(data) / s.folder
@@ -260,10 +256,8 @@ def _per_task_grid(per, settings, tasks, methods, cols) -> list[dict]:
 
 def plot_curves(curves: dict, folder: str, tasks, methods, out, warmup_steps: int | None = None) -> list[Path]:
     """Per task, normalised eval return vs env steps of each method present (median and interquartile band
-    over seeds, `awm_jax.analysis.plots`; the random policy at 0, the best plan at 1; `warmup_steps` shaded):
+    over seeds, `awm_jax.runner.plots`; the random policy at 0, the best plan at 1; `warmup_steps` shaded):
     OUT/curves_{task}.png; returns the paths written."""
-    from awm_jax.analysis.plots import SCORE, plot_learning_curves
-
     paths = []
     for t in tasks:
         present = [m for m in methods if (folder, t, m) in curves]

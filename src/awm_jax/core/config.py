@@ -12,7 +12,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import awm_envs
 from awm_jax.core.methods import BASELINES, BPO_METHODS, METHODS, POLICY_LR, REGISTRY, TRUE_BPTT_POLICY_LR, method  # noqa: F401
+from awm_jax.core.models import KINDS
+from awm_jax.core.models.base import TransformerWorldModel
 from awm_jax.core.models.networks import TRANSFORMER_INITS
 
 PARAMETERISATIONS = ("normalized", "paper")  # see awm_jax.core.models.policy
@@ -65,9 +68,6 @@ def with_method_defaults(d: dict, legacy_policy_lr: dict | None = None) -> dict:
 
 def _transformer_model(name: str) -> bool:
     """Whether method `name` learns a transformer world model (the ones `model_dtype` applies to)."""
-    from awm_jax.core.models import KINDS
-    from awm_jax.core.models.base import TransformerWorldModel
-
     kind = method(name).model
     return kind in KINDS and issubclass(KINDS[kind][0], TransformerWorldModel)
 
@@ -235,8 +235,6 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
 
     def validate(self, task=None) -> None:
         """Raise ValueError naming the valid choices; called by make_train before any tracing."""
-        import awm_envs
-
         for f in dataclasses.fields(self):  # NaN or inf in any numeric option (inf > 0 and nan < 0 pass below)
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):

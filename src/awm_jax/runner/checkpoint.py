@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from awm_jax.core.config import Config, with_legacy_defaults, with_method_defaults
 from awm_jax.runner import run_folder
 
 
@@ -123,8 +124,6 @@ def config_diff(saved: dict, current: dict, ignore=(), run: bool = True) -> list
     value, `config.LEGACY_DEFAULTS`). run: both are one run's configs, so the values in force of the
     fields whose None means the method's default are compared (`config.METHOD_DEFAULT_FIELDS`: policy_lr,
     model_scaling; in a saved config the default then); False compares sweeps' base configs as they are."""
-    from awm_jax.core.config import Config, with_legacy_defaults, with_method_defaults
-
     defaults = Config().to_dict()
     saved = with_legacy_defaults(saved, run=run)
     if run:
@@ -200,3 +199,12 @@ def restore_state(path, abstract, verify: bool = True, partial: bool = False):
         first = str(e).splitlines()[0][:300] if str(e) else ""
         raise run_folder.RunFolderError(f"{path}: the saved state cannot be restored ({type(e).__name__}: {first}); "
                                         f"{advice}") from e
+
+
+def restore_members(trainer, folder, n: int, verify: bool = True):
+    """The vmapped state of `n` members (seeds, or a sweep group's members x seeds) saved in orbax folder
+    `folder` by a run of `trainer`: the structure rebuilt from `jax.eval_shape` of the vmapped
+    `trainer.init`, filled by `restore_state` after checking the files against their checksums."""
+    keys = jax.ShapeDtypeStruct((n, 2), jnp.uint32)
+    abstract = jax.eval_shape(jax.vmap(lambda k: trainer.init(k)), keys)
+    return restore_state(folder, abstract, verify=verify)

@@ -1,8 +1,8 @@
 """Writing a run's outputs atomically (config, per-seed metrics as CSV and JSON, a plot, a summary),
 and reading them back with `read_run_files` (`awm_jax.load_run` adds the final train state).
 
-Every file is written to a temporary name in the same folder and then renamed, so a crash never
-leaves a half-written file behind; files honour the umask.
+Every file is written by `awm_jax.runner.run_folder.atomic_write` (a temporary name in the same folder,
+then a rename), so a crash never leaves a half-written file behind.
 
 Layout of a run folder (written in this order; the rules are in `awm_jax.runner.run_folder`):
     .lock           held by the process writing the folder
@@ -23,34 +23,14 @@ Layout of a run folder (written in this order; the rules are in `awm_jax.runner.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 
-from awm_jax.runner.run_folder import CONFIG, METRICS
-
-
-def atomic_write(path, data: str | bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename. The file honours the umask (mode
-    0666 & ~umask, as `open` would create it). An OSError names `path` (not the temporary file)."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, str(tmp), tmp):
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
+from awm_jax.core.config import Config
+from awm_jax.runner import run_folder
+from awm_jax.runner.plots import plot_learning_curves
+from awm_jax.runner.run_folder import CONFIG, METRICS, DamagedError, atomic_write, read_json
 
 
 def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -131,8 +111,6 @@ def summary_line(config, metrics: dict) -> str:
 def write_run(out, config, metrics: dict, extra: dict | None = None) -> str:
     """Write config, metrics (CSV, JSON), plot and summary to folder `out`, then its COMPLETE marker
     recording them (see `awm_jax.runner.run_folder`); returns the summary text."""
-    from awm_jax.runner import run_folder
-
     line, names = write_outputs(out, config, metrics, extra)
     run_folder.mark_complete(out, names)
     return line
@@ -142,8 +120,6 @@ def write_outputs(out, config, metrics: dict, extra: dict | None = None) -> tupl
     """`write_run` without the marker: removes the folder's COMPLETE marker first, writes the files and
     returns (summary text, names written). `awm_jax.runner.run.run_training` marks the folder itself once the
     final state is saved too."""
-    from awm_jax.runner import run_folder
-
     out = Path(out)
     run_folder.unmark(out)
     names = write_metrics(out, config, metrics, extra)
@@ -181,41 +157,14 @@ def write_metrics(out, config, metrics: dict, extra: dict | None = None) -> list
     return [CONFIG, METRICS]
 
 
-def new_figure(figsize=(6, 4)):
-    """A matplotlib figure and axes outside pyplot: nothing is shown, and the global backend is left
-    alone (a notebook keeps drawing inline)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    return fig, fig.add_subplot()
-
-
-def save_figure(fig, path) -> None:
-    """Render `fig` to PNG and write it atomically (closing it if pyplot manages it)."""
-    import io
-    import sys
-
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    if "matplotlib.pyplot" in sys.modules:
-        sys.modules["matplotlib.pyplot"].close(fig)
-    atomic_write(path, buf.getvalue())
-
-
 def plot_returns(path, m: dict, title: str = "", warmup_steps: int | None = None, label: str = "return") -> None:
-    """Eval return vs env steps of one run, in the style of every learning curve (`awm_jax.analysis.plots`)."""
-    from awm_jax.analysis.plots import plot_learning_curves
-
+    """Eval return vs env steps of one run, in the style of every learning curve (`awm_jax.runner.plots`)."""
     plot_learning_curves(path, [(label, m["eval/env_steps"][0], m["eval/return"])], title=title,
                          warmup_steps=warmup_steps)
 
 
 def read_config(path):
     """A run folder's config.json as a Config; a file that is not one raises DamagedError naming it."""
-    from awm_jax.core.config import Config
-    from awm_jax.runner.run_folder import DamagedError, read_json
-
     try:
         return Config.from_dict(read_json(Path(path) / CONFIG, "config"))
     except TypeError as e:
@@ -225,8 +174,6 @@ def read_config(path):
 def read_run_files(path) -> tuple:
     """Read a run folder's files back: (Config, {name: [seeds, periods] float64 arrays}).
     `awm_jax.load_run` also checks the COMPLETE marker and restores the final train state."""
-    from awm_jax.runner.run_folder import DamagedError, read_json
-
     path = Path(path)
     config = read_config(path)
     payload = read_json(path / METRICS, "metrics file")

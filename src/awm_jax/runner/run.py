@@ -19,7 +19,13 @@ import numpy as np
 
 from awm_jax.core.config import Config
 from awm_jax.core.methods import make_train
-from awm_jax.runner.sharding import default_seed_batch, seed_map
+from awm_jax.runner import interrupt, run_folder
+from awm_jax.runner.checkpoint import Checkpointer, check_resume_config, restore_members, save_state
+from awm_jax.runner.interrupt import Interrupted
+from awm_jax.runner.results import read_run_files, write_metrics
+from awm_jax.runner.results import write_outputs as write_files
+from awm_jax.runner.run_folder import FINAL_STATE, atomic_write
+from awm_jax.runner.sharding import SeedSharding, default_seed_batch, seed_map
 
 
 def seed_keys(config: Config):
@@ -66,8 +72,6 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
         groups of n one after another in the program (one device only); "auto": the method's choice on a
         single CPU device (1 for the transformers), None elsewhere. Results equal to float32 rounding.
     """
-    from awm_jax.runner import interrupt, run_folder
-
     trainer = make_train(config)  # validates before anything compiles
     if chunk_periods < 1 or checkpoint_every < 0 or keep < 1 or not checkpoint_minutes >= 0:
         raise ValueError("need chunk_periods >= 1, checkpoint_every >= 0, checkpoint_minutes >= 0 and keep >= 1")
@@ -86,15 +90,11 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
     try:
         if lock is not None:
             if resume:
-                from awm_jax.runner.checkpoint import check_resume_config
-
                 check_resume_config(out, config)
                 if status == "complete":
                     return _finished(out, log)
             elif status != "new":
                 raise run_folder.RunFolderError(_occupied(out, status))
-            from awm_jax.runner.results import atomic_write
-
             atomic_write(Path(out) / run_folder.CONFIG, json.dumps(config.resolved().to_dict(), indent=2))
         with interrupt.watch() if out is not None else contextlib.nullcontext(None) as watch:
             return _train(trainer, config, out, chunk_periods, checkpoint_every, checkpoint_minutes, keep, resume,
@@ -106,8 +106,6 @@ def run_training(config: Config, out=None, chunk_periods: int = 8, checkpoint_ev
 
 def _occupied(out, status: str) -> str:
     """Why a fresh run may not start in `out`, and what to pass instead."""
-    from awm_jax.runner import run_folder
-
     if status == "complete":
         done = run_folder.read_json(Path(out) / run_folder.COMPLETE, "COMPLETE marker").get("completed", "?")
         return (f"{out} already holds a finished run (completed {done}): pass --overwrite to move it aside (to "
@@ -122,32 +120,22 @@ def _occupied(out, status: str) -> str:
 
 
 def _finished(out, log):
-    """The saved (state, metrics) of the finished run in `out` (state None if it saved none)."""
-    from awm_jax.api import load_run
-    from awm_jax.runner import run_folder
-    from awm_jax.runner.run_folder import FINAL_STATE
-
+    """The saved (state, metrics) of the finished run in `out` (state None if it saved none), as
+    `awm_jax.load_run` reads them: metrics from its files, the state rebuilt from its saved config."""
     marker = run_folder.check_complete(out)
     saved = any(name.startswith(FINAL_STATE + "/") for name in marker.get("files", {}))
-    run = load_run(out, state=saved)
+    config, metrics = read_run_files(out)
+    state = restore_members(make_train(config), Path(out) / FINAL_STATE, len(metrics["eval/return"])) if saved \
+        else None
     log(f"[awm-jax] {out} already holds this run, finished {marker.get('completed', '?')}: nothing to train "
         "(its saved state and metrics are returned; --overwrite trains it again)")
-    return run.state, run.metrics
+    return state, metrics
 
 
 def _train(trainer, config, out, chunk_periods, checkpoint_every, checkpoint_minutes, keep, resume, shard, log,
            hparams, keys, write_outputs, seed_batch, watch):
     """run_training once the folder is claimed: compile, (resume,) train in chunks, checkpoint (every
     `checkpoint_every` chunks, by wall time, on a signal of `watch`), write outputs."""
-    from awm_jax.runner import checkpoint as ckpt
-    from awm_jax.runner import run_folder
-    from awm_jax.runner.checkpoint import save_state
-    from awm_jax.runner.interrupt import Interrupted
-    from awm_jax.runner.results import write_metrics
-    from awm_jax.runner.results import write_outputs as write_files
-    from awm_jax.runner.run_folder import FINAL_STATE
-    from awm_jax.runner.sharding import SeedSharding
-
     ck_dir = Path(out) / run_folder.CHECKPOINTS if out is not None else None
     keys = seed_keys(config) if keys is None else keys
     hp = {} if hparams is None else {k: np.asarray(v, np.float32) for k, v in hparams.items()}
@@ -165,7 +153,7 @@ def _train(trainer, config, out, chunk_periods, checkpoint_every, checkpoint_min
     S, P = len(keys), config.periods
     metrics = {k: np.full((S, P), np.nan, np.float64) for k in shapes}
     done = 0
-    checkpointer = ckpt.Checkpointer(ck_dir, keep) if ck_dir is not None else None
+    checkpointer = Checkpointer(ck_dir, keep) if ck_dir is not None else None
     env_step = lambda periods: int(metrics["eval/env_steps"][0, periods - 1]) if periods else 0
     if watch is not None:
         watch.saved, watch.out = None, out

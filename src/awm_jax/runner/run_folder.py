@@ -12,6 +12,9 @@ Layout (the names below are this module's constants; every other module asks the
                                          all of a group's members at once (its checkpoints and final
                                          state, the members' states stacked)
 
+Every file is written with `atomic_write`: to a temporary name in the same folder, then renamed, so a
+crash never leaves a half-written file behind.
+
 Every folder that `awm-jax train` or `awm-jax sweep` writes (a run, a sweep, a sweep's group folder)
 follows these rules:
 
@@ -43,6 +46,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -100,6 +104,28 @@ def read_json(path, what: str = "file"):
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DamagedError(f"{path}: not valid JSON ({e}); the {what} is truncated or damaged: rerun the run "
                            "(--overwrite moves the damaged one aside) or restore the file from a copy") from None
+
+
+# -- writing files ---------------------------------------------------------------------------------
+def atomic_write(path, data: str | bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename. The file honours the umask (mode
+    0666 & ~umask, as `open` would create it). An OSError names `path` (not the temporary file)."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, str(tmp), tmp):
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 # -- the lock --------------------------------------------------------------------------------------
@@ -211,8 +237,6 @@ def claim(folder, overwrite: bool = False, log=print) -> tuple[FolderLock, str]:
 def mark_complete(folder, names) -> None:
     """Write `folder/COMPLETE` (last, atomically) recording the sha256 of each of `names` (for an orbax
     folder, of its checksum file)."""
-    from awm_jax.runner.results import atomic_write
-
     folder = Path(folder)
     files = {}
     for name in names:
@@ -267,8 +291,6 @@ def sha256_file(path) -> str:
 def write_checksums(folder) -> None:
     """Record the sha256 of every file under `folder` (an orbax folder orbax has committed) in
     `folder/awm_sha256.json`."""
-    from awm_jax.runner.results import atomic_write
-
     folder = Path(folder)
     files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != CHECKSUMS}

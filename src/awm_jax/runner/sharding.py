@@ -25,6 +25,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from awm_jax.core.methods import REGISTRY
+from awm_jax.runner import xla_cpu
+
 
 def init_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
                      process_id: int | None = None, local_device_ids=None) -> None:
@@ -58,8 +61,6 @@ def parse_seed_batch(text: str):
 
 def default_seed_batch(method: str, devices: int) -> int | None:
     """The seed batch runs use unless told: the method's `cpu_seed_batch` on a single CPU device, else None."""
-    from awm_jax.core.methods import REGISTRY
-
     return REGISTRY[method].cpu_seed_batch if devices == 1 and jax.default_backend() == "cpu" else None
 
 
@@ -150,8 +151,6 @@ class SeedSharding:
 
     def compile(self, fn, *args):
         """AOT-compile `fn` with every input and output sharded along the seed axis."""
-        from awm_jax.runner import xla_cpu
-
         if self.mesh is None:
             return xla_cpu.compile(jax.jit(fn).lower(*args))
         compiled = xla_cpu.compile(jax.jit(fn, in_shardings=self.sharding, out_shardings=self.sharding).lower(

@@ -21,17 +21,15 @@ from pathlib import Path
 import numpy as np
 
 import awm_envs
-from awm_jax.core.config import METHOD_DEFAULT_FIELDS, Config
+from awm_jax.core.config import METHOD_DEFAULT_FIELDS, Config, with_legacy_defaults
 from awm_jax.core.methods import make_train
-from awm_jax.runner.results import (
-    atomic_write,
-    markdown_table,
-    skipped_warning,
-    summary,
-    write_csv,
-    write_run,
-)
+from awm_jax.runner import interrupt, run_folder
+from awm_jax.runner.checkpoint import config_diff
+from awm_jax.runner.interrupt import Interrupted, check
+from awm_jax.runner.plots import plot_learning_curves
+from awm_jax.runner.results import markdown_table, read_run_files, skipped_warning, summary, write_csv, write_run
 from awm_jax.runner.run import run_training, seed_keys
+from awm_jax.runner.run_folder import atomic_write, is_complete, member_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +48,6 @@ class SweepSpec:
 
     def folder(self, out, cfg: Config, combo: dict) -> Path:
         """The member folder of group `cfg` and grid values `combo` (awm_jax.runner.run_folder.member_name)."""
-        from awm_jax.runner.run_folder import member_name
-
         return Path(out) / member_name(cfg.task, cfg.method, combo)
 
     def to_dict(self) -> dict:
@@ -67,8 +63,6 @@ class SweepSpec:
         """What differs between this sweep and a saved `to_dict()`: tasks, methods, grid, each method's
         policy learning rate and model scaling in force, and the base config's other fields that some
         method of the sweep reads (see `Config.ignored_fields`)."""
-        from awm_jax.runner.checkpoint import config_diff
-
         current = json.loads(json.dumps(self.to_dict()))
         diff = [f"{k}: saved {saved.get(k)!r}, now {current[k]!r}" for k in ("tasks", "methods", "grid")
                 if saved.get(k) != current[k]]
@@ -115,8 +109,6 @@ def saved_method_values(saved: dict, name: str = "policy_lr") -> dict:
     """{method: the value in force of `name` (policy_lr or model_scaling)} of a saved sweep.json
     (`SweepSpec.to_dict`); older files, which lack the entry, meant the defaults then
     (`config.LEGACY_POLICY_LR`, `config.LEGACY_DEFAULTS`)."""
-    from awm_jax.core.config import with_legacy_defaults
-
     if name in saved:
         return dict(saved[name])
     base = saved.get("base", {})
@@ -145,8 +137,6 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
     `awm_jax.runner.run_folder`) after the aggregate. resume: continue the same sweep in `out` (finished
     members are skipped); overwrite: move whatever `out` holds aside (to `out.old-<time>`) first.
     Without either, a folder already holding a sweep or a run is refused."""
-    from awm_jax.runner import interrupt, run_folder
-
     spec.validate()
     if resume and overwrite:
         raise ValueError("--resume continues the sweep in --out and --overwrite moves it aside: pass one of them")
@@ -182,10 +172,6 @@ def run_sweep(spec: SweepSpec, out, chunk_periods: int = 8, checkpoint_every: in
 
 def _run_groups(spec: SweepSpec, out: Path, chunk_periods, checkpoint_every, checkpoint_minutes, resume, verbose,
                 log) -> None:
-    from awm_jax.runner import run_folder
-    from awm_jax.runner.interrupt import Interrupted, check
-    from awm_jax.runner.run_folder import is_complete
-
     groups, combos = spec.groups(), spec.combos()
     S = spec.base.seeds
     t0, steps_done, steps_here = time.time(), 0, 0  # steps_here: of groups run by this call (the rate)
@@ -223,9 +209,6 @@ def _run_groups(spec: SweepSpec, out: Path, chunk_periods, checkpoint_every, che
 
 def write_aggregate(spec: SweepSpec, out) -> list[dict]:
     """summary.csv, summary.md and one return plot per task from the per-combination folders."""
-    from awm_jax.analysis.plots import plot_learning_curves
-    from awm_jax.runner.results import read_run_files
-
     rows, warnings = [], []
     for task in spec.tasks:
         curves, warmup = [], None

@@ -14,6 +14,8 @@ import importlib
 import math
 from collections.abc import Callable
 
+import awm_envs
+
 # The policy learning rate when `policy_lr` is None, per parameterisation: the paper's 1e-4 for its own
 # raw-input policy; for ours the rates chosen by the sweeps over the 8 benchmark tasks (README;
 # docs/results/learning.md). BPTT through the true task, whose gradient is exact: 3e-3
@@ -199,8 +201,6 @@ def make_train(config):
     in one program). Raises ValueError for unknown tasks or methods and for shapes or schedules that do
     not fit, naming the valid choices.
     """
-    import awm_envs
-
     config.validate()
     task = awm_envs.make(config.task, **config.task_options())
     config.validate(task)

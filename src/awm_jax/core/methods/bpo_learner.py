@@ -37,9 +37,10 @@ import optax
 from flax import struct
 
 import awm_envs
-from awm_jax.analysis.diagnostics import gradient_agreement, open_loop_error
+from awm_jax.core.diagnostics import gradient_agreement, open_loop_error
 from awm_jax.core.learner import Learner
 from awm_jax.core.methods.bpo import bpo_loss
+from awm_jax.core.models import world_model_from_config
 from awm_jax.core.models.base import WorldModel
 from awm_jax.core.models.policy import Policy
 from awm_jax.core.models.true_task import TrueTask
@@ -262,8 +263,6 @@ class BPOLearner(Learner):
 def world_model(config, task) -> WorldModel:
     """The world model of `config.model_kind` for `task`, sized by the config; the task itself
     (`TrueTask`) for "true_task"."""
-    from awm_jax.core.models import world_model_from_config
-
     if config.model_kind == "true_task":
         return TrueTask.of(task)
     model = world_model_from_config(config.model_kind, config, task.obs_size - 1, task.action_size,

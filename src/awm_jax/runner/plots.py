@@ -1,5 +1,7 @@
-"""Learning-curve figures in one style: the quickstart's, a run's returns.png, a sweep's per-task plots and
-the benchmark's per-task curves all come from `plot_learning_curves`.
+"""Figures: `new_figure` and `save_figure` (a matplotlib figure outside pyplot, written atomically), which
+every figure of awm_jax and its experiments uses, and learning curves in one style: the quickstart's, a
+run's returns.png, a sweep's per-task plots and the benchmark's per-task curves all come from
+`plot_learning_curves`. matplotlib is imported only when a figure is drawn.
 
 The style: per method the median over seeds as a line and the interquartile range as a band (a band
 from the seeds' own quantiles never reaches past the best or worst seed, so it never claims a return no
@@ -10,15 +12,37 @@ with their units.
 
 from __future__ import annotations
 
+import io
+import sys
+
 import numpy as np
 
-from awm_jax.runner.results import new_figure, save_figure
+from awm_jax.runner.run_folder import atomic_write
 
 ENV_STEPS = "env steps (real environment interactions)"
 RETURN = "evaluation return (one episode, undiscounted)"
 SCORE = "normalised return (random policy 0, best plan 1)"
 REFERENCE_STYLE = {"random policy": dict(color="0.45", ls=":"), "best constant action": dict(color="0.3", ls="-."),
                    "best plan": dict(color="k", ls="--")}
+
+
+def new_figure(figsize=(6, 4)):
+    """A matplotlib figure and axes outside pyplot: nothing is shown, and the global backend is left
+    alone (a notebook keeps drawing inline)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.add_subplot()
+
+
+def save_figure(fig, path) -> None:
+    """Render `fig` to PNG and write it atomically (closing it if pyplot manages it)."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close(fig)
+    atomic_write(path, buf.getvalue())
 
 
 def plot_learning_curves(path, curves, title: str = "", ylabel: str = RETURN, references: dict | None = None,
