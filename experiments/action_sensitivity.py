@@ -34,7 +34,8 @@ import numpy as np
 import tyro
 
 from awm_jax.analysis.options import tiny_runs
-from awm_jax.io.results import atomic_write, format_table, markdown_table, write_csv
+from awm_jax.runner.results import format_table, markdown_table, write_csv
+from awm_jax.runner.run_folder import atomic_write
 
 TASKS = "cancer_treatment,timber_harvest"
 METHODS = "awm_transformer,hwm_transformer,awm_lstm,markov_mlp,true_bptt"
@@ -65,7 +66,7 @@ def load(folder: Path):
     older awm_jax with fields the current state does not have is restored without them (orbax partial
     restore, after checking the files' checksums)."""
     from awm_jax.api import load_run
-    from awm_jax.io.run_folder import RunFolderError
+    from awm_jax.runner.run_folder import RunFolderError
 
     try:
         run = load_run(folder)
@@ -80,7 +81,7 @@ def load(folder: Path):
 def restore_partial(run, path: Path):
     """The seed-batched state in orbax folder `path` restored into the current TrainState of `run`'s
     trainer, skipping saved fields that state does not have."""
-    from awm_jax.io.checkpoint import restore_state
+    from awm_jax.runner.checkpoint import restore_state
 
     trainer = run.trainer
     abstract = jax.eval_shape(jax.vmap(lambda k: trainer.init(k)), jax.ShapeDtypeStruct((run.seeds, 2), jnp.uint32))

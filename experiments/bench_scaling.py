@@ -19,7 +19,7 @@ sustained FLOP/s), as shared PEER.md defines it. An update's FLOPs are the large
 counted as often as it runs (`awm_jax.analysis.flops`): the recurrent models' updates are loops.
 
 The seeds of a row are computed as `awm-jax train` computes them (`--seed-batch auto`: the transformers
-one seed after another on one CPU device, see `awm_jax.loop.sharding.seed_map`); `--seed-batch all`
+one seed after another on one CPU device, see `awm_jax.runner.sharding.seed_map`); `--seed-batch all`
 vmaps them all.
 
 Each row also gives the whole trainer program's memory (XLA's memory analysis of the compiled program:
@@ -43,10 +43,11 @@ import tyro
 from awm_jax.analysis.benchmark import QUICK_CONFIG
 from awm_jax.analysis.flops import matmul_flops
 from awm_jax.analysis.options import quick_defaults
-from awm_jax.config import Config
-from awm_jax.io.results import atomic_write, format_table
-from awm_jax.loop.sharding import SeedSharding, default_seed_batch, parse_seed_batch, seed_map
-from awm_jax.methods import make_train
+from awm_jax.core.config import Config
+from awm_jax.core.methods import make_train
+from awm_jax.runner.results import format_table
+from awm_jax.runner.run_folder import atomic_write
+from awm_jax.runner.sharding import SeedSharding, default_seed_batch, parse_seed_batch, seed_map
 
 QUICK_HELP = ("smoke test (about two minutes on a laptop CPU): awm_transformer and true_bptt at 1 and 2 seeds with 1 "
               "repetition unless --methods, --seeds or --reps are given, on the benchmark experiments' quick schedule "

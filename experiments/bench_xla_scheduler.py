@@ -1,6 +1,6 @@
-"""What awm_jax's XLA CPU scheduler workaround costs (`awm_jax.loop.xla_cpu`): the model update of each
+"""What awm_jax's XLA CPU scheduler workaround costs (`awm_jax.runner.xla_cpu`): the model update of each
 method timed with XLA's concurrency-optimised scheduler off (awm_jax's setting) and on (XLA's default),
-its seeds computed as `awm-jax train` computes them on this device (`awm_jax.loop.sharding.seed_map`).
+its seeds computed as `awm-jax train` computes them on this device (`awm_jax.runner.sharding.seed_map`).
 
     python experiments/bench_xla_scheduler.py --out runs/xla_scheduler [--methods ...] [--seeds 4] [--reps 3]
 
@@ -17,15 +17,16 @@ from pathlib import Path
 
 import tyro
 
-from awm_jax.io.results import atomic_write, format_table
+from awm_jax.runner.results import format_table
+from awm_jax.runner.run_folder import atomic_write
 
 PROBE = r"""
 import json, sys, time
 import jax
-from awm_jax.config import Config
-from awm_jax.loop import xla_cpu
-from awm_jax.loop.sharding import default_seed_batch, seed_map
-from awm_jax.methods import make_train
+from awm_jax.core.config import Config
+from awm_jax.runner import xla_cpu
+from awm_jax.runner.sharding import default_seed_batch, seed_map
+from awm_jax.core.methods import make_train
 method, seeds, reps, on = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "on"
 L = make_train(Config(method=method, task="cancer_treatment", seeds=seeds))
 batch = default_seed_batch(method, 1)

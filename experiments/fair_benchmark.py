@@ -16,7 +16,7 @@ DATA/selected.json; DATA/sensitivity.png draws each method's score against its h
 
 Evaluation: each selected method at its configuration on every task with --seeds streams of base seed
 --eval-seed (200:0..200:3), one (task, method) group at a time kept as data like the benchmark
-(`awm_jax.io.committed`) in DATA/evaluation/. Its report (`awm_jax.io.report`) has scores.csv (seed as
+(`awm_jax.analysis.committed`) in DATA/evaluation/. Its report (`awm_jax.analysis.report`) has scores.csv (seed as
 "base:member"), IQM and mean with stratified-bootstrap CIs, and here the probability of improvement of every
 method over every other (improvement_matrix.csv, improvement_matrix.png). The report refuses data whose
 evaluation streams meet a tuning stream of the same task and method.
@@ -41,12 +41,14 @@ from awm_jax.analysis.benchmark import (
     probability_of_improvement,
     report_scope,
 )
+from awm_jax.analysis.committed import Setting, run_groups
 from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
-from awm_jax.config import METHODS
-from awm_jax.io.committed import Setting, run_groups
-from awm_jax.io.report import score_matrix, write_report
-from awm_jax.io.results import atomic_write, new_figure, save_figure, write_csv
-from awm_jax.loop.sweep import parse_list
+from awm_jax.analysis.report import score_matrix, write_report
+from awm_jax.core.config import METHODS
+from awm_jax.runner.plots import new_figure, save_figure
+from awm_jax.runner.results import write_csv
+from awm_jax.runner.run_folder import atomic_write
+from awm_jax.runner.sweep import parse_list
 
 DATA = "docs/data/fair_benchmark"
 EVALUATION = "evaluation"

@@ -94,8 +94,10 @@ def main(argv=None):
         raw_rollout,
         true_rollout,
     )
-    from awm_jax.io.results import atomic_write, format_table, new_figure, save_figure
-    from awm_jax.models import make_world_model
+    from awm_jax.core.models import make_world_model
+    from awm_jax.runner.plots import new_figure, save_figure
+    from awm_jax.runner.results import format_table
+    from awm_jax.runner.run_folder import atomic_write
 
     cfg = dict(SETTINGS["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})
@@ -149,7 +151,7 @@ def main(argv=None):
                     params, norm, losses = fit_world_model(wm, states, actions, k, cfg["train_steps"])
                     train_loss = float(jnp.mean(losses[-max(1, len(losses) // 10):]))
                 else:
-                    from awm_jax.loop.spaces import Normalizer
+                    from awm_jax.core.spaces import Normalizer
 
                     params, norm = wm.init(k), Normalizer.identity(n)
                 rollout = raw_rollout(wm, to_f64(params), to_f64(norm))

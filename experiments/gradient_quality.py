@@ -12,7 +12,7 @@ Heatmap: mean over episodes of ||d s^_t / d a_k|| (rows t, columns k). Table: re
 against the true Jacobian, the mean of d s^_t[0] / d a_0 over t (true: 1), the mass on later actions
 (true: 0), held-out model loss.
 
-Part 2 (cosine during training): the online trainer (awm_jax.loop.run.run_training, the paper's schedule
+Part 2 (cosine during training): the online trainer (awm_jax.runner.run.run_training, the paper's schedule
 scaled by --total-steps / --warmup-steps) trains each method for --seeds vmapped seeds with
 gradient_cosine on; the trainer logs, at every policy update, the cosine between the policy gradient
 through the model and through the true task for the same parameters, start states and noise
@@ -72,7 +72,7 @@ class Options:
 
 
 def write_csv(path, rows):
-    from awm_jax.io.results import atomic_write
+    from awm_jax.runner.run_folder import atomic_write
 
     cols = list(rows[0])
     atomic_write(path, "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n")
@@ -88,8 +88,10 @@ def jacobian_part(task, args, cfg, out, key):
         raw_rollout,
         true_rollout,
     )
-    from awm_jax.io.results import atomic_write, format_table, new_figure, save_figure
-    from awm_jax.models import make_world_model
+    from awm_jax.core.models import make_world_model
+    from awm_jax.runner.plots import new_figure, save_figure
+    from awm_jax.runner.results import format_table
+    from awm_jax.runner.run_folder import atomic_write
 
     k_train, k_test, k_fit = jax.random.split(key, 3)
     states, actions = random_action_episodes(task, k_train, cfg["episodes"])
@@ -143,9 +145,11 @@ def jacobian_part(task, args, cfg, out, key):
 
 def cosine_part(args, cfg, out):
     """Train each method online with the gradient-cosine diagnostic on; curves and a summary."""
-    from awm_jax.config import Config
-    from awm_jax.io.results import atomic_write, format_table, new_figure, save_figure
-    from awm_jax.loop.run import run_training
+    from awm_jax.core.config import Config
+    from awm_jax.runner.plots import new_figure, save_figure
+    from awm_jax.runner.results import format_table
+    from awm_jax.runner.run import run_training
+    from awm_jax.runner.run_folder import atomic_write
 
     curves, rows, summary = {}, [], []
     for method in args.methods.split(","):
@@ -198,7 +202,7 @@ def main(argv=None):
     args = tyro.cli(Options, args=argv, description=__doc__)
 
     import awm_envs
-    from awm_jax.io.results import atomic_write
+    from awm_jax.runner.run_folder import atomic_write
 
     cfg = dict(SETTINGS["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})

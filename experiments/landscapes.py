@@ -69,7 +69,7 @@ class Options:
 
 
 def write_csv(path, rows):
-    from awm_jax.io.results import atomic_write
+    from awm_jax.runner.run_folder import atomic_write
 
     cols = list(rows[0])
     atomic_write(path, "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n")
@@ -81,8 +81,10 @@ def main(argv=None):
     import awm_envs
     from awm_jax.analysis.gradient_growth import fit_world_model, random_action_episodes
     from awm_jax.analysis.landscapes import gradient_ascent, landscape, model_return, true_return
-    from awm_jax.io.results import atomic_write, format_table, new_figure, save_figure
-    from awm_jax.models import make_world_model
+    from awm_jax.core.models import make_world_model
+    from awm_jax.runner.plots import new_figure, save_figure
+    from awm_jax.runner.results import format_table
+    from awm_jax.runner.run_folder import atomic_write
 
     cfg = dict(SETTINGS["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})

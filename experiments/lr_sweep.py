@@ -18,7 +18,7 @@ seeds, as in docs/data/lr_stability, where the benchmark's final evaluation alon
 collapse; each row then also has `last10`, the mean return over the last 10 evaluations, and its score,
 and the model scaling in force (`model_scaling`), which the mean-score table also groups by.
 Such runs are the benchmark's groups at another rate, so they are scored against the benchmark's
-references (`awm_jax.io.committed.references`). --quick (a smoke test) first runs a
+references (`awm_jax.analysis.committed.references`). --quick (a smoke test) first runs a
 tiny sweep itself (true_bptt on cancer_treatment, policy_lr 1e-3 and 1e-2, 2 seeds of 400 env steps)
 into OUT/quick and scores that instead of --sweeps.
 """
@@ -34,10 +34,11 @@ import numpy as np
 import tyro
 
 from awm_jax.analysis.benchmark import normalized_score, task_references
-from awm_jax.config import Config
-from awm_jax.io.committed import references
-from awm_jax.io.results import atomic_write, format_table
-from awm_jax.loop.sweep import saved_method_values
+from awm_jax.analysis.committed import references
+from awm_jax.core.config import Config
+from awm_jax.runner.results import format_table
+from awm_jax.runner.run_folder import atomic_write
+from awm_jax.runner.sweep import saved_method_values
 
 QUICK_HELP = ("smoke test (under a minute on a laptop CPU): run a tiny sweep (true_bptt on cancer_treatment, policy_lr "
               "1e-3 and 1e-2, 2 seeds of 400 env steps) into OUT/quick, continuing it if there, and score it instead "
@@ -60,7 +61,7 @@ class Options:
 def quick_sweep(out: Path) -> Path:
     """The tiny sweep of --quick in OUT/quick (continued if already there); the task keeps its default
     options, which the references are computed for."""
-    from awm_jax.loop.sweep import SweepSpec, run_sweep
+    from awm_jax.runner.sweep import SweepSpec, run_sweep
 
     base = Config(task="cancer_treatment", method="true_bptt", seeds=2, total_steps=400, warmup_steps=200,
                   eval_every=64)
@@ -97,7 +98,7 @@ def read_runs(folders, window: int = 10) -> list[dict]:
     """Rows {task, method, parameterisation, model_scaling, policy_lr, mean, std, seeds, last10} of finished
     runs: the final evaluation return's mean and std over seeds, and `last10` the mean over seeds and the
     last `window` evaluations."""
-    from awm_jax.io.results import read_run_files, summary
+    from awm_jax.runner.results import read_run_files, summary
 
     rows = []
     for folder in folders:

@@ -8,12 +8,12 @@
 Trains one (task, method) group at a time, all its seeds in one vmapped program (run folder
 OUT/runs/{task}-{method}/, checkpointed every --checkpoint-every chunks), and as each finishes copies
 its config.json, metrics.json, metrics.csv and summary.txt into DATA/{task}-{method}/ (see
-awm_jax/io/committed.py). Groups already in DATA are skipped; what remains is printed with an estimate
+awm_jax/analysis/committed.py). Groups already in DATA are skipped; what remains is printed with an estimate
 of its time. A killed run continues with the same command and --resume.
 
 Then (and with --data-only, from DATA alone) writes to DATA: scores.csv (one row per task, method and
 seed: total_steps, env_steps, final_return, score), aggregate.csv, improvement.csv, per_task.csv and
-tables.md (awm_jax/io/report.py), aggregate.png (IQM and mean over tasks x seeds with 95% CIs, and the
+tables.md (awm_jax/analysis/report.py), aggregate.png (IQM and mean over tasks x seeds with 95% CIs, and the
 probability that awm_transformer improves on each method) and curves_{task}.png (normalised return vs
 env steps, mean +- std). Scores: random policy 0, best reference 1, with the references computed once
 per task into DATA/references.json (awm_jax/analysis/benchmark.py). Missing groups are listed in tables.md.
@@ -25,12 +25,13 @@ from typing import Annotated
 
 import tyro
 
-from awm_jax.analysis.benchmark import BENCHMARK_TASKS, base_config, plot_aggregate, report_scope, run_experiment
+from awm_jax.analysis.benchmark import BENCHMARK_TASKS, base_config, plot_aggregate, report_scope
+from awm_jax.analysis.committed import Setting, committed_groups
 from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
-from awm_jax.config import METHODS
-from awm_jax.io.committed import Setting, committed_groups
-from awm_jax.io.report import REFERENCE, plot_curves, write_report
-from awm_jax.loop.sweep import parse_list
+from awm_jax.analysis.report import REFERENCE, plot_curves, write_report
+from awm_jax.core.config import METHODS
+from awm_jax.runner.sweep import parse_list
+from pipeline import run_experiment
 
 QUICK_TASKS, QUICK_METHODS = "cancer_treatment,timber_harvest", "awm_transformer,markov_mlp,true_bptt"
 DATA = "docs/data/myriad_benchmark"

@@ -26,10 +26,11 @@ import jax
 import jax.numpy as jnp
 import tyro
 
-from awm_jax.config import Config
-from awm_jax.io.results import atomic_write, format_table
-from awm_jax.methods import make_train
-from awm_jax.models.networks import MLP
+from awm_jax.core.config import Config
+from awm_jax.core.methods import make_train
+from awm_jax.core.models.networks import MLP
+from awm_jax.runner.results import format_table
+from awm_jax.runner.run_folder import atomic_write
 
 
 @dataclasses.dataclass(kw_only=True)

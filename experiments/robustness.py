@@ -24,12 +24,13 @@ from typing import Annotated
 import numpy as np
 import tyro
 
-from awm_jax.analysis.benchmark import base_config, report_scope, report_settings, run_experiment
+from awm_jax.analysis.benchmark import base_config, report_scope, report_settings
+from awm_jax.analysis.committed import Setting
 from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
-from awm_jax.io.committed import Setting
-from awm_jax.io.report import write_report
-from awm_jax.io.results import new_figure, save_figure
-from awm_jax.loop.sweep import parse_list
+from awm_jax.analysis.report import write_report
+from awm_jax.runner.plots import new_figure, save_figure
+from awm_jax.runner.sweep import parse_list
+from pipeline import run_experiment
 
 TASKS = "cancer_treatment"
 METHODS_ = "awm_transformer,hwm_transformer,markov_mlp,true_bptt"

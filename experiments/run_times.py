@@ -16,9 +16,9 @@ model and cores) is recorded since 1 December 2026; older groups leave it empty.
 import argparse
 from pathlib import Path
 
-from awm_jax.io.committed import committed_groups
-from awm_jax.io.results import write_csv
-from awm_jax.io.run_folder import METRICS, read_json
+from awm_jax.analysis.committed import committed_groups
+from awm_jax.runner.results import write_csv
+from awm_jax.runner.run_folder import METRICS, read_json
 
 COLUMNS = ("setting", "task", "method", "seeds", "seed_parts", "periods", "timed_periods", "compile_seconds",
            "run_seconds", "machine")

@@ -34,9 +34,9 @@ import numpy as np
 from scipy.stats import rankdata
 
 from awm_jax.analysis.benchmark import aggregate, normalized_score
-from awm_jax.io.committed import committed_groups
-from awm_jax.io.results import read_run_files, write_csv  # a horizon None (the task's default) writes as ''
-from awm_jax.io.run_folder import read_json
+from awm_jax.analysis.committed import committed_groups
+from awm_jax.runner.results import read_run_files, write_csv  # a horizon None (the task's default) writes as ''
+from awm_jax.runner.run_folder import read_json
 
 NORM, COSINE = "policy/grad_norm", "policy/grad_cosine"
 COLUMNS = ("setting", "horizon", "task", "method", "values", "median", "max_finite", "nonfinite_share", "cosine_mean",

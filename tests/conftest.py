@@ -1,10 +1,16 @@
 """Shared fixtures."""
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import jax
 import pytest
+
+# The experiment scripts import their shared module `pipeline` from experiments/, which `python
+# experiments/NAME.py` puts on the path: the tests that load a script, or `pipeline` itself, need it there too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 # The CLI keeps JAX's persistent compilation cache in $XDG_CACHE_HOME/awm_jax by default: tests that
 # call it write into a throwaway folder, never the user's cache.

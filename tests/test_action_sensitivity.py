@@ -15,8 +15,8 @@ from awm_jax.analysis.action_sensitivity import (
     seed_sensitivity,
     sensitivity,
 )
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.models.true_task import TrueTask
+from awm_jax.core.models.true_task import TrueTask
+from awm_jax.core.spaces import Normalizer
 
 KEY = jax.random.PRNGKey(0)
 SMALL = dict(task="cancer_treatment", horizon=20, total_steps=200, warmup_steps=100, eval_every=20,

@@ -11,9 +11,9 @@ from configs import config
 import awm_jax
 from awm_jax import Agent, act, evaluate, load_run, make_train, seed_slice
 from awm_jax.analysis.diagnostics import policy_gradient_comparison, true_jacobians
-from awm_jax.loop.run import run_training, seed_keys
-from awm_jax.loop.spaces import policy_input
-from awm_jax.loop.sweep import SweepSpec, run_sweep
+from awm_jax.core.spaces import policy_input
+from awm_jax.runner.run import run_training, seed_keys
+from awm_jax.runner.sweep import SweepSpec, run_sweep
 
 # Tiny: horizon 20, 200 warm-up steps, 2 evaluation periods of 2 policy updates each.
 TINY = dict(task="cancer_treatment", horizon=20, total_steps=264, warmup_steps=200, eval_every=32, model_batch=8,
@@ -162,7 +162,7 @@ def test_load_run_reads_sweep_members_and_groups(tmp_path):
 def test_load_run_restores_a_baseline_state(tmp_path):
     """Model-free baselines (here ppo via rejax) keep their own state type; load_run rebuilds it the same
     way, and the BPO-only functions say so."""
-    pytest.importorskip("awm_jax.methods.rejax_adapter")
+    pytest.importorskip("awm_jax.core.methods.rejax_adapter")
     cfg = config(task="cancer_treatment", method="ppo", seeds=2, horizon=20, total_steps=264, warmup_steps=200)
     state, metrics = run_training(cfg, out=tmp_path, verbose=False)
     run = load_run(tmp_path)

@@ -8,11 +8,11 @@ import pytest
 from tolerances import assert_trees_close, f32_tol
 
 import awm_envs
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.methods.bpo import imagine, imagine_sequential
-from awm_jax.models import make_world_model
-from awm_jax.models.awm_ssm import DiagonalSSM
-from awm_jax.models.policy import Policy
+from awm_jax.core.methods.bpo import imagine, imagine_sequential
+from awm_jax.core.models import make_world_model
+from awm_jax.core.models.awm_ssm import DiagonalSSM
+from awm_jax.core.models.policy import Policy
+from awm_jax.core.spaces import Normalizer
 
 H, N, M = 23, 3, 2  # an odd length: the associative scan's odd/even split is exercised
 

@@ -1,5 +1,5 @@
 """sac, ppo and td3 (rejax) behind make_train: learning, determinism, chunking, the BPO evaluation grid,
-validation, and a checkpointed run resumed through awm_jax.loop.run."""
+validation, and a checkpointed run resumed through awm_jax.runner.run."""
 
 
 import jax
@@ -9,7 +9,7 @@ from configs import config
 
 from awm_jax import make_train
 from awm_jax.analysis.references import best_constant_return, random_return
-from awm_jax.loop.run import run_training
+from awm_jax.runner.run import run_training
 
 # simple_case over 10 steps: random actions return -0.32, the best constant action 1.25 (zero: 1.07);
 # 200 random warm-up steps, then 16 evaluation periods of 64 env steps.
@@ -96,7 +96,7 @@ def test_state_has_one_structure():
 
 @SLOW  # ~2 min on a busy CPU: four compilations and a checkpointed run twice
 def test_checkpointed_run_resumes_exactly(tmp_path):
-    from awm_jax.io.checkpoint import Checkpointer
+    from awm_jax.runner.checkpoint import Checkpointer
 
     cfg = config(method="sac", seeds=2, **{**SMALL, "total_steps": 200 + 64 * 3})
     out = tmp_path / "sac"

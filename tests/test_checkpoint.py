@@ -14,9 +14,9 @@ import pytest
 from configs import config
 
 from awm_jax import Config
-from awm_jax.io.checkpoint import Checkpointer
-from awm_jax.io.run_folder import CHECKSUMS
-from awm_jax.loop.run import run_training
+from awm_jax.runner.checkpoint import Checkpointer
+from awm_jax.runner.run import run_training
+from awm_jax.runner.run_folder import CHECKSUMS
 
 SMALL = dict(task="cancer_treatment", warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4)
 FLAGS = ["--task", "cancer_treatment", "--warmup-steps", "200", "--eval-every", "64", "--model-batch", "16",
@@ -25,7 +25,7 @@ FLAGS = ["--task", "cancer_treatment", "--warmup-steps", "200", "--eval-every", 
 
 def _final_state(out, config):
     """The final checkpoint of a run folder, restored into the run's state structure."""
-    from awm_jax.methods import make_train
+    from awm_jax.core.methods import make_train
 
     trainer = make_train(config)
     keys = jax.random.split(jax.random.PRNGKey(config.seed), config.seeds)
@@ -102,7 +102,7 @@ def test_corrupted_checkpoint_falls_back_to_previous(tmp_path):
 
 
 def test_config_diff_names_what_differs_and_skips_what_is_not_read():
-    from awm_jax.io.checkpoint import config_diff
+    from awm_jax.runner.checkpoint import config_diff
 
     cfg = config(method="true_bptt")
     saved = cfg.to_dict()
@@ -137,8 +137,8 @@ def test_a_run_saves_its_policy_rate_and_older_runs_mean_the_default_then(monkey
     """A run's config.json holds the policy learning rate in force, so a later change of a method's default
     cannot pass it off as the new one; a config saved with None (before runs wrote the rate out) means the
     default when it was saved (`LEGACY_POLICY_LR`), in resume checks, committed-group checks and loading."""
-    import awm_jax.config as config_mod
-    from awm_jax.io.checkpoint import config_diff
+    import awm_jax.core.config as config_mod
+    from awm_jax.runner.checkpoint import config_diff
 
     monkeypatch.setitem(config_mod.LEGACY_POLICY_LR, "awm_lstm", {"normalized": 0.123, "paper": 1e-4})
     now = config(method="awm_lstm")
@@ -165,8 +165,8 @@ def test_a_run_saves_its_policy_rate_and_older_runs_mean_the_default_then(monkey
 def test_partial_restore_skips_fields_an_older_state_had(tmp_path):
     """A state saved with a field today's state lacks (an older awm_jax's) restores with partial=True,
     every value equal, and is refused without it."""
-    from awm_jax.io.checkpoint import restore_state, save_state
-    from awm_jax.io.run_folder import RunFolderError
+    from awm_jax.runner.checkpoint import restore_state, save_state
+    from awm_jax.runner.run_folder import RunFolderError
 
     old = {"params": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, "step": np.int32(7),
            "critic": {"v": np.ones(4, np.float32)}}

@@ -3,8 +3,8 @@
 - vmapped seeds equal single-seed runs (to float32 rounding: XLA CPU rounds batched programs
   differently) and differ from each other;
 - init, then a chunk of one period at a time, equals init, then one chunk of all periods, to the last
-  bit (the path of awm_jax.loop.run and of resumed checkpoints);
-- a checkpoint (orbax, as awm_jax.loop.run writes it) restores into the state structure rebuilt from
+  bit (the path of awm_jax.runner.run and of resumed checkpoints);
+- a checkpoint (orbax, as awm_jax.runner.run writes it) restores into the state structure rebuilt from
   the learner, and the run continues to the same end, bit for bit;
 - every method reports on the same evaluation grid (`eval/env_steps` after the warm-up, every
   eval_every env steps), with int32 steps and float32 returns;
@@ -22,7 +22,7 @@ import pytest
 from configs import config
 
 from awm_jax import Config, make_train
-from awm_jax.methods import METHODS, REGISTRY
+from awm_jax.core.methods import METHODS, REGISTRY
 
 # simple_case over 10 steps: 200 warm-up steps, then 3 evaluation periods of 64 env steps
 SMALL = dict(task="simple_case", horizon=10, total_steps=392, warmup_steps=200, eval_every=64, model_batch=16,
@@ -88,7 +88,7 @@ def test_chunked_run_equals_one_call(method):
 
 @pytest.mark.parametrize("method", ALL)
 def test_a_checkpoint_restores_and_the_run_ends_as_without_it(method, tmp_path):
-    from awm_jax.io.checkpoint import Checkpointer
+    from awm_jax.runner.checkpoint import Checkpointer
 
     learner, state0, state, metrics = _run(method)
     s1, m1 = _periods(method, state0, 1)
@@ -126,7 +126,7 @@ def test_every_method_reports_on_one_evaluation_grid(method):
 @pytest.mark.parametrize("method", ALL)
 def test_a_non_finite_seed_skips_its_updates_and_leaves_the_others_alone(method):
     """NaN entropy coefficient (every guarded learner traces `entropy`) makes that seed's losses NaN."""
-    if REGISTRY[method].learner.startswith("awm_jax.methods.rejax_adapter"):
+    if REGISTRY[method].learner.startswith("awm_jax.core.methods.rejax_adapter"):
         pytest.skip("rejax's updates have no finite guard (skipped_updates stays 0)")
     learner, _, _, clean = _run(method)
     keys = jnp.stack([KEYS[0], jax.random.PRNGKey(7), KEYS[1]])

@@ -1,5 +1,5 @@
-"""Experiments kept as data (awm_jax/io/committed.py, awm_jax/io/report.py and the benchmark, horizon-scaling
-and robustness scripts) on tiny fixtures built here in the layout the pipeline writes: scores,
+"""Experiments kept as data (awm_jax/analysis/committed.py, awm_jax/analysis/report.py and the benchmark,
+horizon-scaling and robustness scripts) on tiny fixtures built here in the layout the pipeline writes: scores,
 aggregates and the probability of improvement against direct numpy computations, missing groups,
 the skipping of committed groups, and one real tiny training committed and taken back by --resume."""
 
@@ -18,7 +18,7 @@ import pytest
 from configs import config
 from scipy import stats
 
-from awm_jax.io.committed import (
+from awm_jax.analysis.committed import (
     COMPILE_SECONDS,
     GROUP_FILES,
     SECONDS_PER_SEED_KSTEP,
@@ -27,7 +27,7 @@ from awm_jax.io.committed import (
     estimate,
     run_groups,
 )
-from awm_jax.io.results import write_run
+from awm_jax.runner.results import write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("cancer_treatment", "timber_harvest")
@@ -63,7 +63,7 @@ class FakeTrain:
         self.calls = []
 
     def __call__(self, cfg, out, keys=None, **kw):
-        from awm_jax.loop.run import seed_keys
+        from awm_jax.runner.run import seed_keys
 
         # the seeds asked for: all, or those whose keys are passed (a seed part)
         all_keys = np.asarray(seed_keys(cfg))
@@ -100,7 +100,7 @@ def prob_improve(x, y) -> float:
 def bench(tmp_path, monkeypatch):
     """The benchmark script trained by the fake on 2 tasks x 2 methods x 2 seeds into tmp/data."""
     fake = FakeTrain()
-    monkeypatch.setattr("awm_jax.loop.run.run_training", fake)
+    monkeypatch.setattr("awm_jax.analysis.committed.run_training", fake)  # what run_groups trains with
     data = tmp_path / "data"
     write_refs(data, BASE)
     flags = ["--tasks", ",".join(TASKS), "--seeds", "2", "--total-steps", "400", "--warmup-steps", "200",
@@ -151,7 +151,7 @@ def test_benchmark_report_matches_independent_numbers(bench):
     md = (data / "tables.md").read_text()
     # the report covers every group of the benchmark: the 4 trained here, the rest listed as missing
     from awm_jax.analysis.benchmark import BENCHMARK_TASKS
-    from awm_jax.config import METHODS as ALL_METHODS
+    from awm_jax.core.config import METHODS as ALL_METHODS
 
     total = len(BENCHMARK_TASKS) * len(ALL_METHODS)
     assert f"4 of {total}" in md and f"{x.mean():.3f}" in md
@@ -211,7 +211,7 @@ def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys, 
     killed after seed 0 loses nothing committed, the report names the parts of the missing group, and
     the next run trains seed 1 alone (its time estimate counting that seed only) and commits the group
     as the parts stacked, the parts removed."""
-    from awm_jax.io import committed as module
+    from awm_jax.analysis import committed as module
 
     estimated = []
     monkeypatch.setattr(module, "estimate", lambda cfg, measured, seeds=None: estimated.append(seeds) or 60.0)
@@ -253,7 +253,7 @@ def test_seed_parts_compute_what_the_group_program_does(tmp_path):
     import functools
 
     from awm_jax.analysis.benchmark import QUICK_CONFIG
-    from awm_jax.loop.run import run_training
+    from awm_jax.runner.run import run_training
 
     method = "markov_mlp"
     cfg = config(task="cancer_treatment", method=method, seeds=2, mlp_hidden=(16,), policy_hidden=(16,),
@@ -292,7 +292,7 @@ def test_estimate_uses_the_table_then_the_measured_groups():
 
 def test_horizon_and_robustness_scores_carry_their_columns(tmp_path, monkeypatch):
     fake = FakeTrain()
-    monkeypatch.setattr("awm_jax.loop.run.run_training", fake)
+    monkeypatch.setattr("awm_jax.analysis.committed.run_training", fake)  # what run_groups trains with
     common = ["--tasks", ",".join(TASKS), "--methods", ",".join(METHODS), "--seeds", "2", "--total-steps", "400",
               "--warmup-steps", "200", "--model-batch", "8", "--reps", "100"]
     data = tmp_path / "horizon"
@@ -415,7 +415,7 @@ def test_a_run_of_some_groups_reports_every_group_the_experiment_defines():
     import argparse
 
     from awm_jax.analysis.benchmark import BENCHMARK_TASKS, report_scope
-    from awm_jax.config import METHODS
+    from awm_jax.core.config import METHODS
 
     full = argparse.Namespace(quick=False)
     tasks, methods = report_scope(full, ["timber_harvest", "glucose"], ["markov_mlp"], BENCHMARK_TASKS, METHODS)
@@ -429,7 +429,7 @@ def test_a_run_of_some_settings_reports_every_defined_setting_with_data(tmp_path
     import argparse
 
     from awm_jax.analysis.benchmark import report_settings
-    from awm_jax.io.committed import Setting
+    from awm_jax.analysis.committed import Setting
 
     defined = [Setting(config(horizon=h), folder=f"H{h}") for h in (10, 20, 40)]
     (tmp_path / "H10").mkdir()

@@ -30,9 +30,9 @@ from awm_jax.analysis.landscapes import (
     slice_actions,
     true_return,
 )
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.models import make_world_model
-from awm_jax.models.true_task import TrueTask
+from awm_jax.core.models import make_world_model
+from awm_jax.core.models.true_task import TrueTask
+from awm_jax.core.spaces import Normalizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

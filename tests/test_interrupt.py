@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from awm_jax.loop import interrupt
+from awm_jax.runner import interrupt
 
 PERIODS = 6  # evaluation periods of 64 env steps after 200 of warm-up: 584 env steps, one chunk each
 FLAGS = ["--warmup-steps", "200", "--eval-every", "64", "--model-batch", "16", "--imagined-rollouts", "4",

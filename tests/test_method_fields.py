@@ -17,7 +17,7 @@ import pytest
 
 import awm_envs
 from awm_jax import Config
-from awm_jax.methods import METHODS, RUN_FIELDS, method
+from awm_jax.core.methods import METHODS, RUN_FIELDS, method
 
 FIELDS = [f.name for f in dataclasses.fields(Config)]
 # read by make_train and the run drivers, outside the learner: the task is built from them, the seeds split

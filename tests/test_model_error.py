@@ -11,8 +11,8 @@ from configs import config
 import awm_envs
 from awm_jax import make_train
 from awm_jax.analysis.diagnostics import open_loop_error
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.models.true_task import TrueTask
+from awm_jax.core.models.true_task import TrueTask
+from awm_jax.core.spaces import Normalizer
 
 SMALL = dict(task="cancer_treatment", total_steps=392, warmup_steps=200, eval_every=64, model_batch=16,
              imagined_rollouts=4, width=16, heads=2, layers=1, rnn_hidden=16)

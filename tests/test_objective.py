@@ -12,13 +12,13 @@ from tolerances import f32_tol
 
 import awm_envs
 from awm_jax import make_train
-from awm_jax.config import POLICY_LR, TRUE_BPTT_POLICY_LR
-from awm_jax.loop.replay import Replay, running_normalizer
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.methods import AWM_TRANSFORMER_POLICY_LR
-from awm_jax.methods.bpo import bpo_loss, imagine
-from awm_jax.models.policy import MIN_STD, Policy
-from awm_jax.models.true_task import TrueTask
+from awm_jax.core.config import POLICY_LR, TRUE_BPTT_POLICY_LR
+from awm_jax.core.methods import AWM_TRANSFORMER_POLICY_LR
+from awm_jax.core.methods.bpo import bpo_loss, imagine
+from awm_jax.core.models.policy import MIN_STD, Policy
+from awm_jax.core.models.true_task import TrueTask
+from awm_jax.core.replay import Replay, running_normalizer
+from awm_jax.core.spaces import Normalizer
 
 KEY = jax.random.PRNGKey(0)
 
@@ -161,8 +161,8 @@ def test_policy_learning_rate_follows_the_parameterisation():
 def test_model_scaling_defaults_to_the_methods_own():
     """model_scaling None: the method's (symlog for the transformer AWM, z-scores for the other world
     models), which is what its learner uses and what a run saves; an explicit value wins."""
-    from awm_jax.loop.spaces import SymlogNormalizer
-    from awm_jax.methods import AWM_TRANSFORMER_MODEL_SCALING
+    from awm_jax.core.methods import AWM_TRANSFORMER_MODEL_SCALING
+    from awm_jax.core.spaces import SymlogNormalizer
 
     assert config().model_scaling is None and config().model_scaling_value == AWM_TRANSFORMER_MODEL_SCALING == "symlog"
     assert config().resolved().model_scaling == "symlog"
@@ -196,7 +196,7 @@ def test_symlog_model_scaling_is_a_log_scale_that_matches_the_z_score_at_the_mea
     """symlog(s) = sign(s) log(1 + |s|) centred and scaled by the delta method: the closed form, its
     inverse, dz/ds = 1 / std at the mean (as the z-score), log growth far above it; and the model trains
     on states scaled that way."""
-    from awm_jax.loop.spaces import Normalizer, SymlogNormalizer
+    from awm_jax.core.spaces import Normalizer, SymlogNormalizer
 
     norm = Normalizer(jnp.array([440.0, -2.0, 0.0]), jnp.array([315.0, 0.5, 1.0]))
     sl = SymlogNormalizer.around(norm)
@@ -212,7 +212,7 @@ def test_symlog_model_scaling_is_a_log_scale_that_matches_the_z_score_at_the_mea
     np.testing.assert_allclose(sl.denorm(sl.norm(s)), s, **f32_tol(8, ulps=18, scale=1.0))
     slope = jax.vmap(jax.grad(lambda x, i: sl.norm(norm.mean.at[i].set(x))[i]), (0, 0))(norm.mean, jnp.arange(3))
     np.testing.assert_allclose(slope, 1 / std, **f32_tol(4))  # d/ds: 1 / (1 + |s|), times a scale, one division
-    from awm_jax.loop.spaces import symexp, symlog
+    from awm_jax.core.spaces import symexp, symlog
     for fn in (symlog, symexp):  # slope 1 at 0 (sign(s) log1p|s| written naively has slope 0 there)
         assert float(jax.grad(fn)(0.0)) == 1.0
     assert float(sl.norm(s)[0, 0]) < 0.3 * float(norm.norm(s)[0, 0])  # 4,700: z 13.5, symlog about 3.4

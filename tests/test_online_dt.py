@@ -9,9 +9,7 @@ from configs import config
 
 from awm_jax import make_train
 from awm_jax.analysis.references import random_return
-from awm_jax.loop.run import run_training
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.methods.online_dt import (
+from awm_jax.core.methods.online_dt import (
     DTNet,
     OnlineDT,
     dt_loss,
@@ -20,6 +18,8 @@ from awm_jax.methods.online_dt import (
     tanh_gaussian_log_prob,
     temperature_grad,
 )
+from awm_jax.core.spaces import Normalizer
+from awm_jax.runner.run import run_training
 
 # Horizon 20: 200 warm-up steps (10 episodes), then 10 eval periods of 4 blocks of 16 env steps and 8 DT
 # updates of 16 episodes each (30 online episodes, 320 updates).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from awm_jax import Config
-from awm_jax.methods import METHODS, method
+from awm_jax.core.methods import METHODS, method
 
 DATA = Path(__file__).resolve().parents[1] / "docs" / "data"
 

@@ -7,7 +7,7 @@ import pytest
 from configs import config
 
 from awm_jax import Config
-from awm_jax.loop.replay import Replay
+from awm_jax.core.replay import Replay
 
 
 def filled(episodes: int, capacity: int, horizon: int = 3) -> Replay:

@@ -20,20 +20,21 @@ from configs import config
 
 from awm_jax import Config, load_run
 from awm_jax.cli import main
-from awm_jax.io.checkpoint import Checkpointer
-from awm_jax.io.results import atomic_write, write_run
-from awm_jax.io.run_folder import (
+from awm_jax.runner.checkpoint import Checkpointer
+from awm_jax.runner.results import write_run
+from awm_jax.runner.run import run_training
+from awm_jax.runner.run_folder import (
     CHECKSUMS,
     COMPLETE,
     DamagedError,
     FolderBusy,
     RunFolderError,
+    atomic_write,
     claim,
     saving,
     verify_checksums,
 )
-from awm_jax.loop.run import run_training
-from awm_jax.loop.sweep import SweepSpec, run_sweep, write_aggregate
+from awm_jax.runner.sweep import SweepSpec, run_sweep, write_aggregate
 
 # Tiny: horizon 10, 2 evaluation periods of 2 policy updates each; compiles in seconds.
 TINY = dict(task="cancer_treatment", method="true_bptt", horizon=10, total_steps=164, warmup_steps=100, eval_every=32,
@@ -79,7 +80,7 @@ def _largest_data_file(folder: Path) -> Path:
 
 
 def _abstract(cfg):
-    from awm_jax.methods import make_train
+    from awm_jax.core.methods import make_train
 
     trainer = make_train(cfg)
     state = jax.eval_shape(jax.vmap(trainer.init), jax.random.split(jax.random.PRNGKey(cfg.seed), cfg.seeds))
@@ -227,12 +228,12 @@ def test_disk_full_on_a_small_file_and_bad_out_folders(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("awm_jax.io.results.os.fsync", full)
+    monkeypatch.setattr("awm_jax.runner.run_folder.os.fsync", full)
     with pytest.raises(SystemExit) as exit_:
         main(["train", *FLAGS, "--out", str(out)])
     assert exit_.value.code == f"awm-jax: error: {out}/config.json: No space left on device"
     assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no temporary file left
-    monkeypatch.setattr("awm_jax.io.results.os.fsync", real)
+    monkeypatch.setattr("awm_jax.runner.run_folder.os.fsync", real)
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
@@ -281,7 +282,8 @@ def test_real_full_disk_and_read_only_folder(tmp_path):
 def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from awm_jax.io.run_folder import FolderLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; "
+                               "from awm_jax.runner.run_folder import FolderLock; "
                                f"lock = FolderLock({str(out)!r}); print('locked', flush=True); time.sleep(600)"],
                               stdout=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
     try:

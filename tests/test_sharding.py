@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     from awm_jax import Config
-    from awm_jax.loop.run import run_training
+    from awm_jax.runner.run import run_training
     assert jax.device_count() == 4, jax.devices()
     cfg = Config(task="simple_case", horizon=10, seeds=int(sys.argv[2]), total_steps=328,
                  warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4, width=16, heads=2,
@@ -72,11 +72,11 @@ def test_sharded_equals_unsharded(method, seeds):
 TWO_PROCESS = textwrap.dedent("""
     import json, sys
     pid, port = int(sys.argv[1]), sys.argv[2]
-    from awm_jax.loop.sharding import init_distributed
+    from awm_jax.runner.sharding import init_distributed
     init_distributed(f"127.0.0.1:{port}", 2, pid)
     import jax
     from awm_jax import Config
-    from awm_jax.loop.run import run_training
+    from awm_jax.runner.run import run_training
     assert jax.device_count() == 4 and jax.local_device_count() == 2 and jax.process_count() == 2
     cfg = Config(task="cancer_treatment", method="awm_gru", seeds=6, total_steps=328, warmup_steps=200,
                  eval_every=64, model_batch=16, imagined_rollouts=4, rnn_hidden=16)
@@ -93,7 +93,7 @@ def test_two_processes_equal_one(tmp_path):
     import socket
 
     from awm_jax import Config
-    from awm_jax.loop.run import run_training
+    from awm_jax.runner.run import run_training
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,7 +120,7 @@ def test_seed_map_batches_equal_vmap_and_a_python_loop():
     import jax
     import jax.numpy as jnp
 
-    from awm_jax.loop.sharding import seed_map
+    from awm_jax.runner.sharding import seed_map
 
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 6, 3))
     w = jax.random.normal(jax.random.PRNGKey(1), (5, 3, 4))
@@ -139,7 +139,7 @@ def test_seed_map_batches_equal_vmap_and_a_python_loop():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="seed batch"):
             seed_map(fn, bad)
-    from awm_jax.loop.sharding import parse_seed_batch
+    from awm_jax.runner.sharding import parse_seed_batch
 
     assert [parse_seed_batch(t) for t in ("auto", "all", "1", "3")] == ["auto", None, 1, 3]
     for bad in ("0", "-1", "x", "1.5"):
@@ -153,8 +153,8 @@ def test_a_run_with_a_seed_batch_equals_the_vmapped_run():
     refused before anything compiles. markov_mlp stands in for the transformers (seed_map does not look
     inside the learner; a transformer's run takes twice as long: 36 s)."""
     from awm_jax import Config
-    from awm_jax.loop.run import run_training
-    from awm_jax.loop.sharding import default_seed_batch
+    from awm_jax.runner.run import run_training
+    from awm_jax.runner.sharding import default_seed_batch
 
     assert default_seed_batch("awm_transformer", 1) == 1 and default_seed_batch("hwm_transformer", 1) == 1
     assert default_seed_batch("awm_lstm", 1) is None and default_seed_batch("awm_transformer", 4) is None

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from configs import config
 
-from awm_jax.loop.run import run_training
-from awm_jax.loop.sweep import SweepSpec, parse_list, run_sweep
+from awm_jax.runner.run import run_training
+from awm_jax.runner.sweep import SweepSpec, parse_list, run_sweep
 
 SMALL = dict(total_steps=328, warmup_steps=200, eval_every=64, model_batch=16, imagined_rollouts=4, width=16,
              heads=2, layers=1)
@@ -54,8 +54,8 @@ def test_a_sweep_records_each_methods_policy_rate(monkeypatch):
     changed is refused, and an older sweep.json without the list means the defaults then."""
     import json as _json
 
-    import awm_jax.config as config_mod
-    from awm_jax.loop.sweep import saved_method_values as saved_rates
+    import awm_jax.core.config as config_mod
+    from awm_jax.runner.sweep import saved_method_values as saved_rates
 
     spec = SweepSpec(config(**SMALL), ("cancer_treatment",), ("true_bptt", "awm_lstm"))
     saved = _json.loads(_json.dumps(spec.to_dict()))

@@ -10,10 +10,10 @@ import pytest
 from configs import config
 
 from awm_jax import make_train
-from awm_jax.config import BPO_METHODS
-from awm_jax.io.results import read_run_files
-from awm_jax.loop.run import run_training
-from awm_jax.methods.bpo_learner import BPOLearner
+from awm_jax.core.config import BPO_METHODS
+from awm_jax.core.methods.bpo_learner import BPOLearner
+from awm_jax.runner.results import read_run_files
+from awm_jax.runner.run import run_training
 
 # A small, fast schedule: 200 warm-up steps, 3 eval periods of 4 policy updates each.
 SMALL = dict(task="cancer_treatment", total_steps=392, warmup_steps=200, eval_every=64, model_batch=16,
@@ -116,7 +116,7 @@ def test_cli_run_writes_outputs(tmp_path):
 
 
 def test_chunk_size_divides_the_periods_so_one_program_serves_every_chunk():
-    from awm_jax.loop.run import chunk_size
+    from awm_jax.runner.run import chunk_size
 
     for periods in range(1, 60):
         for requested in range(1, 12):
@@ -129,7 +129,7 @@ def test_chunk_size_divides_the_periods_so_one_program_serves_every_chunk():
 def test_run_compiles_one_chunk_program_and_matches_one_call(monkeypatch):
     """3 periods asked in chunks of 2: chunks of 1 (the largest divisor), one compiled chunk program
     besides init, and the same metrics as the whole run in one call."""
-    from awm_jax.loop.sharding import SeedSharding
+    from awm_jax.runner.sharding import SeedSharding
 
     cfg = config(method="markov_mlp", seeds=2, **SMALL)
     assert cfg.periods == 3

@@ -11,7 +11,7 @@ from configs import config
 from awm_jax import Config
 from awm_jax.analysis import tuning
 from awm_jax.analysis.benchmark import QUICK_CONFIG
-from awm_jax.methods import METHODS, REGISTRY
+from awm_jax.core.methods import METHODS, REGISTRY
 
 TINY = dict(QUICK_CONFIG, total_steps=328, warmup_steps=200)  # 2 evaluation periods of 20-step episodes
 
@@ -84,8 +84,8 @@ def tuned(tmp_path_factory):
 def test_a_members_runs_equal_its_own_config_trained_alone(tuned):
     """What config.json records is what trained: configuration c4 of markov_mlp (policy_lr 1e-2, z-scores),
     vmapped beside two others, against a run of its recorded config alone."""
-    from awm_jax.io.results import read_run_files
-    from awm_jax.loop.run import run_training
+    from awm_jax.runner.results import read_run_files
+    from awm_jax.runner.run import run_training
 
     spec, root, _ = tuned
     cfg, metrics = read_run_files(tuning.member_folder(root / "data", "cancer_treatment", "markov_mlp", "c4"))
@@ -141,7 +141,7 @@ def test_tuning_resumes_without_training_again(tuned):
     assert not calls and not again["trained"] and len(again["skipped"]) == 3
     # a committed run is whole: a changed byte is found
     folder = tuning.member_folder(root / "data", "cancer_treatment", "true_bptt", "c0")
-    from awm_jax.io.run_folder import DamagedError, check_complete
+    from awm_jax.runner.run_folder import DamagedError, check_complete
 
     text = (folder / "summary.txt").read_text()
     (folder / "summary.txt").write_text(text + " ")

@@ -10,14 +10,14 @@ import pytest
 from tolerances import assert_trees_close, f32_tol
 
 import awm_envs
-from awm_jax.analysis.diagnostics import jacobians, policy_gradient_comparison, true_jacobians
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.methods.bpo import bpo_loss, imagine, imagine_sequential
-from awm_jax.methods.svg import Critic, critic_loss, polyak, svg_loss
-from awm_jax.models import KINDS, WorldModel, make_world_model
-from awm_jax.models.markov_mlp import MarkovMLP
-from awm_jax.models.policy import Policy
-from awm_jax.models.true_task import TrueTask
+from awm_jax.core.diagnostics import jacobians, policy_gradient_comparison, true_jacobians
+from awm_jax.core.methods.bpo import bpo_loss, imagine, imagine_sequential
+from awm_jax.core.methods.svg import Critic, critic_loss, polyak, svg_loss
+from awm_jax.core.models import KINDS, WorldModel, make_world_model
+from awm_jax.core.models.markov_mlp import MarkovMLP
+from awm_jax.core.models.policy import Policy
+from awm_jax.core.models.true_task import TrueTask
+from awm_jax.core.spaces import Normalizer
 
 H, N, M = 9, 3, 2
 KEY = jax.random.PRNGKey(0)
@@ -67,7 +67,7 @@ def test_blocked_causal_attention_equals_numpy_and_the_one_block_pass():
     """CausalTransformer's full pass attends in query blocks (the causal mask's upper blocks skipped):
     attention against a plain numpy loop (each query's softmax over the keys up to it), and the whole
     network's outputs and parameter gradients equal for blocks of 1, 3 and 4 rows and one block."""
-    from awm_jax.models.networks import CausalTransformer
+    from awm_jax.core.models.networks import CausalTransformer
 
     T, W, heads = 10, 12, 3
     x = jax.random.normal(jax.random.PRNGKey(1), (2, T, 5))

@@ -1,4 +1,4 @@
-"""The XLA CPU deadlock workaround (awm_jax/loop/xla_cpu.py), per jaxlib version: on 0.10.x the flag is set
+"""The XLA CPU deadlock workaround (awm_jax/runner/xla_cpu.py), per jaxlib version: on 0.10.x the flag is set
 on import and passed to the programs awm_jax compiles, on 0.11.x only passed to them, from 0.12 on neither;
 the slow test reruns the configuration that used to stall, with XLA's default scheduler where the
 installed jaxlib is not expected to need the workaround."""
@@ -13,7 +13,7 @@ import jax
 import pytest
 
 import awm_jax  # noqa: F401  (sets the flag)
-from awm_jax.loop import xla_cpu
+from awm_jax.runner import xla_cpu
 
 
 def test_each_jaxlib_gets_its_workaround():

@@ -19,9 +19,9 @@ Public API:
     imagine, policy_gradient_cosine, jacobians   diagnostics on one seed of a run (BPO methods)
 """
 
-from awm_jax.loop import xla_cpu
+from awm_jax.runner import xla_cpu
 
-xla_cpu.set_default_flags()  # before anything compiles: see awm_jax/loop/xla_cpu.py
+xla_cpu.set_default_flags()  # before anything compiles: see awm_jax/runner/xla_cpu.py
 
 from awm_jax.api import (  # noqa: E402
                          Agent,
@@ -35,9 +35,9 @@ from awm_jax.api import (  # noqa: E402
                          policy_gradient_cosine,
                          seed_slice,
 )
-from awm_jax.config import METHODS, Config  # noqa: E402
-from awm_jax.methods import make_train  # noqa: E402
-from awm_jax.methods.bpo_learner import BPOLearner, TrainState  # noqa: E402
+from awm_jax.core.config import METHODS, Config  # noqa: E402
+from awm_jax.core.methods import make_train  # noqa: E402
+from awm_jax.core.methods.bpo_learner import BPOLearner, TrainState  # noqa: E402
 
 __all__ = ["Agent", "BPOLearner", "Config", "METHODS", "Run", "TrainState", "act", "evaluate", "imagine", "jacobians",
            "load_run", "load_sweep", "make_train", "policy_gradient_cosine", "seed_slice"]

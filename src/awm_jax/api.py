@@ -31,10 +31,30 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from awm_jax.config import Config
-from awm_jax.io.run_folder import CONFIG, FINAL_STATE, GROUPS, METRICS, SWEEP, group_folder
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.models.policy import Policy
+import awm_envs
+from awm_jax.core.config import Config
+from awm_jax.core.diagnostics import policy_gradient_comparison, state_jacobians
+from awm_jax.core.methods import make_train
+from awm_jax.core.methods.bpo import imagine as imagine_model
+from awm_jax.core.methods.bpo_learner import BPOLearner
+from awm_jax.core.models.policy import Policy
+from awm_jax.core.models.true_task import TrueTask
+from awm_jax.core.pieces import episode
+from awm_jax.core.spaces import Normalizer
+from awm_jax.runner.checkpoint import restore_members
+from awm_jax.runner.results import read_run_files as read_files
+from awm_jax.runner.run_folder import (
+    CONFIG,
+    FINAL_STATE,
+    GROUPS,
+    METRICS,
+    SWEEP,
+    check_complete,
+    group_folder,
+    is_complete,
+    read_json,
+)
+from awm_jax.runner.sweep import SweepSpec
 
 
 def seed_slice(tree, i: int):
@@ -78,8 +98,6 @@ class Run:
 
     @functools.cached_property
     def trainer(self):
-        from awm_jax.methods import make_train
-
         return make_train(self.config)
 
     @property
@@ -122,9 +140,6 @@ def load_run(path, state: bool = True, require_complete: bool = True) -> Run:
 
 def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run:
     """`load_run`, with the group states already restored in `groups` ({folder: state}) reused."""
-    from awm_jax.io.results import read_run_files as read_files
-    from awm_jax.io.run_folder import check_complete
-
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} does not exist or is not a folder")
@@ -139,7 +154,7 @@ def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run
     if (path / METRICS).exists():
         config, metrics = read_files(path)
     elif member is None and sweep is not None:  # a group folder of an older sweep: its members' metrics
-        config = Config.from_dict(_read_json(path / CONFIG, "config"))
+        config = Config.from_dict(read_json(path / CONFIG, "config"))
         parts = [read_files(sweep.folder(path.parent.parent, config, c))[1] for c in sweep.combos()]
         metrics = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     else:
@@ -148,7 +163,7 @@ def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run
     if not state:
         return run
     if (path / FINAL_STATE).exists():
-        return _with_state(run, _restore(run.trainer, path / FINAL_STATE, run.seeds, require_complete))
+        return _with_state(run, restore_members(run.trainer, path / FINAL_STATE, run.seeds, require_complete))
     if sweep is not None and member is not None:
         group_dir = group_folder(path.parent, config.task, config.method)
         group = group_dir / FINAL_STATE
@@ -157,17 +172,11 @@ def _load(path, state: bool, groups: dict, require_complete: bool = True) -> Run
                 check_complete(group_dir)
             S = config.seeds
             if group not in groups:
-                groups[group] = _restore(run.trainer, group, S * len(sweep.combos()), require_complete)
+                groups[group] = restore_members(run.trainer, group, S * len(sweep.combos()), require_complete)
             full = groups[group]
             return _with_state(run, jax.tree.map(lambda x: x[member * S:(member + 1) * S], full))
     raise FileNotFoundError(f"no saved final state for {path} (run_training writes final_state/ at the end of a "
                             "run); load_run(path, state=False) reads the config and metrics only")
-
-
-def _read_json(path, what):
-    from awm_jax.io.run_folder import read_json
-
-    return read_json(path, what)
 
 
 def _with_state(run: Run, state) -> Run:
@@ -182,8 +191,6 @@ def load_sweep(path, state: bool = True, skip_unfinished: bool = False, require_
     sweep order (tasks, then methods, then grid combinations); see `load_run` (and its
     require_complete). skip_unfinished: leave out members not finished yet (a sweep still running)
     instead of raising; with require_complete=False, those without metrics.json."""
-    from awm_jax.io.run_folder import is_complete
-
     path = Path(path)
     spec = _spec(path / SWEEP)
     folders = [spec.folder(path, g, c) for g in spec.groups() for c in spec.combos()]
@@ -195,9 +202,7 @@ def load_sweep(path, state: bool = True, skip_unfinished: bool = False, require_
 
 
 def _spec(file):
-    from awm_jax.loop.sweep import SweepSpec
-
-    d = _read_json(file, "sweep specification")
+    d = read_json(file, "sweep specification")
     return SweepSpec(Config.from_dict(d["base"], run=False), tuple(d["tasks"]), tuple(d["methods"]),
                      tuple((n, tuple(v)) for n, v in d["grid"]))
 
@@ -214,16 +219,6 @@ def _sweep_of(path: Path):
                 if spec.folder(path.parent, g, c).name == path.name:
                     return spec, j
     return None, None
-
-
-def _restore(trainer, folder: Path, n: int, verify: bool = True):
-    """The vmapped state of `n` members saved in orbax folder `folder`, rebuilt from the trainer, after
-    checking its files against their checksums."""
-    from awm_jax.io.checkpoint import restore_state
-
-    keys = jax.ShapeDtypeStruct((n, 2), jnp.uint32)
-    abstract = jax.eval_shape(jax.vmap(lambda k: trainer.init(k)), keys)
-    return restore_state(folder, abstract, verify=verify)
 
 
 # -- acting with one seed's policy ------------------------------------------------------------------
@@ -251,8 +246,6 @@ class Agent:
 
 
 def _require_bpo(trainer, what: str) -> None:
-    from awm_jax.methods.bpo_learner import BPOLearner
-
     if not isinstance(trainer, BPOLearner):
         method = getattr(getattr(trainer, "config", None), "method", type(trainer).__name__)
         raise TypeError(f"{what} supports the BPO methods only (awm_*, hwm_transformer, markov_*, true_bptt); "
@@ -303,8 +296,6 @@ def evaluate(agent: Agent, task, key, episodes: int = 1):
     options). Episode i starts from `task.reset(jax.random.split(key, episodes)[i])`, so it equals
     the learner's own evaluation `learner.evaluate(state, that key)`. The policy sees t / the
     training horizon, whatever the task's horizon. Refuses a seed-batched Agent (see `seed_slice`)."""
-    import awm_envs
-
     _check_agent(agent, "evaluate")
     if isinstance(task, str):
         task = awm_envs.make(task)
@@ -316,8 +307,6 @@ def evaluate(agent: Agent, task, key, episodes: int = 1):
 
 @jax.jit
 def _evaluate(agent, task, keys):
-    from awm_jax.loop.pieces import episode
-
     act = lambda carry, env: (agent.policy.mode(agent.params, agent.policy.features(agent.norm, env.obs)), carry)
     return jax.vmap(lambda key: episode(task, key, act)[0])(keys)
 
@@ -326,8 +315,6 @@ def _evaluate(agent, task, keys):
 def _model(trainer, state, through: str, key):
     """(model, params) of the run's world model (through="model"; the task itself for true_bptt) or
     of the true task (through="true"); both map normalised model states as the trainer does."""
-    from awm_jax.models.true_task import TrueTask
-
     if through not in ("model", "true"):
         raise ValueError(f"through must be 'model' or 'true', got {through!r}")
     if through == "true":
@@ -345,9 +332,7 @@ def imagine(trainer, state, key, s0=None, through: str = "model"):
     (through="model") or through the true task (through="true"), from raw model state s0 [n]
     (default: the state of `trainer.task.reset(key)`). Returns a `bpo.Rollout`: obs [H, n + 1] (before
     each action), actions [H, m], logp [H], rewards [H] (the task's reward on imagined states),
-    last_obs [n + 1]. `state`: one seed (see `seed_slice`). Low-level form: `awm_jax.methods.bpo.imagine`."""
-    from awm_jax.methods.bpo import imagine as imagine_model
-
+    last_obs [n + 1]. `state`: one seed (see `seed_slice`). Low-level form: `awm_jax.core.methods.bpo.imagine`."""
     _check_one_seed(trainer, state, "imagine")
     k_s0, k_task, k_pi = jax.random.split(key, 3)
     model, params = _model(trainer, state, through, k_task)
@@ -362,8 +347,6 @@ def policy_gradient_cosine(trainer, state, key, rollouts: int | None = None) -> 
     (default config.imagined_rollouts) drawn from the replay and the same policy noise. Returns
     {cosine, model_grad_norm, true_grad_norm, sq_error} (scalars). For markov_svg the model gradient
     is the full unroll through its Markov model; for true_bptt the cosine is 1. `state`: one seed."""
-    from awm_jax.analysis.diagnostics import policy_gradient_comparison
-
     _check_one_seed(trainer, state, "policy_gradient_cosine")
     k_idx, k_task, k_loss = jax.random.split(key, 3)
     idx = state.replay.sample_indices(k_idx, rollouts or trainer.config.imagined_rollouts)
@@ -380,9 +363,7 @@ def jacobians(trainer, state, actions, s0=None, through: str = "model", key=None
     the state of `trainer.task.reset(key)`), through the run's world model or the true task
     (through="true"), in raw state units: [H, n, H, m] with entry [t - 1, :, k, :] = d s_t / d a_k
     (zero for k >= t). key (default PRNGKey(0)) also drives the task's own noise, if any. `state`: one
-    seed. Low-level forms (normalised states): `awm_jax.analysis.diagnostics.jacobians`, `state_jacobians`."""
-    from awm_jax.analysis.diagnostics import state_jacobians
-
+    seed. Low-level forms (normalised states): `awm_jax.core.diagnostics.jacobians`, `state_jacobians`."""
     _check_one_seed(trainer, state, "jacobians")
     key = jax.random.PRNGKey(0) if key is None else key
     k_s0, k_task = jax.random.split(key)

@@ -10,8 +10,16 @@ from typing import Annotated
 
 import tyro
 
-from awm_jax.config import Config
-from awm_jax.io.results import format_table
+import awm_envs
+from awm_jax.analysis.benchmark import normalized_score, reference_returns
+from awm_jax.core.config import Config
+from awm_jax.runner.interrupt import exit_on_interrupt
+from awm_jax.runner.plots import plot_learning_curves
+from awm_jax.runner.results import format_table, summary
+from awm_jax.runner.run import run_training
+from awm_jax.runner.run_folder import atomic_write
+from awm_jax.runner.sharding import init_distributed, parse_seed_batch
+from awm_jax.runner.sweep import SweepSpec, parse_list, run_sweep
 
 CACHE_HELP = ("JAX's persistent compilation cache: 'auto' (default) keeps compiled programs in "
               "$XDG_CACHE_HOME/awm_jax/jax (~/.cache/awm_jax/jax), so a second run of the same config skips "
@@ -20,8 +28,6 @@ CACHE_HELP = ("JAX's persistent compilation cache: 'auto' (default) keeps compil
 
 def tasks() -> None:
     """List every control task: state/action/observation sizes, default horizon, step length dt, source."""
-    import awm_envs
-
     print(format_table(awm_envs.table()))
     print(f"\n{len(awm_envs.names())} tasks. Observation = [distractors, state, t]; actions in [-1, 1].")
 
@@ -51,12 +57,9 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], preset: str = "defa
     every seed; "auto" (default) is "all" except for the transformers on one CPU device (1: faster there).
     Several hosts: --coordinator HOST:PORT --num-processes N --process-id I on every process (or the
     cluster's environment variables that jax.distributed.initialize reads, with --coordinator auto)."""
-    from awm_jax.loop.run import run_training
-
     del preset  # applied to the config's defaults before the flags are parsed (`_with_preset`)
     _distributed(coordinator, num_processes, process_id)
     _compilation_cache(compilation_cache)
-    from awm_jax.loop.sharding import parse_seed_batch
 
     try:
         batch = parse_seed_batch(seed_batch)
@@ -78,8 +81,6 @@ def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cance
     --resume skips finished groups and continues unfinished ones from their checkpoints; --overwrite
     moves a previous sweep in OUT aside (to OUT.old-<time>) first. Checkpoints and Ctrl-C/SIGTERM as in
     `train` (the checkpoints are each group's, under OUT/groups/)."""
-    from awm_jax.loop.sweep import SweepSpec, parse_list, run_sweep
-
     grid = tuple((name, parse_list(text, float)) for name, text in
                  (("policy_lr", policy_lr_grid), ("model_lr", model_lr_grid), ("entropy", entropy_grid)) if text)
     spec = SweepSpec(config, parse_list(tasks), parse_list(methods), grid)
@@ -110,8 +111,6 @@ def _with_preset(argv: list[str]) -> dict:
 def _distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
     """Start multi-host JAX when asked (before anything touches a device)."""
     if coordinator is not None:
-        from awm_jax.loop.sharding import init_distributed
-
         init_distributed(None if coordinator == "auto" else coordinator, num_processes, process_id)
 
 
@@ -148,11 +147,6 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
     import jax
     import numpy as np
 
-    import awm_envs
-    from awm_jax.analysis.benchmark import normalized_score, reference_returns
-    from awm_jax.io.results import atomic_write, summary
-    from awm_jax.loop.run import run_training
-
     _compilation_cache(compilation_cache)
     rows = []
     for method in ("true_bptt", "awm_transformer"):
@@ -178,8 +172,6 @@ def quickstart(out: str = "runs/quickstart", seeds: int = 4, total_steps: int = 
 
 
 def _plot_methods(path, rows, references, warmup_steps) -> None:
-    from awm_jax.io.plots import plot_learning_curves
-
     plot_learning_curves(path, [(method, m["eval/env_steps"][0], m["eval/return"]) for method, m in rows],
                          title="cancer_treatment", references=references, warmup_steps=warmup_steps)
 
@@ -201,8 +193,6 @@ def resume_command(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `awm-jax` console script."""
-    from awm_jax.loop.interrupt import exit_on_interrupt
-
     argv = sys.argv[1:] if argv is None else argv
     training = argv[:1] and argv[0] in TRAINING and not {"-h", "--help"} & set(argv)
     try:

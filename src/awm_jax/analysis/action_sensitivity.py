@@ -10,7 +10,7 @@ compares the model's open-loop rollout with the true task's:
   (Frobenius); `jac_cosine_one_step`, the cosine over the immediate effects d s_{t+1} / d a_t alone;
 - the gradient of the open-loop return R(a) = sum_t r(s_t, a_t) with respect to the actions, where
   s_0 is given, s_1..s_{H-1} are the rollout's predicted states and r is the task's own reward function
-  (as in `awm_jax.methods.bpo.imagine`); this is what guides the policy: `return_grad_cosine` and
+  (as in `awm_jax.core.methods.bpo.imagine`); this is what guides the policy: `return_grad_cosine` and
   `return_grad_norm_ratio` ||dR_model/da|| / ||dR_true/da||. The reward also depends on a_t directly
   (the same function for both); `return_grad_cosine_dynamics` compares only the part that goes through
   the predicted states (the reward's action input held fixed), the part the model alone decides;
@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from awm_jax.analysis.diagnostics import open_loop_error
-from awm_jax.loop.spaces import Normalizer, to_obs
-from awm_jax.models.true_task import TrueTask
+from awm_jax.core.diagnostics import open_loop_error
+from awm_jax.core.models.true_task import TrueTask
+from awm_jax.core.spaces import Normalizer, to_obs
 
 METRICS = ("jac_cosine", "jac_rel_error", "jac_cosine_one_step", "return_grad_cosine", "return_grad_norm_ratio",
            "return_grad_cosine_dynamics", "state_error")

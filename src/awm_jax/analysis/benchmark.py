@@ -16,15 +16,13 @@ can still score above 1 where the optimiser stalls.
 Aggregates over tasks and seeds use rliable (Agarwal et al. 2021): the interquartile mean (IQM) and
 the mean, with stratified bootstrap 95% confidence intervals, and the probability of improvement of one
 method over another; `mean_contrast` gives a change of the mean score between settings (and the
-difference of two methods' changes) with its bootstrap CI. Also here: the driver of the benchmark
-experiments (`run_experiment`: train what the data folder lacks, `awm_jax.io.committed`) and their quick
-setting; their command-line options are in `awm_jax.analysis.options` (tyro, which this module does not need).
+difference of two methods' changes) with its bootstrap CI. Also here: the benchmark experiments' quick
+setting and the helpers that pick what their reports cover; their command-line options are in
+`awm_jax.analysis.options` (tyro, which this module does not need).
 """
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 import jax
@@ -32,7 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import awm_envs
 from awm_jax.analysis.references import best_constant_return, random_return
+from awm_jax.core.config import Config
+from awm_jax.runner.plots import new_figure, save_figure
+from awm_jax.runner.run_folder import atomic_write
 
 # The eight Myriad tasks of the benchmark: the paper's script wires in eleven (TASKS.md, marked *);
 # left out are glucose (its control range 0..0.01 moves the return by < 0.1%: every policy ties),
@@ -139,8 +141,6 @@ def plot_aggregate(agg: dict, path, title: str = "", improvement: dict | None = 
                    reference: str = "awm_transformer") -> None:
     """Horizontal IQM and mean bars with their 95% confidence intervals, one row per method, and with
     `improvement` ({method: {'p_improve', 'p_lo', 'p_hi'}}) a third panel: P(reference > method)."""
-    from awm_jax.io.results import new_figure, save_figure
-
     methods = sorted(agg, key=lambda k: agg[k]["iqm"])
     panels = [("iqm", agg), ("mean", agg)] + [("p_improve", improvement)] * bool(improvement)
     fig, _ = new_figure(figsize=(5 * len(panels), 0.45 * len(methods) + 1.5))
@@ -172,9 +172,6 @@ def task_references(base, tasks, out, key=0, verbose: bool = True) -> dict:
     (reused when the options match): {task: reference_returns(...)}."""
     import json
 
-    import awm_envs
-    from awm_jax.io.results import atomic_write
-
     path = Path(out) / "references.json"
     opts = base.task_options()
     cache = json.loads(path.read_text()) if path.exists() else {}
@@ -189,38 +186,6 @@ def task_references(base, tasks, out, key=0, verbose: bool = True) -> dict:
                                                                      cache["tasks"][name].items()))
             atomic_write(path, json.dumps(cache, indent=2))
     return {t: cache["tasks"][t] for t in tasks}
-
-
-def _usage_error(message: str):
-    """Stop like a command-line parser does on a bad combination of options (exit status 2)."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def run_experiment(args, settings, tasks, methods) -> Path:
-    """Train the groups of `settings` x tasks x methods not committed in the data folder yet (unless
-    --data-only) and return the data folder; the caller writes the report from it. `args`: the
-    experiment's options (`awm_jax.analysis.options.BenchmarkOptions`). SIGINT or SIGTERM stops the
-    training as `awm-jax train` does: the running group after its chunk, with a checkpoint, and one line
-    naming the command that resumes (exit status 130 or 143)."""
-    from awm_jax.io.committed import run_groups
-    from awm_jax.loop.interrupt import exit_on_interrupt
-
-    if not args.data_only and not args.out:
-        _usage_error("--out is required to train (or pass --data-only to regenerate the report from --data)")
-    if args.data_only and not (args.data or args.out):
-        _usage_error("--data-only needs --data (the data folder)")
-    data = Path(args.data or args.out)
-    if args.data_only and not data.is_dir():
-        _usage_error(f"--data {data} is not a folder")
-    if not args.data_only:
-        argv = [a for a in sys.argv if a not in ("--overwrite", "--overwrite=True")]
-        resume = shlex.join(["python", *argv, *(["--resume"] if "--resume" not in argv else [])])
-        with exit_on_interrupt(resume, prefix=""):
-            run_groups(settings, tasks, methods, args.out, data, resume=args.resume, overwrite=args.overwrite,
-                       chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every,
-                       checkpoint_minutes=args.checkpoint_minutes, seed_parts=args.seed_parts)
-    return data
 
 
 def report_scope(args, tasks, methods, default_tasks, default_methods) -> tuple[list, list]:
@@ -251,8 +216,6 @@ QUICK_CONFIG = dict(QUICK, model_batch=8, imagined_rollouts=4, gradient_cosine=F
 
 def base_config(args, **overrides):
     """The Config every run of an experiment shares (quick mode: short episodes and schedule)."""
-    from awm_jax.config import Config
-
     kw = dict(seeds=args.seeds, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
               model_batch=args.model_batch)
     if args.quick:

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from awm_jax.loop.spaces import Normalizer
-from awm_jax.models.true_task import TrueTask
+from awm_jax.core.models.true_task import TrueTask
+from awm_jax.core.spaces import Normalizer
 
 
 def random_action_episodes(task, key, count: int, length: int | None = None):

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from awm_jax.loop.spaces import Normalizer, to_obs
+from awm_jax.core.spaces import Normalizer, to_obs
 
 
 def slice_actions(task, a):

@@ -10,6 +10,9 @@ from typing import Annotated
 
 import tyro
 
+from awm_jax.core.config import Config
+from awm_jax.runner.run import run_training
+
 _DATA_HELP = ("data folder: each finished group's small files (skipped when already there), references.json, "
               "scores.csv, tables and figures (default: --out; the committed one: {data})")
 
@@ -86,9 +89,6 @@ def tiny_runs(folder, methods, total_steps: int = 800, task: str = "cancer_treat
     FOLDER/{task}-{method}, the layout the diagnostics scripts read; a finished one is kept. Returns
     FOLDER as a Path (the diagnostics scripts' --quick)."""
     from pathlib import Path
-
-    from awm_jax import Config
-    from awm_jax.loop.run import run_training
 
     folder = Path(folder)
     for method in methods:

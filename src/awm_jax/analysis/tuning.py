@@ -40,9 +40,24 @@ from pathlib import Path
 
 import numpy as np
 
+import awm_envs
 from awm_jax.analysis.benchmark import normalized_score
-from awm_jax.config import Config
-from awm_jax.methods import REGISTRY, make_train
+from awm_jax.analysis.committed import copy_whole, estimate, holds, references
+from awm_jax.core.config import Config
+from awm_jax.core.methods import REGISTRY, make_train
+from awm_jax.runner.plots import new_figure, save_figure
+from awm_jax.runner.results import markdown_table, read_run_files, write_csv, write_run
+from awm_jax.runner.run import run_training, seed_keys
+from awm_jax.runner.run_folder import (
+    FolderLock,
+    atomic_write,
+    check_complete,
+    ensure_folder,
+    group_name,
+    is_complete,
+    read_json,
+)
+from awm_jax.runner.sweep import SweepSpec
 
 TUNING = "tuning"
 # a tuning run's committed files: metrics.json holds every metric per period (metrics.csv would repeat it;
@@ -57,7 +72,7 @@ def configurations(method: str) -> list[tuple[str, dict]]:
     the product of its lists (the first field varies slowest)."""
     space = REGISTRY[method].search_space
     if not space:
-        raise ValueError(f"{method} declares no search space (awm_jax.methods: Method.search_space)")
+        raise ValueError(f"{method} declares no search space (awm_jax.core.methods: Method.search_space)")
     names = [n for n, _ in space]
     return [(f"c{i}", dict(zip(names, vals))) for i, vals in enumerate(itertools.product(*[v for _, v in space]))]
 
@@ -86,9 +101,6 @@ class TuningSpec:
 
     def validate(self) -> None:
         """Every check before anything compiles: names, the equal budget, each configuration's config."""
-        import awm_envs
-        from awm_jax.loop.sweep import SweepSpec
-
         if self.seeds < 2:
             raise ValueError(f"tuning needs at least 2 seeds per configuration, got {self.seeds}")
         if self.window < 1:
@@ -113,8 +125,6 @@ def programs(spec: TuningSpec, task: str, method: str) -> list[dict]:
     in traced fields share one. Each is {"name", "members": [(config name, Config)], "hparams": {traced
     hyperparameter: [members x seeds]}, "keys": [members x seeds, 2]}; its name is its static fields'
     values ("model_scaling=symlog"), or "all" where every configuration shares one program."""
-    from awm_jax.loop.run import seed_keys
-
     groups = {}
     for name, overrides in configurations(method):
         cfg = spec.member(task, method, overrides)
@@ -136,8 +146,6 @@ def programs(spec: TuningSpec, task: str, method: str) -> list[dict]:
 
 def member_folder(data, task: str, method: str, name: str) -> Path:
     """DATA/tuning/{task}-{method}/{config}: where one configuration's runs are committed."""
-    from awm_jax.io.run_folder import group_name
-
     return Path(data) / TUNING / group_name(task, method) / name
 
 
@@ -157,11 +165,6 @@ def run_tuning(spec: TuningSpec, out, data, resume: bool = False, chunk_periods:
     references computed first; DATA/tuning is locked meanwhile. Programs train in OUT/{task}-{method}/
     {program}/ (`run.run_training`, `train` by default; resume continues them from their checkpoints).
     Returns {'skipped': [...], 'trained': [(task, method, program)]}."""
-    from awm_jax.io.committed import copy_whole, estimate, holds, references
-    from awm_jax.io.results import atomic_write, write_run
-    from awm_jax.io.run_folder import FolderLock, ensure_folder, group_name, read_json
-    from awm_jax.loop.run import run_training
-
     spec.validate()
     train = train or run_training
     log = print if verbose else (lambda *a, **k: None)
@@ -215,9 +218,6 @@ def tuning_rows(data, tasks, methods, window: int = 10) -> list[dict]:
     """One row per committed tuning run: task, method, config, seed ("base:member"), score (the normalised
     mean of the last `window` evaluations), final_return, last_return_mean, and the run's hyperparameters
     as its config.json records them (the method's search-space fields)."""
-    from awm_jax.io.results import read_run_files
-    from awm_jax.io.run_folder import check_complete, is_complete, read_json
-
     refs = read_json(Path(data) / "references.json", "references")["tasks"]
     rows = []
     for t in tasks:
@@ -275,8 +275,6 @@ def plot_sensitivity(summary: list[dict], methods, path, selected: dict | None =
     """One panel per method: mean normalised tuning score against its first search-space field (log scale
     for rates), one line per value of its second, its worst task's mean score dashed beneath, the selected
     configuration ringed."""
-    from awm_jax.io.results import new_figure, save_figure
-
     methods = [m for m in methods if any(r["method"] == m and r["runs"] for r in summary)]
     if not methods:
         return
@@ -321,8 +319,6 @@ def plot_sensitivity(summary: list[dict], methods, path, selected: dict | None =
 def write_report(data, tasks, methods, seeds: int, window: int = 10) -> dict:
     """DATA/tuning/scores.csv, summary.csv and tables.md, DATA/selected.json and DATA/sensitivity.png from the
     committed tuning runs alone. Returns {'rows', 'summary', 'selected'}."""
-    from awm_jax.io.results import atomic_write, markdown_table, write_csv
-
     data = Path(data)
     rows = tuning_rows(data, tasks, methods, window)
     summary = summarise(rows, tasks, methods, seeds)
