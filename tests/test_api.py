@@ -10,7 +10,7 @@ from configs import config
 
 import awm_jax
 from awm_jax import Agent, act, evaluate, load_run, make_train, seed_slice
-from awm_jax.analysis.diagnostics import policy_gradient_comparison, true_jacobians
+from awm_jax.core.diagnostics import policy_gradient_comparison, true_jacobians
 from awm_jax.core.spaces import policy_input
 from awm_jax.runner.run import run_training, seed_keys
 from awm_jax.runner.sweep import SweepSpec, run_sweep

@@ -10,7 +10,7 @@ from configs import config
 
 import awm_envs
 from awm_jax import make_train
-from awm_jax.analysis.diagnostics import open_loop_error
+from awm_jax.core.diagnostics import open_loop_error
 from awm_jax.core.models.true_task import TrueTask
 from awm_jax.core.spaces import Normalizer
 
