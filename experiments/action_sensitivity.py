@@ -33,9 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from awm_jax.analysis.options import tiny_runs
 from awm_jax.runner.results import format_table, markdown_table, write_csv
 from awm_jax.runner.run_folder import atomic_write
+from pipeline import tiny_runs
 
 TASKS = "cancer_treatment,timber_harvest"
 METHODS = "awm_transformer,hwm_transformer,awm_lstm,markov_mlp,true_bptt"

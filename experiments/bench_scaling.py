@@ -40,14 +40,13 @@ from typing import Annotated
 import jax
 import tyro
 
-from awm_jax.analysis.benchmark import QUICK_CONFIG
 from awm_jax.analysis.flops import matmul_flops
-from awm_jax.analysis.options import quick_defaults
 from awm_jax.core.config import Config
 from awm_jax.core.methods import make_train
 from awm_jax.runner.results import format_table
 from awm_jax.runner.run_folder import atomic_write
 from awm_jax.runner.sharding import SeedSharding, default_seed_batch, parse_seed_batch, seed_map
+from pipeline import QUICK_CONFIG, quick_defaults
 
 QUICK_HELP = ("smoke test (about two minutes on a laptop CPU): awm_transformer and true_bptt at 1 and 2 seeds with 1 "
               "repetition unless --methods, --seeds or --reps are given, on the benchmark experiments' quick schedule "

@@ -34,21 +34,15 @@ import numpy as np
 import tyro
 
 from awm_jax.analysis import tuning
-from awm_jax.analysis.benchmark import (
-    BENCHMARK_TASKS,
-    base_config,
-    plot_aggregate,
-    probability_of_improvement,
-    report_scope,
-)
+from awm_jax.analysis.benchmark import BENCHMARK_TASKS, plot_aggregate, probability_of_improvement
 from awm_jax.analysis.committed import Setting, run_groups
-from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.analysis.report import score_matrix, write_report
 from awm_jax.core.config import METHODS
 from awm_jax.runner.plots import new_figure, save_figure
 from awm_jax.runner.results import write_csv
 from awm_jax.runner.run_folder import atomic_write
 from awm_jax.runner.sweep import parse_list
+from pipeline import REFERENCE, BenchmarkOptions, base_config, data_arg, estimate, quick_defaults, report_scope
 
 DATA = "docs/data/fair_benchmark"
 EVALUATION = "evaluation"
@@ -88,7 +82,7 @@ def main(argv=None):
     spec = tuning.TuningSpec(base, tasks, methods, seeds=args.tuning_seeds, seed=args.tuning_seed, window=args.window)
     if not args.data_only and args.stage in ("all", "tune"):  # validates everything before it trains
         tuning.run_tuning(spec, Path(args.out) / "tuning", data, resume=args.resume, chunk_periods=args.chunk_periods,
-                          checkpoint_every=args.checkpoint_every)
+                          checkpoint_every=args.checkpoint_every, estimate=estimate)
     else:
         spec.validate()  # every name and option before anything trains or reads
     r_tasks, r_methods = report_scope(args, tasks, methods, BENCHMARK_TASKS, METHODS)
@@ -113,7 +107,7 @@ def evaluate(args, base, data: Path, tasks, methods, selected) -> None:
     for m in methods:
         run_groups([Setting(method_config(base, m, selected, args.eval_seed))], tasks, [m],
                    Path(args.out) / EVALUATION, ev, resume=args.resume, overwrite=args.overwrite,
-                   chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every)
+                   chunk_periods=args.chunk_periods, checkpoint_every=args.checkpoint_every, estimate=estimate)
 
 
 def check_disjoint(tuning_rows: list[dict], eval_rows: list[dict]) -> None:
@@ -183,7 +177,8 @@ def report(data: Path, base, tasks, methods, tuned: dict, reps: int = 2000, quic
     command = ("python experiments/fair_benchmark.py --out /tmp/fair --quick" if quick else
                f"python experiments/fair_benchmark.py --data-only --data {data}")
     res = write_report(ev, [Setting(base)], tasks, methods, "The fair Myriad benchmark: evaluation", command,
-                       reps=reps, streams=True, notes=(budget, f"Selected configurations: {chosen}."))
+                       reference=REFERENCE, reps=reps, streams=True,
+                       notes=(budget, f"Selected configurations: {chosen}."))
     rows = res["by_setting"][""]
     check_disjoint(tuned["rows"], rows)
     matrix = improvement_matrix(rows, methods, reps)

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from awm_jax.analysis.options import setting_args
+from pipeline import setting_args
 
 MODELS = ("true", "markov_mlp", "awm_rnn", "awm_transformer", "awm_ssm")  # the default run
 CHOICES = MODELS + ("awm_gru", "awm_lstm")  # a model's index here picks its key: appended ones change no other

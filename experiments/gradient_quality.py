@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from awm_jax.analysis.options import setting_args
+from pipeline import setting_args
 
 JAC_MODELS = ("awm_transformer", "hwm_transformer", "markov_mlp", "awm_rnn")
 METHODS = ("awm_transformer", "awm_rnn", "hwm_transformer", "markov_mlp")

@@ -22,13 +22,20 @@ from typing import Annotated
 
 import tyro
 
-from awm_jax.analysis.benchmark import base_config, report_scope, report_settings
 from awm_jax.analysis.committed import Setting
-from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.analysis.report import write_report
 from awm_jax.runner.plots import new_figure, save_figure
 from awm_jax.runner.sweep import parse_list
-from pipeline import run_experiment
+from pipeline import (
+    REFERENCE,
+    BenchmarkOptions,
+    base_config,
+    data_arg,
+    quick_defaults,
+    report_scope,
+    report_settings,
+    run_experiment,
+)
 
 TASKS = "cancer_treatment,timber_harvest"  # timber_harvest: its open-loop optimum is far above the best constant
 METHODS_ = "awm_transformer,hwm_transformer,awm_lstm,markov_mlp,true_bptt,sac"
@@ -71,7 +78,8 @@ def main(argv=None):
     horizons = [horizon_of(s) for s in settings]
     res = write_report(data, settings, tasks, methods, "Horizon scaling",
                        f"python experiments/horizon_scaling.py --data-only --data {data} "
-                       f"--horizons {','.join(map(str, horizons))}", reps=args.reps, baseline=settings[0])
+                       f"--horizons {','.join(map(str, horizons))}", reference=REFERENCE, reps=args.reps,
+                       baseline=settings[0])
     plot_scaling(res, tasks, methods, horizons, data / "scaling.png")
     print((data / "tables.md").read_text())
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from awm_jax.analysis.options import setting_args
+from pipeline import setting_args
 
 TASKS = ("double_pendulum", "one_bounce")
 LR = {"double_pendulum": 2e-3, "one_bounce": 1e-2}  # Adam step on the action, per task

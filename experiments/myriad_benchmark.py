@@ -25,13 +25,12 @@ from typing import Annotated
 
 import tyro
 
-from awm_jax.analysis.benchmark import BENCHMARK_TASKS, base_config, plot_aggregate, report_scope
+from awm_jax.analysis.benchmark import BENCHMARK_TASKS, plot_aggregate
 from awm_jax.analysis.committed import Setting, committed_groups
-from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
-from awm_jax.analysis.report import REFERENCE, plot_curves, write_report
+from awm_jax.analysis.report import plot_curves, write_report
 from awm_jax.core.config import METHODS
 from awm_jax.runner.sweep import parse_list
-from pipeline import run_experiment
+from pipeline import REFERENCE, BenchmarkOptions, base_config, data_arg, quick_defaults, report_scope, run_experiment
 
 QUICK_TASKS, QUICK_METHODS = "cancer_treatment,timber_harvest", "awm_transformer,markov_mlp,true_bptt"
 DATA = "docs/data/myriad_benchmark"
@@ -59,7 +58,8 @@ def main(argv=None):
 def report(data: Path, settings, tasks, methods, reps: int = 2000) -> dict:
     """scores.csv, the tables and the figures from the committed groups in `data`."""
     res = write_report(data, settings, tasks, methods, "The Myriad benchmark",
-                       f"python experiments/myriad_benchmark.py --data-only --data {data}", reps=reps)
+                       f"python experiments/myriad_benchmark.py --data-only --data {data}", reference=REFERENCE,
+                       reps=reps)
     agg = {r["method"]: r for r in res["aggregate"]}
     if agg:
         n = max(r["tasks"] for r in agg.values())

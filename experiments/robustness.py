@@ -24,13 +24,20 @@ from typing import Annotated
 import numpy as np
 import tyro
 
-from awm_jax.analysis.benchmark import base_config, report_scope, report_settings
 from awm_jax.analysis.committed import Setting
-from awm_jax.analysis.options import BenchmarkOptions, data_arg, quick_defaults
 from awm_jax.analysis.report import write_report
 from awm_jax.runner.plots import new_figure, save_figure
 from awm_jax.runner.sweep import parse_list
-from pipeline import run_experiment
+from pipeline import (
+    REFERENCE,
+    BenchmarkOptions,
+    base_config,
+    data_arg,
+    quick_defaults,
+    report_scope,
+    report_settings,
+    run_experiment,
+)
 
 TASKS = "cancer_treatment"
 METHODS_ = "awm_transformer,hwm_transformer,markov_mlp,true_bptt"
@@ -73,7 +80,7 @@ def main(argv=None):
     res = write_report(data, settings, tasks, methods, "Robustness",
                        f"python experiments/robustness.py --data-only --data {data} "
                        f"--distractors {_joined(x for x, y in zip(d, s) if y == 0)} "
-                       f"--noise {_joined(y for x, y in zip(d, s) if x == 0)}", reps=args.reps,
+                       f"--noise {_joined(y for x, y in zip(d, s) if x == 0)}", reference=REFERENCE, reps=args.reps,
                        baseline=next((x for x in settings if not any(v for _, v in x.columns)), None))
     plot_robustness(res["aggregate"], settings, methods, data / "robustness.png")
     print((data / "tables.md").read_text())

@@ -18,16 +18,9 @@ import pytest
 from configs import config
 from scipy import stats
 
-from awm_jax.analysis.committed import (
-    COMPILE_SECONDS,
-    GROUP_FILES,
-    SECONDS_PER_SEED_KSTEP,
-    Setting,
-    committed,
-    estimate,
-    run_groups,
-)
+from awm_jax.analysis.committed import GROUP_FILES, Setting, committed, run_groups
 from awm_jax.runner.results import write_run
+from pipeline import COMPILE_SECONDS, SECONDS_PER_SEED_KSTEP, estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("cancer_treatment", "timber_harvest")
@@ -206,15 +199,13 @@ def test_committed_groups_are_skipped_exactly(tmp_path, capsys):
     assert len(fake.calls) == 5
 
 
-def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys, monkeypatch):
+def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys):
     """--seed-parts: each seed is trained alone (its own key of seed_keys) and committed at once; a run
     killed after seed 0 loses nothing committed, the report names the parts of the missing group, and
     the next run trains seed 1 alone (its time estimate counting that seed only) and commits the group
     as the parts stacked, the parts removed."""
-    from awm_jax.analysis import committed as module
-
     estimated = []
-    monkeypatch.setattr(module, "estimate", lambda cfg, measured, seeds=None: estimated.append(seeds) or 60.0)
+    estimate = lambda cfg, measured, seeds=None: estimated.append(seeds) or 60.0
     data, out, fake = tmp_path / "data", tmp_path / "out", FakeTrain()
     write_refs(data, BASE)
     s, cfg = [Setting(BASE)], dataclasses.replace(BASE, task="timber_harvest", method="awm_transformer")
@@ -225,7 +216,8 @@ def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys, 
         return fake(cfg, out, keys=keys, **kw)
 
     with pytest.raises(KeyboardInterrupt):
-        run_groups(s, ["timber_harvest"], ["awm_transformer"], out, data, train=killed_at_seed_1, seed_parts=True)
+        run_groups(s, ["timber_harvest"], ["awm_transformer"], out, data, train=killed_at_seed_1, seed_parts=True,
+                   estimate=estimate)
     part0 = data / "parts" / "timber_harvest-awm_transformer" / "seed0"
     assert fake.calls == [("timber_harvest", "awm_transformer", None, (0,))]
     assert (part0 / "COMPLETE").is_file() and not committed(data, cfg)
@@ -233,7 +225,7 @@ def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys, 
     assert report["missing"] and "- timber_harvest-awm_transformer (seed 0 committed as parts)" in \
         (data / "tables.md").read_text()
     assert estimated == [2]  # the first estimate: both seeds to train
-    run_groups(s, ["timber_harvest"], ["awm_transformer"], out, data, train=fake, seed_parts=True)
+    run_groups(s, ["timber_harvest"], ["awm_transformer"], out, data, train=fake, seed_parts=True, estimate=estimate)
     assert fake.calls[1:] == [("timber_harvest", "awm_transformer", None, (1,))]
     assert estimated == [2, 1]  # seed 0 is committed: one seed's time
     assert "seed 0 of timber_harvest-awm_transformer is committed" in capsys.readouterr().out
@@ -252,8 +244,8 @@ def test_seed_parts_compute_what_the_group_program_does(tmp_path):
     parts: the committed metrics are the same numbers, bit for bit."""
     import functools
 
-    from awm_jax.analysis.benchmark import QUICK_CONFIG
     from awm_jax.runner.run import run_training
+    from pipeline import QUICK_CONFIG
 
     method = "markov_mlp"
     cfg = config(task="cancer_treatment", method=method, seeds=2, mlp_hidden=(16,), policy_hidden=(16,),
@@ -414,8 +406,9 @@ def test_a_real_tiny_training_is_committed_and_taken_back_by_resume(tmp_path, ca
 def test_a_run_of_some_groups_reports_every_group_the_experiment_defines():
     import argparse
 
-    from awm_jax.analysis.benchmark import BENCHMARK_TASKS, report_scope
+    from awm_jax.analysis.benchmark import BENCHMARK_TASKS
     from awm_jax.core.config import METHODS
+    from pipeline import report_scope
 
     full = argparse.Namespace(quick=False)
     tasks, methods = report_scope(full, ["timber_harvest", "glucose"], ["markov_mlp"], BENCHMARK_TASKS, METHODS)
@@ -428,8 +421,8 @@ def test_a_run_of_some_groups_reports_every_group_the_experiment_defines():
 def test_a_run_of_some_settings_reports_every_defined_setting_with_data(tmp_path):
     import argparse
 
-    from awm_jax.analysis.benchmark import report_settings
     from awm_jax.analysis.committed import Setting
+    from pipeline import report_settings
 
     defined = [Setting(config(horizon=h), folder=f"H{h}") for h in (10, 20, 40)]
     (tmp_path / "H10").mkdir()

@@ -10,8 +10,8 @@ from configs import config
 
 from awm_jax import Config
 from awm_jax.analysis import tuning
-from awm_jax.analysis.benchmark import QUICK_CONFIG
 from awm_jax.core.methods import METHODS, REGISTRY
+from pipeline import QUICK_CONFIG
 
 TINY = dict(QUICK_CONFIG, total_steps=328, warmup_steps=200)  # 2 evaluation periods of 20-step episodes
 

@@ -16,9 +16,8 @@ can still score above 1 where the optimiser stalls.
 Aggregates over tasks and seeds use rliable (Agarwal et al. 2021): the interquartile mean (IQM) and
 the mean, with stratified bootstrap 95% confidence intervals, and the probability of improvement of one
 method over another; `mean_contrast` gives a change of the mean score between settings (and the
-difference of two methods' changes) with its bootstrap CI. Also here: the benchmark experiments' quick
-setting and the helpers that pick what their reports cover; their command-line options are in
-`awm_jax.analysis.options` (tyro, which this module does not need).
+difference of two methods' changes) with its bootstrap CI. The experiment scripts that train and report
+the benchmark, and their shared options, are in experiments/ (`experiments/pipeline.py`).
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import optax
 
 import awm_envs
 from awm_jax.analysis.references import best_constant_return, random_return
-from awm_jax.core.config import Config
 from awm_jax.runner.plots import new_figure, save_figure
 from awm_jax.runner.run_folder import atomic_write
 
@@ -138,9 +136,12 @@ def mean_contrast(terms, reps: int = 2000, seed: int = 0) -> dict:
 
 
 def plot_aggregate(agg: dict, path, title: str = "", improvement: dict | None = None,
-                   reference: str = "awm_transformer") -> None:
+                   reference: str | None = None) -> None:
     """Horizontal IQM and mean bars with their 95% confidence intervals, one row per method, and with
-    `improvement` ({method: {'p_improve', 'p_lo', 'p_hi'}}) a third panel: P(reference > method)."""
+    `improvement` ({method: {'p_improve', 'p_lo', 'p_hi'}}) a third panel: P(reference > method), where
+    `reference` names the method the probabilities compare with (required with `improvement`)."""
+    if improvement and reference is None:
+        raise ValueError("plot_aggregate's improvement panel needs the reference method it compares with")
     methods = sorted(agg, key=lambda k: agg[k]["iqm"])
     panels = [("iqm", agg), ("mean", agg)] + [("p_improve", improvement)] * bool(improvement)
     fig, _ = new_figure(figsize=(5 * len(panels), 0.45 * len(methods) + 1.5))
@@ -186,39 +187,3 @@ def task_references(base, tasks, out, key=0, verbose: bool = True) -> dict:
                                                                      cache["tasks"][name].items()))
             atomic_write(path, json.dumps(cache, indent=2))
     return {t: cache["tasks"][t] for t in tasks}
-
-
-def report_scope(args, tasks, methods, default_tasks, default_methods) -> tuple[list, list]:
-    """The tasks and methods a report covers: every group the experiment defines (its default tasks and
-    methods) and any others asked for, so that a run that trains a few groups rewrites the whole report
-    from everything committed; with --quick, only what it ran."""
-    if args.quick:
-        return list(tasks), list(methods)
-    return list(dict.fromkeys([*default_tasks, *tasks])), list(dict.fromkeys([*default_methods, *methods]))
-
-
-def report_settings(args, data, asked, defined) -> list:
-    """The settings a report covers: those asked for, and every setting the experiment defines (its
-    default settings) whose folder the data folder holds, defined ones first, so that a run of a few
-    settings (`--horizons 800`) rewrites the whole report from everything committed instead of a report of
-    those settings alone; with --quick, only those asked for."""
-    if args.quick:
-        return list(asked)
-    mine = {s.folder: s for s in asked}
-    kept = [mine.pop(s.folder, s) for s in defined if s.folder in mine or (Path(data) / s.folder).is_dir()]
-    return kept + list(mine.values())
-
-
-QUICK = dict(total_steps=400, warmup_steps=200, horizon=20, eval_every=64)
-# the Config overrides of the experiments' --quick: the short episodes and schedule above, small batches
-QUICK_CONFIG = dict(QUICK, model_batch=8, imagined_rollouts=4, gradient_cosine=False)
-
-
-def base_config(args, **overrides):
-    """The Config every run of an experiment shares (quick mode: short episodes and schedule)."""
-    kw = dict(seeds=args.seeds, total_steps=args.total_steps, warmup_steps=args.warmup_steps,
-              model_batch=args.model_batch)
-    if args.quick:
-        kw.update(QUICK_CONFIG)
-    kw.update(overrides)
-    return Config(**kw)

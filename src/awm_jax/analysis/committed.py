@@ -22,8 +22,9 @@ setting is one configuration of an experiment with its own subfolder and scores.
 A group is committed by copying its files into a temporary folder, writing its COMPLETE marker (their
 sha256; `run_folder.mark_complete`) and renaming the folder into place: a data folder holds whole
 groups only. `run_groups` skips every committed group (one committed with a different config is
-refused), prints what remains with an estimate of the time it takes, and trains the rest with the
-run-folder machinery (`resume=True` continues a killed group from its checkpoints in OUT).
+refused), prints what remains (with an estimate of the time it takes where the caller gives one) and
+trains the rest with the run-folder machinery (`resume=True` continues a killed group from its
+checkpoints in OUT).
 `awm_jax.analysis.report` builds the tables and figures from the data folder alone.
 """
 
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from awm_jax.analysis.benchmark import BENCHMARK_TASKS, task_references
-from awm_jax.core.config import BPO_METHODS, Config
+from awm_jax.core.config import Config
 from awm_jax.runner import interrupt, run_folder
 from awm_jax.runner.checkpoint import config_diff
 from awm_jax.runner.results import read_config, read_run_files, write_outputs
@@ -60,18 +61,6 @@ from awm_jax.runner.sweep import SweepSpec
 GROUP_FILES = (CONFIG, METRICS, "metrics.csv", "summary.txt")
 TMP = ".tmp-"  # prefix of a group copy not yet renamed into place
 PARTS = "parts"  # DATA/[setting/]parts/{task}-{method}/seed{i}/: a group's committed single-seed parts
-
-# Rough wall seconds per seed per 1,000 env steps at H = 100 on the 2-core CPU (4 vmapped seeds), plus
-# COMPILE_SECONDS a group, for the first estimate only: once a group of a method finishes, this run's
-# measured time takes over, and the others are scaled by how far the measured groups were off. The
-# medians over the 8 tasks of the committed benchmark groups (docs/data/myriad_benchmark, run_seconds /
-# (4 seeds x 5.02 ksteps); the CPU was sometimes shared, so a method's slowest task ran up to 3x its median).
-SECONDS_PER_SEED_KSTEP = dict(awm_transformer=28.0, hwm_transformer=30.0, awm_rnn=4.0, awm_gru=4.6, awm_lstm=5.4,
-                              awm_ssm=23.0, markov_mlp=2.6, markov_svg=0.6, true_bptt=0.3, sac=3.1, ppo=0.3, td3=4.2,
-                              online_dt=33.0)
-TRANSFORMER_METHODS = ("awm_transformer", "hwm_transformer")  # attention over the episode: cost grows as H^2
-COMPILE_SECONDS = 20.0  # compiling a group's program: 6-40 s on the 2-core CPU
-
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
@@ -213,37 +202,6 @@ def references(base: Config, tasks, data, verbose: bool = True) -> dict:
     return out
 
 
-def horizon_factor(method: str, horizon: int | None) -> float:
-    """How a group's time grows with the episode length, relative to H = 100: the BPO methods' updates
-    cost in proportion to H, and the transformers' attention adds a part in proportion to H^2 (x =
-    H/100: x (1 + x) / 2, so 1, 10 and 36 at H 100, 400 and 800; measured on the 2-core CPU at H 800 in
-    seed parts, a seed took 3,500-3,900 s for awm_transformer and 5,700-7,800 s for hwm_transformer, whose
-    imagination runs step by step over a key/value cache: 25-28 and 38-52 times the seed's share of an H 100
-    benchmark group); the model-free baselines' cost does not depend on H."""
-    if method not in BPO_METHODS:
-        return 1.0
-    x = (horizon or 100) / 100
-    return x * (1 + x) / 2 if method in TRANSFORMER_METHODS else x
-
-
-def estimate(cfg: Config, measured: dict, seeds: int | None = None) -> float:
-    """Expected wall seconds of the group `cfg`, or of `seeds` of its seeds (those not committed as
-    parts yet). `measured` is {(method, horizon): (seconds, seed-ksteps)} of the groups this run trained
-    from the start: a group of the same method and horizon is scaled by its seed-ksteps; otherwise the
-    table's estimate (its rate scaled by `horizon_factor`, plus the compile) times the ratio of the
-    measured groups' total time to their tabled total."""
-    ksteps = (cfg.seeds if seeds is None else seeds) * cfg.env_steps / 1000
-    key = (cfg.method, cfg.horizon)
-    if key in measured:
-        seconds, k = measured[key]
-        return seconds * ksteps / k
-    table = lambda method, horizon, k: COMPILE_SECONDS + SECONDS_PER_SEED_KSTEP.get(method, 20.0) * k * horizon_factor(
-        method, horizon)
-    factor = (sum(s for s, _ in measured.values()) / sum(table(*g, k) for g, (_, k) in measured.items())
-              if measured else 1.0)
-    return table(*key, ksteps) * factor
-
-
 def _hms(seconds: float) -> str:
     m = int(round(seconds / 60))
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
@@ -251,7 +209,7 @@ def _hms(seconds: float) -> str:
 
 def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwrite: bool = False,
                chunk_periods: int = 8, checkpoint_every: int = 2, verbose: bool = True, train=None,
-               seed_parts: bool = False, checkpoint_minutes: float = 10.0) -> dict:
+               seed_parts: bool = False, checkpoint_minutes: float = 10.0, estimate=None) -> dict:
     """Train every (setting, task, method) group not committed in `data` yet and commit each as soon
     as it finishes. Everything is validated and the references computed first; the data folder is
     locked while this runs. resume/overwrite are `run.run_training`'s, for the groups' run folders in
@@ -260,7 +218,10 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
     parts are removed from `data` once the whole group is committed. checkpoint_every, checkpoint_minutes:
     the groups' checkpoints (`run.run_training`). SIGINT and SIGTERM stop the running group after its chunk
     with a checkpoint (or before the next group; committed groups are kept) and raise
-    `awm_jax.runner.interrupt.Interrupted`; resume=True continues from there.
+    `awm_jax.runner.interrupt.Interrupted`; resume=True continues from there. estimate: when given,
+    estimate(cfg, measured, seeds=n) -> the expected wall seconds of n seeds of the group `cfg` (all of them
+    for None), `measured` {(method, horizon): (seconds, seed-ksteps)} of the groups this call trained from
+    the start; the progress lines then say how long the rest should take.
     Returns {'skipped': [(folder, task, method)], 'trained': [...]}."""
     train = train or run_training
     log = print if verbose else (lambda *a, **k: None)
@@ -281,10 +242,17 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
             names = [f"{s.folder + '/' if s.folder else ''}{group_name(c.task, c.method)}" for s, c in todo]
             seeds_left = [sum(not holds(part_folder(data / s.folder, c, i), c) for i in range(c.seeds))
                           if seed_parts else c.seeds for s, c in todo]  # committed parts are not trained again
-            remaining = lambda first, measured: sum(estimate(c, measured, n) for (_, c), n in
-                                                    zip(todo[first:], seeds_left[first:]))
-            log(f"[data] {len(done)}/{len(groups)} groups already committed in {data}; {len(todo)} to train, about "
-                f"{_hms(remaining(0, {}))} (a first estimate): {', '.join(names) or 'none'}")
+
+            def about(first: int, measured: dict) -> str:
+                """', about 1h05m': the estimated time of the groups from `first` on ('' without `estimate`)."""
+                if estimate is None:
+                    return ""
+                left = zip(todo[first:], seeds_left[first:])
+                return f", about {_hms(sum(estimate(c, measured, seeds=n) for (_, c), n in left))}"
+
+            first_estimate = " (a first estimate)" if estimate is not None else ""
+            log(f"[data] {len(done)}/{len(groups)} groups already committed in {data}; {len(todo)} to train"
+                f"{about(0, {})}{first_estimate}: {', '.join(names) or 'none'}")
             measured, t_start = {}, time.time()
             kw = dict(chunk_periods=chunk_periods, checkpoint_every=checkpoint_every,
                       checkpoint_minutes=checkpoint_minutes, resume=resume, overwrite=overwrite, verbose=verbose)
@@ -304,9 +272,8 @@ def run_groups(settings, tasks, methods, out, data, resume: bool = False, overwr
                     shutil.rmtree(part_folder(data / s.folder, cfg, 0).parent)
                 if fresh:
                     measured[(cfg.method, cfg.horizon)] = (time.time() - t0, cfg.seeds * cfg.env_steps / 1000)
-                left = remaining(i + 1, measured)
                 log(f"[data] committed {dest} ({time.time() - t0:.0f}s); {i + 1}/{len(todo)} groups done in "
-                    f"{_hms(time.time() - t_start)}, {len(todo) - i - 1} left, about {_hms(left)}")
+                    f"{_hms(time.time() - t_start)}, {len(todo) - i - 1} left{about(i + 1, measured)}")
             key = lambda g: (g[0].folder, g[1].task, g[1].method)
             return dict(skipped=[key(g) for g in done], trained=[key(g) for g in todo])
     finally:

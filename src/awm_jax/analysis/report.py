@@ -7,8 +7,8 @@ alone: nothing is trained and no reference is recomputed.
                      (taken by the final evaluation), final_return, score
     aggregate.csv    per setting and method: tasks, seeds, IQM and mean score over tasks x seeds with
                      stratified-bootstrap 95% CIs (rliable; `benchmark.aggregate`)
-    improvement.csv  per setting and method: rliable's probability that `reference` (awm_transformer)
-                     improves on it, with its 95% CI, over the tasks both have
+    improvement.csv  per setting and method: rliable's probability that `reference` (the method the
+                     experiment names) improves on it, with its 95% CI, over the tasks both have
     per_task.csv     per setting, task and method: seeds, final return and score (mean and std over seeds)
     change.csv       with a `baseline` setting (the shortest horizon; no perturbation), per other setting
                      and method: the change of its mean score from the baseline, averaged over tasks, and
@@ -33,8 +33,6 @@ from awm_jax.analysis.committed import GROUP_FILES, PARTS
 from awm_jax.runner.plots import SCORE, plot_learning_curves
 from awm_jax.runner.results import markdown_table, read_run_files, write_csv
 from awm_jax.runner.run_folder import DamagedError, atomic_write, check_complete, group_name, is_complete, read_json
-
-REFERENCE = "awm_transformer"
 
 
 def _parts_note(folder: Path, task: str, method: str) -> str:
@@ -99,7 +97,7 @@ def aggregate_rows(by_setting, settings, methods, reps: int = 2000) -> list[dict
     return out
 
 
-def improvement_rows(by_setting, settings, methods, reference: str = REFERENCE, reps: int = 2000) -> list[dict]:
+def improvement_rows(by_setting, settings, methods, reference: str, reps: int = 2000) -> list[dict]:
     """Per setting and method present with `reference`: {columns, method, tasks, p_improve, p_lo, p_hi},
     rliable's probability that `reference` improves on the method over the tasks both have."""
     out = []
@@ -117,7 +115,7 @@ def improvement_rows(by_setting, settings, methods, reference: str = REFERENCE, 
     return out
 
 
-def change_rows(by_setting, settings, baseline, methods, reference: str = REFERENCE, reps: int = 2000) -> list[dict]:
+def change_rows(by_setting, settings, baseline, methods, reference: str, reps: int = 2000) -> list[dict]:
     """Per setting other than `baseline` and method with data in both: {columns, method, tasks, change,
     change_lo, change_hi, vs_tasks, vs_reference, vs_lo, vs_hi}. change: the mean over the tasks the method
     has in both settings of (its mean score over seeds in the setting - in the baseline); vs_reference:
@@ -172,7 +170,7 @@ def _md(rows: list[dict], none: str = "no committed groups yet") -> str:
     return markdown_table(rows) if rows else f"({none})"
 
 
-def write_report(data, settings, tasks, methods, title: str, command: str, reference: str = REFERENCE,
+def write_report(data, settings, tasks, methods, title: str, command: str, reference: str,
                  reps: int = 2000, baseline=None, streams: bool = False, notes: tuple = ()) -> dict:
     """Write scores.csv, aggregate.csv, improvement.csv, per_task.csv, with a `baseline` setting (one of
     `settings`) change.csv, and tables.md to `data` from its committed groups; returns {'by_setting',

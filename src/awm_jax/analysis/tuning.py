@@ -42,7 +42,7 @@ import numpy as np
 
 import awm_envs
 from awm_jax.analysis.benchmark import normalized_score
-from awm_jax.analysis.committed import copy_whole, estimate, holds, references
+from awm_jax.analysis.committed import copy_whole, holds, references
 from awm_jax.core.config import Config
 from awm_jax.core.methods import REGISTRY, make_train
 from awm_jax.runner.plots import new_figure, save_figure
@@ -159,11 +159,13 @@ def code_commit() -> str | None:
 
 
 def run_tuning(spec: TuningSpec, out, data, resume: bool = False, chunk_periods: int = 8, checkpoint_every: int = 2,
-               verbose: bool = True, train=None) -> dict:
-    """Train every program of `spec` whose runs are not all committed in `data` yet, cheapest method first,
-    and commit each configuration's runs as soon as its program finishes. Everything is validated and the
-    references computed first; DATA/tuning is locked meanwhile. Programs train in OUT/{task}-{method}/
+               verbose: bool = True, train=None, estimate=None) -> dict:
+    """Train every program of `spec` whose runs are not all committed in `data` yet (cheapest method first
+    with `estimate`) and commit each configuration's runs as soon as its program finishes. Everything is
+    validated and the references computed first; DATA/tuning is locked meanwhile. Programs train in OUT/{task}-{method}/
     {program}/ (`run.run_training`, `train` by default; resume continues them from their checkpoints).
+    estimate: when given (as `committed.run_groups` takes it), the methods train cheapest first and the
+    progress lines say how long the rest should take; else in the order of `spec.methods`.
     Returns {'skipped': [...], 'trained': [(task, method, program)]}."""
     spec.validate()
     train = train or run_training
@@ -176,14 +178,15 @@ def run_tuning(spec: TuningSpec, out, data, resume: bool = False, chunk_periods:
         atomic_write(data / SEARCH_SPACES, json.dumps(search_spaces(sorted(REGISTRY)), indent=2) + "\n")
         cost = lambda m: estimate(spec.member(spec.tasks[0], m, {}), {}, seeds=1)  # seconds per seed: an order
         todo, skipped = [], []
-        for m in sorted(spec.methods, key=cost):
+        for m in sorted(spec.methods, key=cost) if estimate is not None else spec.methods:
             for t in spec.tasks:
                 for p in programs(spec, t, m):
                     done = all(holds(member_folder(data, t, m, n), c, TUNING_FILES) for n, c in p["members"])
                     (skipped if done else todo).append((t, m, p))
         left = lambda items: sum(estimate(p["members"][0][1], {}, seeds=len(p["keys"])) for _, _, p in items)
+        about = lambda items, what: "" if estimate is None else f", about {left(items) / 3600:.1f} h {what}"
         log(f"[tuning] {len(skipped)} of {len(skipped) + len(todo)} programs committed in {data / TUNING}; "
-            f"{len(todo)} to train, about {left(todo) / 3600:.1f} h (a first estimate from the benchmark's rates)")
+            f"{len(todo)} to train" + about(todo, "(a first estimate from the benchmark's rates)"))
         commit = code_commit()
         t_start = time.time()
         for i, (t, m, p) in enumerate(todo):
@@ -201,8 +204,8 @@ def run_tuning(spec: TuningSpec, out, data, resume: bool = False, chunk_periods:
                 write_run(member_dir, cfg, {k: v[sl] for k, v in metrics.items()}, extra=extra)
                 copy_whole(member_dir, member_folder(data, t, m, name), log, TUNING_FILES)
             log(f"[tuning] committed {t}/{m} program {p['name']} ({len(p['members'])} configurations); "
-                f"{i + 1}/{len(todo)} programs in {(time.time() - t_start) / 60:.0f} min, about "
-                f"{left(todo[i + 1:]) / 3600:.1f} h left by the first estimate")
+                f"{i + 1}/{len(todo)} programs in {(time.time() - t_start) / 60:.0f} min"
+                f"{about(todo[i + 1:], 'left by the first estimate')}")
         return dict(skipped=[(t, m, p["name"]) for t, m, p in skipped], trained=[(t, m, p["name"]) for t, m, p in todo])
     finally:
         lock.release()
