@@ -124,7 +124,7 @@ def test_config_diff_names_what_differs_and_skips_what_is_not_read():
     # a field whose default changed when it was added: an older run meant the old behaviour
     pre = {k: v for k, v in config().to_dict().items() if k != "transformer_init"}
     assert Config.from_dict(pre).transformer_init == "lecun" and config().transformer_init == "gpt2"
-    # (its policy_lr None meant awm_transformer's rate then, 1e-3: config.LEGACY_POLICY_LR)
+    # (its policy_lr None meant awm_transformer's rate then, 1e-3: legacy.LEGACY_POLICY_LR)
     assert config_diff(pre, config(transformer_init="lecun", policy_lr=1e-3).to_dict()) == []
     assert config_diff(pre, config(policy_lr=1e-3).to_dict()) == ["transformer_init: saved 'lecun', now 'gpt2'"]
     lstm = config(method="awm_lstm")  # which never reads it: an older awm_lstm run still resumes
@@ -138,9 +138,10 @@ def test_a_run_saves_its_policy_rate_and_older_runs_mean_the_default_then(monkey
     cannot pass it off as the new one; a config saved with None (before runs wrote the rate out) means the
     default when it was saved (`LEGACY_POLICY_LR`), in resume checks, committed-group checks and loading."""
     import awm_jax.core.config as config_mod
+    from awm_jax.core import legacy
     from awm_jax.runner.checkpoint import config_diff
 
-    monkeypatch.setitem(config_mod.LEGACY_POLICY_LR, "awm_lstm", {"normalized": 0.123, "paper": 1e-4})
+    monkeypatch.setitem(legacy.LEGACY_POLICY_LR, "awm_lstm", {"normalized": 0.123, "paper": 1e-4})
     now = config(method="awm_lstm")
     assert now.resolved().policy_lr == now.policy_lr_value == config_mod.POLICY_LR["normalized"] != 0.123
     assert config_diff(now.resolved().to_dict(), now.to_dict()) == []  # saved from now on: the rate written out

@@ -55,6 +55,7 @@ def test_a_sweep_records_each_methods_policy_rate(monkeypatch):
     import json as _json
 
     import awm_jax.core.config as config_mod
+    from awm_jax.core import legacy
     from awm_jax.runner.sweep import saved_method_values as saved_rates
 
     spec = SweepSpec(config(**SMALL), ("cancer_treatment",), ("true_bptt", "awm_lstm"))
@@ -63,7 +64,7 @@ def test_a_sweep_records_each_methods_policy_rate(monkeypatch):
     assert saved["policy_lr"] == saved_rates(saved) == rates and spec.differences(saved) == []
     older = {k: v for k, v in saved.items() if k != "policy_lr"}
     assert saved_rates(older) == rates and spec.differences(older) == []
-    monkeypatch.setitem(config_mod.LEGACY_POLICY_LR, "awm_lstm", {"normalized": 0.123, "paper": 1e-4})
+    monkeypatch.setitem(legacy.LEGACY_POLICY_LR, "awm_lstm", {"normalized": 0.123, "paper": 1e-4})
     assert saved_rates(older)["awm_lstm"] == 0.123
     assert spec.differences(older) == [f"policy_lr of awm_lstm: saved 0.123, now {rates['awm_lstm']!r}"]
     # the model scaling in force likewise: a file from before the entry held the base's (then always a name)

@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from awm_jax.core.config import Config, with_legacy_defaults, with_method_defaults
+from awm_jax.core.config import Config
+from awm_jax.core.legacy import with_legacy_defaults, with_method_defaults
 from awm_jax.runner import run_folder
 
 
@@ -121,8 +122,8 @@ def config_diff(saved: dict, current: dict, ignore=(), run: bool = True) -> list
     """Human-readable differences between two config dicts (lists and tuples compare equal), leaving
     out the fields in `ignore` and fields the saved config lacks that still hold their default (a
     field added to Config since the run was saved; one whose default changed then counts as its old
-    value, `config.LEGACY_DEFAULTS`). run: both are one run's configs, so the values in force of the
-    fields whose None means the method's default are compared (`config.METHOD_DEFAULT_FIELDS`: policy_lr,
+    value, `legacy.LEGACY_DEFAULTS`). run: both are one run's configs, so the values in force of the
+    fields whose None means the method's default are compared (`legacy.METHOD_DEFAULT_FIELDS`: policy_lr,
     model_scaling; in a saved config the default then); False compares sweeps' base configs as they are."""
     defaults = Config().to_dict()
     saved = with_legacy_defaults(saved, run=run)

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import awm_envs
-from awm_jax.core.config import METHOD_DEFAULT_FIELDS, Config, with_legacy_defaults
+from awm_jax.core.config import Config
+from awm_jax.core.legacy import METHOD_DEFAULT_FIELDS, with_legacy_defaults
 from awm_jax.core.methods import make_train
 from awm_jax.runner import interrupt, run_folder
 from awm_jax.runner.checkpoint import config_diff
@@ -52,7 +53,7 @@ class SweepSpec:
 
     def to_dict(self) -> dict:
         """What sweep.json holds: the base config, tasks, methods, grid, and per field of
-        `config.METHOD_DEFAULT_FIELDS` (policy_lr, model_scaling) each method's value in force (the
+        `legacy.METHOD_DEFAULT_FIELDS` (policy_lr, model_scaling) each method's value in force (the
         base's None means each method's default): {"policy_lr": {method: rate}, "model_scaling": {...}}."""
         return dict(base=self.base.to_dict(), tasks=list(self.tasks), methods=list(self.methods),
                     grid=[[n, list(v)] for n, v in self.grid],
@@ -108,7 +109,7 @@ class SweepSpec:
 def saved_method_values(saved: dict, name: str = "policy_lr") -> dict:
     """{method: the value in force of `name` (policy_lr or model_scaling)} of a saved sweep.json
     (`SweepSpec.to_dict`); older files, which lack the entry, meant the defaults then
-    (`config.LEGACY_POLICY_LR`, `config.LEGACY_DEFAULTS`)."""
+    (`legacy.LEGACY_POLICY_LR`, `legacy.LEGACY_DEFAULTS`)."""
     if name in saved:
         return dict(saved[name])
     base = saved.get("base", {})
