@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pipeline import setting_args
+from pipeline import hidden_sizes, setting_args
 
 JAC_MODELS = ("awm_transformer", "hwm_transformer", "markov_mlp", "awm_rnn")
 METHODS = ("awm_transformer", "awm_rnn", "hwm_transformer", "markov_mlp")
@@ -101,7 +101,7 @@ def jacobian_part(task, args, cfg, out, key):
     results = {"true": jacobian_summary(jac_true, jac_true) | dict(jac=np.asarray(jac_true), test_loss=0.0)}
     for kind in args.jac_models.split(","):
         t0 = time.time()
-        sizes = dict(hidden=args.rnn_hidden) if kind.startswith("awm_") and kind != "awm_transformer" else {}
+        sizes = hidden_sizes(kind, args.rnn_hidden)
         wm = make_world_model(kind, n, m, H, **sizes)
         params, norm, _ = fit_world_model(wm, states, actions, jax.random.fold_in(k_fit, JAC_MODELS.index(kind)),
                                           cfg["fit_steps"])

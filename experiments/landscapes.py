@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from pipeline import setting_args
+from pipeline import hidden_sizes, setting_args
 
 TASKS = ("double_pendulum", "one_bounce")
 LR = {"double_pendulum": 2e-3, "one_bounce": 1e-2}  # Adam step on the action, per task
@@ -110,7 +110,7 @@ def main(argv=None):
             states, actions = random_action_episodes(task, k_data, cfg["episodes"])
         for mi, kind in enumerate(m for m in models if m):
             t0 = time.time()
-            sizes = dict(hidden=args.rnn_hidden) if kind in ("awm_rnn", "awm_gru", "awm_lstm", "awm_ssm") else {}
+            sizes = hidden_sizes(kind, args.rnn_hidden)
             wm = make_world_model(kind, task.state_size, task.action_size, task.horizon, **sizes)
             params, norm, losses = fit_world_model(wm, states, actions, jax.random.fold_in(k_fit, mi), cfg["fit_steps"])
             fns[kind] = model_return(task, wm, params, norm)

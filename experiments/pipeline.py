@@ -4,7 +4,8 @@ library:
     options       `BenchmarkOptions` (the benchmark experiments kept as data, read by tyro like the `awm-jax`
                   command line), `data_arg` (its --data help naming an experiment's committed folder),
                   `quick_defaults` (--quick's values for the options left at their defaults), `setting_args`,
-                  `tiny_runs` (the diagnostics scripts' --quick runs)
+                  `tiny_runs` (the diagnostics scripts' --quick runs), `hidden_sizes` (a world model's size
+                  from a script's --rnn-hidden)
     settings      `QUICK`, `QUICK_CONFIG` and `base_config` (the Config every run of an experiment shares),
                   `report_scope` and `report_settings` (what a report covers), `REFERENCE` (the method the
                   reports compare every other one with: the paper's transformer AWM)
@@ -30,6 +31,7 @@ import tyro
 
 from awm_jax.analysis.committed import run_groups
 from awm_jax.core.config import BPO_METHODS, Config
+from awm_jax.core.models import KINDS, SSMAWM, RecurrentAWM
 from awm_jax.runner.interrupt import exit_on_interrupt
 from awm_jax.runner.run import run_training
 
@@ -117,6 +119,13 @@ def tiny_runs(folder, methods, total_steps: int = 800, task: str = "cancer_treat
                      model_batch=16, imagined_rollouts=4, width=16, heads=2, layers=1)
         run_training(cfg, out=folder / f"{task}-{method}", resume=True, verbose=False)
     return folder
+
+
+def hidden_sizes(kind: str, rnn_hidden: int) -> dict:
+    """The size options of world model `kind` that a script's --rnn-hidden sets: {"hidden": rnn_hidden} for the
+    kinds whose width a Config's `rnn_hidden` gives (the recurrent AWMs and the state-space AWM, as their
+    `config_sizes` read it), {} for the others."""
+    return {"hidden": rnn_hidden} if issubclass(KINDS[kind][0], (RecurrentAWM, SSMAWM)) else {}
 
 
 # -- settings ---------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ from awm_jax.runner.run_folder import (
     is_complete,
     read_json,
 )
-from awm_jax.runner.sweep import SweepSpec
+from awm_jax.runner.sweep import SweepSpec, group_configs
 
 GROUP_FILES = (CONFIG, METRICS, "metrics.csv", "summary.txt")
 TMP = ".tmp-"  # prefix of a group copy not yet renamed into place
@@ -71,7 +71,7 @@ class Setting:
     columns: tuple = ()
 
     def groups(self, tasks, methods) -> list[Config]:
-        return [self.base.for_method(m, task=t) for t in tasks for m in methods]
+        return group_configs(self.base, tasks, methods)
 
 
 def committed(data, cfg: Config) -> bool:

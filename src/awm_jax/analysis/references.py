@@ -1,7 +1,7 @@
 """Reference returns of a task: a uniformly random policy and the best constant action.
 
-They anchor normalised scores (random = 0, best constant = 1) and the "closed gap" of a method:
-(return - random) / (best_constant - random).
+With the open-loop optimum (`benchmark.trajectory_optimum`) they anchor the normalised score
+(`benchmark.normalized_score`): random = 0, the best of the references = 1.
 """
 
 from __future__ import annotations
@@ -31,8 +31,3 @@ def best_constant_return(task, key, points: int = 201) -> tuple[float, np.ndarra
     rets = np.asarray(jax.jit(jax.vmap(lambda a: task.episode_return(key, a)))(acts))
     i = int(np.nanargmax(rets))
     return float(rets[i]), cands[i]
-
-
-def closed_gap(ret, random: float, best_constant: float):
-    """Fraction of the random -> best-constant gap that `ret` closes (1 = as good as the best constant)."""
-    return (np.asarray(ret) - random) / (best_constant - random)

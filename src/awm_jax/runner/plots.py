@@ -1,7 +1,8 @@
 """Figures: `new_figure` and `save_figure` (a matplotlib figure outside pyplot, written atomically), which
 every figure of awm_jax and its experiments uses, and learning curves in one style: the quickstart's, a
-run's returns.png, a sweep's per-task plots and the benchmark's per-task curves all come from
-`plot_learning_curves`. matplotlib is imported only when a figure is drawn.
+run's returns.png, a sweep's per-task plots, the benchmark's per-task curves and the notebooks' curves all
+come from `draw_learning_curves` (`plot_learning_curves` writes its figure to a file). matplotlib is
+imported only when a figure is drawn.
 
 The style: per method the median over seeds as a line and the interquartile range as a band (a band
 from the seeds' own quantiles never reaches past the best or worst seed, so it never claims a return no
@@ -47,14 +48,23 @@ def save_figure(fig, path) -> None:
 
 def plot_learning_curves(path, curves, title: str = "", ylabel: str = RETURN, references: dict | None = None,
                          warmup_steps: int | None = None, seed_lines: bool | None = None) -> None:
-    """Write a PNG to `path`: `curves` is a list of (label, env steps [periods], values [seeds, periods]);
-    `references` {name: value} draws horizontal lines (names of `REFERENCE_STYLE` get its style);
-    `warmup_steps` shades [0, warmup_steps]; `seed_lines` draws each seed thinly (default: when there are
-    at most 3 curves of at most 8 seeds)."""
+    """Write a PNG to `path` of `draw_learning_curves` (its arguments), sized for the number of curves."""
+    fig, ax = new_figure((8.4, 4.4) if len(curves) > 6 else (6.4, 4.2))  # > 6: the legend goes beside the axes
+    draw_learning_curves(ax, curves, title, ylabel, references, warmup_steps, seed_lines)
+    save_figure(fig, path)
+
+
+def draw_learning_curves(ax, curves, title: str = "", ylabel: str = RETURN, references: dict | None = None,
+                         warmup_steps: int | None = None, seed_lines: bool | None = None, colors=None,
+                         legend: bool = True) -> None:
+    """Draw learning curves on matplotlib axes `ax` (a notebook's, or one panel of a larger figure): `curves`
+    is a list of (label, env steps [periods], values [seeds, periods]); `references` {name: value} draws
+    horizontal lines (names of `REFERENCE_STYLE` get its style); `warmup_steps` shades [0, warmup_steps];
+    `seed_lines` draws each seed thinly (default: when there are at most 3 curves of at most 8 seeds);
+    `colors`: one per curve (default: matplotlib's cycle, tab20 past 10 curves); `legend`: draw one."""
     curves = [(label, np.asarray(x, float), np.atleast_2d(np.asarray(y, float))) for label, x, y in curves]
     many = len(curves) > 6  # the legend goes beside the axes, and past 10 curves the colours come from tab20
-    fig, ax = new_figure((8.4, 4.4) if many else (6.4, 4.2))
-    colors = _colors(len(curves))
+    colors = _colors(len(curves)) if colors is None else list(colors)
     if seed_lines is None:
         seed_lines = len(curves) <= 3 and all(len(y) <= 8 for _, _, y in curves)
     if warmup_steps:
@@ -80,11 +90,10 @@ def plot_learning_curves(path, curves, title: str = "", ylabel: str = RETURN, re
     ax.set_ylabel(ylabel)
     spread = "median, interquartile band" + (", thin lines: seeds" if seed_lines else "")
     ax.set_title(f"{title}\n{spread}" if title else spread, fontsize=10)
-    if many:
+    if legend and many:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    else:
+    elif legend:
         ax.legend(fontsize=7, loc="best")
-    save_figure(fig, path)
 
 
 def _colors(n: int) -> list:

@@ -33,6 +33,12 @@ from awm_jax.runner.run import run_training, seed_keys
 from awm_jax.runner.run_folder import atomic_write, is_complete, member_name
 
 
+def group_configs(base: Config, tasks, methods) -> list[Config]:
+    """The config of each (task, method) group over `base`, tasks in order, then methods: `base` for that
+    method (`Config.for_method`: the fields it does not read at their defaults)."""
+    return [base.for_method(m, task=t) for t in tasks for m in methods]
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
     base: Config
@@ -45,7 +51,7 @@ class SweepSpec:
         return [dict(zip(names, vals)) for vals in itertools.product(*[v for _, v in self.grid])] or [{}]
 
     def groups(self) -> list[Config]:
-        return [self.base.for_method(m, task=t) for t in self.tasks for m in self.methods]
+        return group_configs(self.base, self.tasks, self.methods)
 
     def folder(self, out, cfg: Config, combo: dict) -> Path:
         """The member folder of group `cfg` and grid values `combo` (awm_jax.runner.run_folder.member_name)."""
