@@ -307,7 +307,10 @@ def plot_sensitivity(summary: list[dict], methods, path, selected: dict | None =
             ax.set_xscale("log")
         ax.axhline(1.0, color="k", lw=0.5, ls="--")
         ax.axhline(0.0, color="k", lw=0.5)
-        ax.set_title(m, fontsize=9)
+        mine = [r for r in summary if r["method"] == m]
+        done = all(r["complete"] for r in mine)
+        ax.set_title(m if done else f"{m}: still tuning ({sum(r['runs'] for r in mine)} runs so far, not all tasks)",
+                     fontsize=9, color="k" if done else "0.45")
         ax.set_xlabel(x_name, fontsize=8)
         ax.set_ylabel("mean normalised score", fontsize=8)
         ax.tick_params(labelsize=7)

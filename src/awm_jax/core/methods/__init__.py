@@ -192,6 +192,8 @@ TUNED = {
     "markov_svg": {"policy_lr": 0.001, "model_scaling": "symlog"},
     "sac": {"rl_lr": 0.001, "rl_gamma": 0.99},
     "ppo": {"rl_lr": 0.0001, "rl_gamma": 0.99},
+    "td3": {"rl_lr": 0.001, "rl_gamma": 0.95},
+    "awm_gru": {"policy_lr": 0.01, "model_scaling": "symlog"},
 }
 
 
