@@ -89,6 +89,8 @@ def test_every_field_a_method_does_not_read_is_refused(name):
     # its own fields are taken: at their defaults, and the sweep helper drops the others
     Config(method=name).validate()
     assert Config(**{f.name: _other_value(f) for f in unread}).for_method(name).unused_settings() == {}
+    with pytest.raises(ValueError, match=f"^{name} does not use {unread[0].name}="):
+        Config().for_method(name, **{unread[0].name: _other_value(unread[0])}).validate()
 
 
 def test_own_fields_exclude_the_run_fields():

@@ -276,10 +276,11 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
                 if f.name in ignored and getattr(self, f.name) != f.default}
 
     def for_method(self, name: str, **changes) -> Config:
-        """This config for method `name` (and `changes`), with the fields `name` does not read back at their
-        defaults: how a sweep applies one base config to methods of several families."""
+        """This config for method `name` (and `changes`), with this config's fields that `name` does not read
+        back at their defaults: how a sweep applies one base config to methods of several families. A field
+        in `changes` that `name` does not read is kept, so that `validate` refuses it."""
         cfg = dataclasses.replace(self, method=name, **changes)
-        return dataclasses.replace(cfg, **{k: _default(k) for k in cfg.unused_settings()})
+        return dataclasses.replace(cfg, **{k: _default(k) for k in cfg.unused_settings() if k not in changes})
 
     @classmethod
     def preset(cls, method_name: str, name: str = "default", **changes) -> Config:
