@@ -238,6 +238,7 @@ def test_seed_parts_commit_each_seed_and_merge_into_the_group(tmp_path, capsys):
     assert json.loads((data / "timber_harvest-awm_transformer" / "config.json").read_text())["seeds"] == 2
 
 
+@pytest.mark.slow  # ~19 s on the 2-core machine: the default run stays under 15 minutes
 def test_seed_parts_compute_what_the_group_program_does(tmp_path):
     """A real tiny group whose seeds run one after another in its program (seed_batch 1, as the
     transformers' on one CPU device; markov_mlp here, which compiles faster) trained whole and in seed

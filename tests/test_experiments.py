@@ -207,6 +207,7 @@ def test_gradient_quality_script_tiny(tmp_path):
     assert all(-1.0 - 1e-6 <= c <= 1.0 + 1e-6 for c in cos)
 
 
+@pytest.mark.slow  # ~16 s on the 2-core machine: the default run stays under 15 minutes
 def test_landscapes_script_tiny(tmp_path):
     _run("landscapes.py", tmp_path, "--quick", "--episodes", "16", "--fit-steps", "5", "--grid", "21",
          "--starts", "4", "--steps", "5", "--lr-factors", "1,10", "--tasks", "one_bounce")

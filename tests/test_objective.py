@@ -258,6 +258,7 @@ def test_transformer_awm_has_the_papers_embedding_and_position_init():
     assert "embed" in mixed and 0.015 < float(np.std(mixed["pos"])) < 0.025
 
 
+@pytest.mark.slow  # ~12 s on the 2-core machine: the default run stays under 15 minutes
 def test_model_learning_rate_decays_on_a_cosine_to_its_final_fraction():
     """model_lr_decay=0.1: update k of N uses model_lr x (0.1 + 0.9 x (1 + cos(pi k / (N - 1))) / 2), so the
     last update uses 0.1 x model_lr; an update moves the parameters exactly as plain Adam at that rate."""
