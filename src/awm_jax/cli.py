@@ -91,16 +91,21 @@ def sweep(config: Annotated[Config, tyro.conf.arg(name="")], tasks: str = "cance
     print(f"\nwrote {out}/summary.csv, {out}/summary.md and one plot per task")
 
 
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value the last `flag` in `argv` is given (`--flag V` or `--flag=V`; "" where none follows); None
+    where `flag` is absent."""
+    values = [a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+              for i, a in enumerate(argv) if a == flag or a.startswith(flag + "=")]
+    return values[-1] if values else None
+
+
 def _with_preset(argv: list[str]) -> dict:
     """COMMANDS, with `train`'s config defaulting to the preset that `argv` names (--preset NAME, for
     --method's method), so that the other flags apply on top of it."""
-    names = [a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
-             for i, a in enumerate(argv) if a == "--preset" or a.startswith("--preset=")]
-    if argv[:1] != ["train"] or not names or names[-1] == "default":
+    name = _flag_value(argv, "--preset")
+    if argv[:1] != ["train"] or name in (None, "default"):
         return COMMANDS
-    methods = [a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
-               for i, a in enumerate(argv) if a == "--method" or a.startswith("--method=")]
-    base = Config.preset(methods[-1] if methods else Config.method, names[-1])
+    base = Config.preset(_flag_value(argv, "--method") or Config.method, name)
     sig = inspect.signature(train)
     wrapped = functools.wraps(train)(lambda *a, **k: train(*a, **k))
     wrapped.__signature__ = sig.replace(parameters=[p.replace(default=base) if p.name == "config" else p

@@ -2,9 +2,9 @@
 
 A `Method` says which learner trains it (a factory `(config, task) -> Learner`, imported only when
 the method is built, so rejax is imported only for sac, ppo and td3), which world model it learns,
-its family, the group of config fields only its family reads, its default policy learning rate
-and the checks of its own config fields. `make_train(config)` builds the learner of `config.method`.
-Nothing outside this module branches on a method's name.
+its family, the config fields it reads (`reads`; any other is refused), its default policy learning
+rate, its named presets and the checks of its own config fields. `make_train(config)` builds the
+learner of `config.method`. Nothing outside this module branches on a method's name.
 """
 
 from __future__ import annotations
