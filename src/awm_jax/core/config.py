@@ -25,11 +25,6 @@ MODEL_SCALINGS = ("zscore", "raw", "symlog", "running")
 MODEL_DTYPES = ("float32", "bfloat16")
 
 
-def _default(name: str):
-    """Field `name`'s default in `Config`."""
-    return next(f.default for f in dataclasses.fields(Config) if f.name == name)
-
-
 def traced(default):
     """A field that only changes numbers: a learner may trace it (`Learner.traced`), so one compiled
     program can vary it per vmapped member, like the seeds. Every other field is static: it decides
@@ -280,7 +275,8 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
         back at their defaults: how a sweep applies one base config to methods of several families. A field
         in `changes` that `name` does not read is kept, so that `validate` refuses it."""
         cfg = dataclasses.replace(self, method=name, **changes)
-        return dataclasses.replace(cfg, **{k: _default(k) for k in cfg.unused_settings() if k not in changes})
+        defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+        return dataclasses.replace(cfg, **{k: defaults[k] for k in cfg.unused_settings() if k not in changes})
 
     @classmethod
     def preset(cls, method_name: str, name: str = "default", **changes) -> Config:
