@@ -111,6 +111,35 @@ def test_cli_refuses_sac_with_a_policy_learning_rate_before_compiling(tmp_path):
     assert not out.exists()  # refused before the run folder (and any compile)
 
 
+def config_flags(text: str) -> set[str]:
+    """The Config fields whose flags (--name-with-hyphens or --no-name) appear in `text`."""
+    import re
+
+    names = {f.replace("_", "-"): f for f in FIELDS}
+    return {names[m.removeprefix("no-") if m not in names else m] for m in re.findall(r"--([a-z0-9-]+)", text)
+            if m in names or m.removeprefix("no-") in names}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_train_help_lists_exactly_the_flags_of_the_method(name, capsys):
+    from awm_jax.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--method", name, "--help"])
+    assert e.value.code == 0
+    assert config_flags(capsys.readouterr().out) == set(method(name).reads)
+
+
+def test_unread_flags_are_read_from_every_flag_spelling():
+    from awm_jax.cli import unread_flags
+
+    argv = ["train", "--method", "sac", "--policy-lr", "0.5", "--width=8", "--no-gradient-cosine", "--stop-state-grad",
+            "--rl-lr", "1e-3", "--seeds", "2", "--out", "x"]
+    assert unread_flags(argv, "sac") == {"policy_lr": "0.5", "width": "8", "gradient_cosine": "False",
+                                         "stop_state_grad": "True"}
+    assert unread_flags(argv, "true_bptt") == {"rl_lr": "1e-3", "width": "8"}
+
+
 @pytest.mark.parametrize("name", METHODS)
 def test_what_a_run_records_round_trips_and_holds_only_what_trained(name):
     """config.json holds `resolved()`: every field, those the method does not read at their defaults (so

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
+import re
 import sys
+import typing
 from typing import Annotated
 
 import tyro
 
 import awm_envs
 from awm_jax.analysis.benchmark import normalized_score, reference_returns
-from awm_jax.core.config import Config
+from awm_jax.core.config import Config, unread_message
+from awm_jax.core.methods import method as method_named
 from awm_jax.runner.interrupt import exit_on_interrupt
 from awm_jax.runner.plots import plot_learning_curves
 from awm_jax.runner.results import format_table, summary
@@ -43,7 +47,8 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], preset: str = "defa
 
     --preset NAME starts from the method's named preset ("default"; "paper": the paper code's settings,
     for the BPO methods; "tuned": the fair benchmark's selection, where it finished), then applies the
-    other flags. A flag for a field the method does not read is refused, naming the method's own fields.
+    other flags. `awm-jax train --method NAME --help` lists the flags method NAME takes (traced ones only
+    change numbers); a flag for a field the method does not read is refused, naming the method's own fields.
 
     The whole train state is saved under OUT/checkpoints (the last --keep kept) after the first chunk of
     --chunk-periods evaluation periods that ends --checkpoint-minutes (default 10; 0: off) after the start or
@@ -57,7 +62,7 @@ def train(config: Annotated[Config, tyro.conf.arg(name="")], preset: str = "defa
     every seed; "auto" (default) is "all" except for the transformers on one CPU device (1: faster there).
     Several hosts: --coordinator HOST:PORT --num-processes N --process-id I on every process (or the
     cluster's environment variables that jax.distributed.initialize reads, with --coordinator auto)."""
-    del preset  # applied to the config's defaults before the flags are parsed (`_with_preset`)
+    del preset  # applied to the config's defaults before the flags are parsed (`_with_method`)
     _distributed(coordinator, num_processes, process_id)
     _compilation_cache(compilation_cache)
 
@@ -99,18 +104,74 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
     return values[-1] if values else None
 
 
-def _with_preset(argv: list[str]) -> dict:
-    """COMMANDS, with `train`'s config defaulting to the preset that `argv` names (--preset NAME, for
-    --method's method), so that the other flags apply on top of it."""
-    name = _flag_value(argv, "--preset")
-    if argv[:1] != ["train"] or name in (None, "default"):
+def field_help() -> dict[str, str]:
+    """Each Config field's help: the comment after it in its field group's source, the text tyro shows for
+    Config itself."""
+    comment = re.compile(r"^    (\w+): [^#]*#\s?(.*)$")
+    return {m[1]: m[2] for cls in Config.__mro__ if dataclasses.is_dataclass(cls)
+            for m in map(comment.match, inspect.getsource(cls).splitlines()) if m}
+
+
+def method_flags(base: Config) -> type:
+    """A dataclass of the fields `base.method` reads (`Method.reads`; every field where it declares none),
+    defaulting to `base`'s values, with Config's help and static/traced marks: `train`'s flags for that method,
+    so that `awm-jax train --method NAME --help` lists only what applies."""
+    reads = method_named(base.method).reads or tuple(f.name for f in dataclasses.fields(Config))
+    hints, helps = typing.get_type_hints(Config), field_help()
+    helps["method"] += "; `--method NAME --help` lists the flags NAME takes"
+    traced = set(Config.traced_fields())
+    return dataclasses.make_dataclass(f"{base.method}_flags", [
+        (f, Annotated[hints[f], tyro.conf.arg(help=helps.get(f, "") + (" (traced)" if f in traced else ""))],
+         dataclasses.field(default=getattr(base, f))) for f in reads], frozen=True)
+
+
+def unread_flags(argv: list[str], name: str) -> dict[str, str]:
+    """{field: value as written} of the Config flags in `argv` that method `name` does not read."""
+    reads = method_named(name).reads
+    if reads is None:
+        return {}
+    hints = typing.get_type_hints(Config)
+    stray = {}
+    for i, a in enumerate(argv):
+        flag, eq, value = a.removeprefix("--").partition("=")
+        key = flag.replace("-", "_")
+        if not a.startswith("--"):
+            continue
+        if key.startswith("no_") and hints.get(key[3:]) is bool:
+            key, value = key[3:], "False"
+        elif hints.get(key) is bool and not eq:
+            value = "True"
+        elif not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+        if key in hints and key not in reads:
+            stray[key] = value
+    return stray
+
+
+def _with_method(argv: list[str]) -> dict:
+    """COMMANDS, with `train` taking the flags of the method `argv` names (--method, default Config's), at the
+    values of the preset it names (--preset, default "default"), so that `--help` shows that method's flags,
+    the other flags apply on top of the preset, and a flag the method does not read is refused before parsing."""
+    if argv[:1] != ["train"]:
         return COMMANDS
-    base = Config.preset(_flag_value(argv, "--method") or Config.method, name)
+    base = Config.preset(_flag_value(argv, "--method") or Config.method, _flag_value(argv, "--preset") or "default")
+    stray = unread_flags(argv, base.method)
+    if stray:
+        raise ValueError(unread_message(base.method, stray))
+    flags = method_flags(base)
+
+    @functools.wraps(train)
+    def train_method(config, **kwargs):
+        return train(dataclasses.replace(base, **dataclasses.asdict(config)), **kwargs)
+
+    del train_method.__wrapped__  # tyro reads the annotations and defaults below, not train's
+    annotation = Annotated[flags, tyro.conf.arg(name="")]
+    train_method.__annotations__ = {**typing.get_type_hints(train, include_extras=True), "config": annotation}
     sig = inspect.signature(train)
-    wrapped = functools.wraps(train)(lambda *a, **k: train(*a, **k))
-    wrapped.__signature__ = sig.replace(parameters=[p.replace(default=base) if p.name == "config" else p
-                                                    for p in sig.parameters.values()])
-    return {**COMMANDS, "train": wrapped}
+    train_method.__signature__ = sig.replace(parameters=[
+        p.replace(default=flags(), annotation=annotation) if p.name == "config" else p
+        for p in sig.parameters.values()])
+    return {**COMMANDS, "train": train_method}
 
 
 def _distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
@@ -202,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     training = argv[:1] and argv[0] in TRAINING and not {"-h", "--help"} & set(argv)
     try:
         with exit_on_interrupt(resume_command(argv)) if training else contextlib.nullcontext():
-            tyro.extras.subcommand_cli_from_dict(_with_preset(argv), args=argv, prog="awm-jax")
+            tyro.extras.subcommand_cli_from_dict(_with_method(argv), args=argv, prog="awm-jax")
     except ValueError as e:  # configuration and run-folder errors: say what is wrong, no traceback
         sys.exit(f"awm-jax: error: {e}")
     except OSError as e:  # filesystem errors (disk full, permissions, --out a file): the path and the cause

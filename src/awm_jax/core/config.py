@@ -32,6 +32,14 @@ def traced(default):
     return dataclasses.field(default=default, metadata={"traced": True})
 
 
+def unread_message(method_name: str, settings: dict[str, str]) -> str:
+    """The refusal of `settings` ({field: value as text}) that method `method_name` does not read, naming its own
+    fields (`Config.validate`; the command line refuses such flags with it before parsing them)."""
+    given = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return (f"{method_name} does not use {given}; its own fields are {', '.join(method(method_name).own_fields)} "
+            "(and the task and run fields)")
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
     """Which task, in which version."""
@@ -195,9 +203,7 @@ class Config(RejaxConfig, ODTConfig, BPOConfig, ScheduleConfig, TaskConfig):
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(REGISTRY)}")
         stray = self.unused_settings()
         if stray:
-            given = ", ".join(f"{k}={v!r}" for k, v in stray.items())
-            raise ValueError(f"{self.method} does not use {given}; its own fields are "
-                             f"{', '.join(method(self.method).own_fields)} (and the task and run fields)")
+            raise ValueError(unread_message(self.method, {k: repr(v) for k, v in stray.items()}))
         for name, value, valid in (("parameterisation", self.parameterisation, PARAMETERISATIONS),
                                    ("warmup_policy", self.warmup_policy, WARMUP_POLICIES),
                                    ("model_scaling", self.model_scaling_value, MODEL_SCALINGS),
