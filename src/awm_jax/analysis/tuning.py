@@ -309,7 +309,7 @@ def plot_sensitivity(summary: list[dict], methods, path, selected: dict | None =
         ax.axhline(0.0, color="k", lw=0.5)
         mine = [r for r in summary if r["method"] == m]
         done = all(r["complete"] for r in mine)
-        ax.set_title(m if done else f"{m}: still tuning ({sum(r['runs'] for r in mine)} runs so far, not all tasks)",
+        ax.set_title(m if done else f"{m}\nstill tuning: {sum(r['runs'] for r in mine)} runs so far, not all tasks",
                      fontsize=9, color="k" if done else "0.45")
         ax.set_xlabel(x_name, fontsize=8)
         ax.set_ylabel("mean normalised score", fontsize=8)

@@ -194,6 +194,7 @@ TUNED = {
     "ppo": {"rl_lr": 0.0001, "rl_gamma": 0.99},
     "td3": {"rl_lr": 0.001, "rl_gamma": 0.95},
     "awm_gru": {"policy_lr": 0.01, "model_scaling": "symlog"},
+    "awm_lstm": {"policy_lr": 0.01, "model_scaling": "zscore"},
 }
 
 
