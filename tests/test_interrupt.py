@@ -119,6 +119,7 @@ def test_sigterm_stops_a_sweep_and_resume_is_exact(tmp_path, reference):
     assert (out / "COMPLETE").exists()
 
 
+@pytest.mark.slow  # ~12-19 s: out of the default run, which must stay under 15 minutes
 def test_a_second_signal_stops_at_once_and_the_folder_still_resumes(tmp_path, reference):
     out = tmp_path / "run"
     rc, text = _interrupt([*TRAIN, "--out", str(out)], [signal.SIGTERM, signal.SIGTERM])

@@ -130,6 +130,7 @@ def test_training_beats_random_and_untrained_policy(small_runs):
     assert np.all(temp[:, -1] != cfg.entropy) and np.all(temp > 0)  # the temperature is tuned
 
 
+@pytest.mark.slow  # ~12-19 s: out of the default run, which must stay under 15 minutes
 def test_eval_grid_equals_bpo_trainer_and_cli_outputs(tmp_path):
     """Same schedule as the BPO trainer (here: horizon 20, a warm-up of 2.5 episodes, 3 blocks per
     evaluation): `eval/env_steps` is equal at every period; run_training writes the usual outputs."""

@@ -147,6 +147,7 @@ def test_seed_map_batches_equal_vmap_and_a_python_loop():
             parse_seed_batch(bad)
 
 
+@pytest.mark.slow  # ~12-19 s: out of the default run, which must stay under 15 minutes
 def test_a_run_with_a_seed_batch_equals_the_vmapped_run():
     """run_training's seed_batch changes how the seeds are computed, not what: one seed at a time (the
     transformers' default on one CPU device) equals the vmapped run to float32 rounding; a bad batch is

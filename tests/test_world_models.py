@@ -380,6 +380,7 @@ def test_bad_world_model_options():
         wm.check_horizon(11)
 
 
+@pytest.mark.slow  # ~12-19 s: out of the default run, which must stay under 15 minutes
 def test_transformer_awm_learns_cancer_dynamics():
     """Trained on random-action episodes of cancer_treatment for 150 steps, the AWM's held-out error falls
     far (1,000x) below that of predicting s_0 for every step."""
