@@ -51,7 +51,11 @@ def test_the_adapter_is_differentiable_like_the_task():
     acts = jnp.full((task.horizon, task.action_size), 0.2)
 
     def ret(acts):
-        return jax.lax.scan(lambda s, a: (env.step(s, a), env.step(s, a).reward), env.reset(key), acts)[1].sum()
+        def f(s, a):
+            s2 = env.step(s, a)
+            return s2, s2.reward
+
+        return jax.lax.scan(f, env.reset(key), acts)[1].sum()
 
     g = jax.grad(ret)(acts)
     np.testing.assert_allclose(g, jax.grad(lambda a: task.episode_return(key, a))(acts), rtol=1e-5)

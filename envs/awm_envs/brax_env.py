@@ -7,7 +7,7 @@ gradient `apg` above all) train on exactly our dynamics, reward and horizon.
 The brax state carries the task's `TaskState` as its `pipeline_state`; obs, reward and done are the task's
 (done as a float, brax's convention). The reward of a step is scored on the state before it, as for every
 task, so the return of an episode through the adapter equals `task.episode_return`. brax's training wrapper
-(`brax.envs.training.wrap`) adds the episode length, action repeat and automatic reset: an episode that ends
+(`brax.envs.wrappers.training.wrap`) adds the episode length, action repeat and automatic reset: an episode that ends
 restarts from the same first state of that environment (brax's AutoResetWrapper), not from a fresh draw.
 Brax is imported when an adapter is built, never by `import awm_envs`.
 """

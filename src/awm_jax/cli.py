@@ -133,10 +133,10 @@ def unread_flags(argv: list[str], name: str) -> dict[str, str]:
     hints = typing.get_type_hints(Config)
     stray = {}
     for i, a in enumerate(argv):
-        flag, eq, value = a.removeprefix("--").partition("=")
-        key = flag.replace("-", "_")
         if not a.startswith("--"):
             continue
+        flag, eq, value = a.removeprefix("--").partition("=")
+        key = flag.replace("-", "_")
         if key.startswith("no_") and hints.get(key[3:]) is bool:
             key, value = key[3:], "False"
         elif hints.get(key) is bool and not eq:

@@ -58,9 +58,11 @@ class APGSettings:
 
 @contextlib.contextmanager
 def _replicate_shim():
-    """`jax.device_put_replicated` (removed in jax 0.10, still called by brax 0.14.2's APG) while inside."""
-    had = "device_put_replicated" in vars(jax)
-    old = vars(jax).get("device_put_replicated")
+    """`jax.device_put_replicated` (removed in jax 0.10, still called by brax 0.14.2's APG) while inside, where
+    jax lacks it."""
+    if "device_put_replicated" in vars(jax):  # a jax that still has it
+        yield
+        return
 
     def device_put_replicated(x, devices):
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -72,10 +74,7 @@ def _replicate_shim():
     try:
         yield
     finally:
-        if had:
-            jax.device_put_replicated = old
-        else:
-            del jax.device_put_replicated
+        del jax.device_put_replicated
 
 
 def train_apg(task: str, seeds: int = 1, seed: int = 0, total_steps: int = 5000,
