@@ -15,8 +15,8 @@ import pytest
 from scipy import stats
 
 import awm_envs
-from awm_jax.analysis.benchmark import aggregate, normalized_score, trajectory_optimum
-from awm_jax.analysis.references import best_constant_return
+from awm_jax.analysis.benchmark import aggregate, normalized_score
+from awm_jax.analysis.references import best_constant_return, plan_returns, trajectory_optimum
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,24 @@ def test_trajectory_optimum_beats_constants_and_is_consistent():
     # ... and no constant action does better (a constant is one of the plans it could have found)
     const, _ = best_constant_return(task, key, points=101)
     assert ret >= const - 1e-3
+
+
+def test_curriculum_plans_score_the_whole_horizon_and_starts_are_independent():
+    task = awm_envs.make("cancer_treatment", horizon=20)
+    key = jax.random.PRNGKey(3)
+    # the last stage scores all 20 steps: the return is the task's for the plan, not a 10-step one
+    ret, actions = trajectory_optimum(task, key, restarts=4, steps=40, stages=(10, 20))
+    k_env = jax.random.split(key)[0]
+    assert ret == pytest.approx(float(task.episode_return(k_env, actions)), rel=1e-4, abs=1e-4)
+    # plan_returns optimises each start state as trajectory_optimum does from that start's key
+    per_start = plan_returns(task, key, 2, restarts=4, steps=40, stages=(10, 20))
+    for s, k in enumerate(jax.random.split(key, 2)):
+        assert per_start[s] == pytest.approx(trajectory_optimum(task, k, restarts=4, steps=40, stages=(10, 20))[0],
+                                             rel=1e-4, abs=1e-4)
+    assert trajectory_optimum(task, key, restarts=4, steps=40, stages=2)[0] == ret  # 2 equal stages: (10, 20)
+    for bad in [(20, 10), (10,), (0, 20), 0]:
+        with pytest.raises(ValueError, match="stages must be increasing"):
+            trajectory_optimum(task, key, stages=bad)
 
 
 SCRIPTS = ["myriad_benchmark.py", "horizon_scaling.py", "robustness.py"]
