@@ -195,6 +195,7 @@ TUNED = {
     "td3": {"rl_lr": 0.001, "rl_gamma": 0.95},
     "awm_gru": {"policy_lr": 0.01, "model_scaling": "symlog"},
     "awm_lstm": {"policy_lr": 0.01, "model_scaling": "zscore"},
+    "awm_ssm": {"policy_lr": 0.01, "model_scaling": "symlog"},
 }
 
 
