@@ -1,12 +1,17 @@
-"""Gradient norm vs horizon (Theorem 1, Corollaries 1 and 2) on the chaotic double pendulum.
+"""Gradient norm vs horizon (Theorem 1, Corollaries 1 and 2) on a chaotic double pendulum.
 
     python experiments/grad_norm_horizon.py --out runs/grad_norm [--quick]
+    python experiments/grad_norm_horizon.py --out runs/grad_norm_brax --system brax_double_pendulum
 
-System: the paper's double_pendulum toy (awm_envs), run for H steps of dt = 0.05. Its largest Lyapunov
-exponent is positive at high energy, so it is the "unstable system" of the corollaries: the action
-a_0 sets the first rod's angle (x 180), and starting angles are drawn where the motion is chaotic
-(theta_1 ~ U(2.5, 3.0) rad from hanging, near the top); later actions are uniform in [-1, 1] (the true
-system ignores them; the models see them).
+System (--system): the paper's double_pendulum toy (awm_envs, the default), run for H steps of dt = 0.05.
+Its largest Lyapunov exponent is positive at high energy, so it is the "unstable system" of the
+corollaries: the action a_0 sets the first rod's angle (x 180), and starting angles are drawn where the
+motion is chaotic (theta_1 ~ U(2.5, 3.0) rad from hanging, near the top); later actions are uniform in
+[-1, 1] (the true system ignores them; the models see them). Or brax_double_pendulum: a double inverted
+pendulum on a cart in Brax's physics (awm_envs.brax_tasks), dt = 0.05 (5 physics steps of 0.01 s). It
+starts upright (reset's start noise, from PRNGKey(0)), and every action is a cart force, uniform in
+[-1, 1]: under random pushes the poles fall and swing, and the gradient runs through real contact-free
+rigid-body dynamics.
 
 Quantity: ||d s_H / d a_{0:H-1}||_F, the Frobenius norm of the Jacobian of the state at step H with
 respect to every earlier action (raw state units), i.e. the model-dependent factor of the policy
@@ -32,7 +37,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +75,8 @@ class Options:
     """init, trained or both"""
     seed: int = 0
     """the PRNG seed of the data, the models and the evaluation sequences"""
+    system: Literal["double_pendulum", "brax_double_pendulum"] = "double_pendulum"
+    """the paper's double pendulum toy, or the Brax double inverted pendulum on a cart"""
 
 
 def horizons(hmin, hmax, num):
@@ -111,20 +118,22 @@ def main(argv=None):
     key = jax.random.PRNGKey(args.seed)
     t_start = time.time()
 
-    task32 = awm_envs.make("double_pendulum")  # data and training in float32
-    task64 = awm_envs.make("double_pendulum", dtype="float64")  # evaluation
+    toy = args.system == "double_pendulum"
+    task32 = awm_envs.make(args.system)  # data and training in float32
+    task64 = awm_envs.make(args.system, dtype="float64")  # evaluation
     n, m, dt = task32.state_size, task32.action_size, task32.dt
-    config = dict(args=dataclasses.asdict(args), setting=cfg, horizons=hs, system="double_pendulum", dt=dt,
+    start = dict(start_angle_range_rad=[2.5, 3.0]) if toy else dict(start="reset(PRNGKey(0)): upright, start noise")
+    config = dict(args=dataclasses.asdict(args), setting=cfg, horizons=hs, system=args.system, dt=dt,
                   quantity="||d s_H / d a_{0:H-1}||_F (raw state units), log-mean over samples",
-                  start_angle_range_rad=[2.5, 3.0], models=models, variants=variants,
-                  jax_version=jax.__version__)
+                  **start, models=models, variants=variants, jax_version=jax.__version__)
     atomic_write(out / "config.json", json.dumps(config, indent=2))
 
-    # evaluation action sequences: a_0 in the chaotic range, later actions uniform
+    # evaluation action sequences: uniform; on the toy a_0 is a start angle in the chaotic range
     k_theta, k_acts, k_data, k_fit = jax.random.split(key, 4)
-    theta = jax.random.uniform(k_theta, (cfg["samples"],), jnp.float64, 2.5, 3.0)
     acts = jax.random.uniform(k_acts, (cfg["samples"], cfg["hmax"], m), jnp.float64, -1.0, 1.0)
-    acts = acts.at[:, 0, 0].set(theta / task64.params["angle_scale"])
+    if toy:
+        theta = jax.random.uniform(k_theta, (cfg["samples"],), jnp.float64, 2.5, 3.0)
+        acts = acts.at[:, 0, 0].set(theta / task64.params["angle_scale"])
     s0 = task64.reset(jax.random.PRNGKey(0)).obs[:-1]
 
     need_data = "trained" in variants and any(k != "true" for k in models)
@@ -182,7 +191,7 @@ def main(argv=None):
     atomic_write(out / "norms.csv", "\n".join(lines) + "\n")
     table = format_table(rows, ["model", "variant", "exp_rate", "exp_r2", "poly_exponent", "poly_r2", "better",
                                 "norm_at_hmin", "norm_at_hmax", "dropped"])
-    header = (f"double_pendulum, ||d s_H / d a||_F for H in {hs}; exp_rate per step of dt = {dt} "
+    header = (f"{args.system}, ||d s_H / d a||_F for H in {hs}; exp_rate per step of dt = {dt} "
               f"(per second: divide by dt); {time.time() - t_start:.0f}s\n\n")
     atomic_write(out / "rates.md", header + table + "\n")
     print(table)
@@ -210,11 +219,11 @@ def main(argv=None):
     axes[1].set_yscale("log")
     axes[1].set_title("log-log: polynomial growth is a line")
     for ax in axes:
-        ax.set_xlabel("horizon H (steps of 0.05 s)")
+        ax.set_xlabel(f"horizon H (steps of {dt:g} s)")
         ax.set_ylabel("||d s_H / d a||_F")
         ax.grid(alpha=0.3, which="both")
     axes[1].legend(fontsize=7)
-    fig.suptitle("double pendulum: gradient norm vs horizon (dashed: initialised, solid: trained)", fontsize=10)
+    fig.suptitle(f"{args.system}: gradient norm vs horizon (dashed: initialised, solid: trained)", fontsize=10)
     save_figure(fig, out / "grad_norm_horizon.png")
     print(f"wrote {out}/ (config.json, rates.csv, rates.md, norms.csv, grad_norm_horizon.png) "
           f"in {time.time() - t_start:.0f}s")
