@@ -7,9 +7,9 @@ references = 1.
 Tasks whose start state is random (the Brax tasks: start noise, the reacher's target) take
 ``starts`` > 1: the constant and the plan are then scored as means over that many start states,
 one plan optimised per start state, as the random policy is over its episodes. A plan may also be
-found by a horizon curriculum (``stages``), which a swing-up needs: Adam through a whole
-100-step episode of the pendulum stalls at hanging still, while planning the first 20 steps, then
-the first 40 from there, and so on, swings it up.
+found by a horizon curriculum (``stages``), which a swing-up needs: Adam through whole 100-step
+episodes of the pendulum found plans worth 4.8 to 17.7 (16 to 64 restarts), planning the first 20
+steps, then the first 40 from there, and so on, one worth 32.2.
 """
 
 from __future__ import annotations
