@@ -63,6 +63,8 @@ def test_curriculum_plans_score_the_whole_horizon_and_starts_are_independent():
     per_start = plan_returns(task, key, 2, restarts=4, steps=40, stages=2)  # 2 equal stages: (10, 20)
     ret1, _ = trajectory_optimum(task, jax.random.split(key, 2)[1], restarts=4, steps=40, stages=(10, 20))
     assert per_start[1] == pytest.approx(ret1, rel=1e-4, abs=1e-4)
+    # one start is trajectory_optimum's own start state (the Myriad references' keys, as they always were)
+    assert plan_returns(task, key, 1, restarts=4, steps=40, stages=2)[0] == pytest.approx(ret, rel=1e-4, abs=1e-4)
     for bad in [(20, 10), (10,), (0, 20), 0]:
         with pytest.raises(ValueError, match="stages must be increasing"):
             trajectory_optimum(task, key, stages=bad)

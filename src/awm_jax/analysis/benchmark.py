@@ -32,7 +32,7 @@ import numpy as np
 
 import awm_envs
 from awm_envs.brax_tasks import BRAX_SYSTEMS
-from awm_jax.analysis.references import best_constant_return, plan_returns, random_return, trajectory_optimum
+from awm_jax.analysis.references import best_constant_return, plan_returns, random_return
 from awm_jax.runner.plots import new_figure, save_figure
 from awm_jax.runner.run_folder import atomic_write
 
@@ -59,10 +59,7 @@ def reference_returns(task, key, episodes: int = 256, starts: int = 1, **plan) -
     k_rand, k_const, k_traj = jax.random.split(key, 3)
     rand = random_return(task, k_rand, episodes)
     const, _ = best_constant_return(task, k_const, starts=starts)
-    if starts == 1:
-        traj, _ = trajectory_optimum(task, k_traj, **plan)
-    else:
-        traj = float(np.mean(plan_returns(task, k_traj, starts, **plan)))
+    traj = float(np.mean(plan_returns(task, k_traj, starts, **plan)))
     return dict(random=rand, best_constant=const, trajectory_opt=traj, best=max(const, traj))
 
 

@@ -30,6 +30,12 @@ def random_return(task, key, episodes: int = 256) -> float:
     return float(jnp.mean(rets))
 
 
+def start_keys(key, starts: int) -> jax.Array:
+    """The keys [starts, 2] of the start states a reference averages over: `key` itself for one
+    start (the deterministic Myriad tasks' references, as they always were), else split(key, starts)."""
+    return key[None] if starts == 1 else jax.random.split(key, starts)
+
+
 def best_constant_return(task, key, points: int = 201, starts: int = 1) -> tuple[float, np.ndarray]:
     """The best return of a constant action over a grid of `points` values per action dimension
     (at most ~4,000 candidates in all): (return, action). With `starts` > 1 a candidate's return is
@@ -38,7 +44,7 @@ def best_constant_return(task, key, points: int = 201, starts: int = 1) -> tuple
     grid = np.linspace(-1.0, 1.0, per_dim)
     cands = np.array(list(itertools.product(grid, repeat=task.action_size)), np.float32)
     acts = jnp.broadcast_to(jnp.asarray(cands)[:, None, :], (len(cands), task.horizon, task.action_size))
-    keys = key[None] if starts == 1 else jax.random.split(key, starts)
+    keys = start_keys(key, starts)
     mean_ret = lambda a: jnp.mean(jax.vmap(lambda k: task.episode_return(k, a))(keys))
     rets = np.asarray(jax.jit(jax.vmap(mean_ret))(acts))
     i = int(np.nanargmax(rets))
@@ -116,9 +122,9 @@ def trajectory_optimum(task, key, restarts: int = 16, steps: int = 300, lr: floa
 def plan_returns(task, key, starts: int, restarts: int = 16, steps: int = 300, lr: float = 0.05,
                  stages=None) -> np.ndarray:
     """The best open-loop plan's return from each of `starts` start states [starts]: for start s,
-    `trajectory_optimum(task, split(key, starts)[s], ...)`'s return, all optimised in one program."""
+    `trajectory_optimum(task, start_keys(key, starts)[s], ...)`'s return, all optimised in one program."""
     stages = _stages(task, stages)
-    pairs = jax.vmap(jax.random.split)(jax.random.split(key, starts))  # [S, 2]: (env key, plan key)
+    pairs = jax.vmap(jax.random.split)(start_keys(key, starts))  # [S, 2, 2]: (env key, plan key) per start
     z0 = jax.vmap(lambda k: _initial_plans(task, k, restarts))(pairs[:, 1])
     best, _ = _best_plans(task, pairs[:, 0], z0, steps, lr, stages)
     return np.nanmax(best, axis=1)
