@@ -196,6 +196,7 @@ TUNED = {
     "awm_gru": {"policy_lr": 0.01, "model_scaling": "symlog"},
     "awm_lstm": {"policy_lr": 0.01, "model_scaling": "zscore"},
     "awm_ssm": {"policy_lr": 0.01, "model_scaling": "symlog"},
+    "awm_transformer": {"policy_lr": 0.01, "model_scaling": "symlog"},
 }
 
 
