@@ -161,9 +161,12 @@ def plot_matrix(matrix: list[dict], methods, path, title: str) -> None:
     save_figure(fig, path)
 
 
-def report(data: Path, base, tasks, methods, tuned: dict, reps: int = 2000, quick: bool = False) -> dict | None:
+def report(data: Path, base, tasks, methods, tuned: dict, reps: int = 2000, quick: bool = False,
+           title: str = "The fair Myriad benchmark", command: str | None = None, read=None) -> dict | None:
     """The evaluation's tables and figures from DATA/evaluation alone (nothing until a method is selected);
-    `tuned`: the tuning report (`tuning.write_report`), whose choices and runs it names and checks against."""
+    `tuned`: the tuning report (`tuning.write_report`), whose choices and runs it names and checks against;
+    title, command: the report's (command: what regenerates it, default this script's); read: what reads
+    its groups (`report.write_report`'s)."""
     ev = data / EVALUATION
     selected = tuned["selected"]
     if not methods or not ev.is_dir():
@@ -174,11 +177,11 @@ def report(data: Path, base, tasks, methods, tuned: dict, reps: int = 2000, quic
     chosen = "; ".join(f"{m} {selected[m]['config']} " + ", ".join(f"{k}={v}" for k, v in
                                                                   selected[m]["hyperparameters"].items())
                        for m in methods if m in selected)
-    command = ("python experiments/fair_benchmark.py --out /tmp/fair --quick" if quick else
-               f"python experiments/fair_benchmark.py --data-only --data {data}")
-    res = write_report(ev, [Setting(base)], tasks, methods, "The fair Myriad benchmark: evaluation", command,
+    command = command or ("python experiments/fair_benchmark.py --out /tmp/fair --quick" if quick else
+                          f"python experiments/fair_benchmark.py --data-only --data {data}")
+    res = write_report(ev, [Setting(base)], tasks, methods, f"{title}: evaluation", command,
                        reference=REFERENCE, reps=reps, streams=True,
-                       notes=(budget, f"Selected configurations: {chosen}."))
+                       notes=(budget, f"Selected configurations: {chosen}."), read=read)
     rows = res["by_setting"][""]
     check_disjoint(tuned["rows"], rows)
     matrix = improvement_matrix(rows, methods, reps)
@@ -187,9 +190,9 @@ def report(data: Path, base, tasks, methods, tuned: dict, reps: int = 2000, quic
     if agg:
         n = max(r["tasks"] for r in agg.values())
         seeds = "/".join(map(str, sorted({r["seeds"] for r in agg.values()})))
-        plot_aggregate(agg, ev / "aggregate.png", f"Fair benchmark: {n} of {len(tasks)} tasks x {seeds} fresh seeds, "
+        plot_aggregate(agg, ev / "aggregate.png", f"{title}: {n} of {len(tasks)} tasks x {seeds} fresh seeds, "
                        "every method tuned with the same budget")
-        plot_matrix(matrix, methods, ev / "improvement_matrix.png", "Fair benchmark: probability of improvement")
+        plot_matrix(matrix, methods, ev / "improvement_matrix.png", f"{title}: probability of improvement")
     md = (ev / "tables.md").read_text()
     md += "\n## Probability that X improves on Y (rliable, 95% CI), every pair\n\n" + (
         "\n".join(f"- P({r['x']} > {r['y']}) = {r['p_improve']:.3f} ({r['p_lo']:.3f} to {r['p_hi']:.3f}), "

@@ -171,13 +171,15 @@ def _md(rows: list[dict], none: str = "no committed groups yet") -> str:
 
 
 def write_report(data, settings, tasks, methods, title: str, command: str, reference: str,
-                 reps: int = 2000, baseline=None, streams: bool = False, notes: tuple = ()) -> dict:
+                 reps: int = 2000, baseline=None, streams: bool = False, notes: tuple = (), read=None) -> dict:
     """Write scores.csv, aggregate.csv, improvement.csv, per_task.csv, with a `baseline` setting (one of
     `settings`) change.csv, and tables.md to `data` from its committed groups; returns {'by_setting',
     'curves', 'missing', 'aggregate', 'improvement', 'per_task', 'change'}. streams: scores.csv's seed is
-    the stream "base:member" (`read_scores`); notes: paragraphs put under the title of tables.md."""
+    the stream "base:member" (`read_scores`); notes: paragraphs put under the title of tables.md; read: what
+    reads the groups, with `read_scores`' arguments and result (default: `read_scores`), for an experiment
+    whose methods include one trained outside `make_train`."""
     data = Path(data)
-    by_setting, curves, missing = read_scores(data, settings, tasks, methods, streams)
+    by_setting, curves, missing = (read or read_scores)(data, settings, tasks, methods, streams)
     cols = list(dict(settings[0].columns))
     scores = [r for s in settings for r in by_setting[s.folder]]
     write_csv(data / "scores.csv", scores, ["task", "method", "seed", *cols, "total_steps", "env_steps",

@@ -45,6 +45,7 @@ from awm_jax.analysis.benchmark import normalized_score
 from awm_jax.analysis.committed import copy_whole, holds, references
 from awm_jax.core.config import Config
 from awm_jax.core.methods import REGISTRY, make_train
+from awm_jax.runner import brax_apg
 from awm_jax.runner.plots import new_figure, save_figure
 from awm_jax.runner.results import markdown_table, read_run_files, write_csv, write_run
 from awm_jax.runner.run import run_training, seed_keys
@@ -67,19 +68,30 @@ SEARCH_SPACES = "search_spaces.json"
 SELECTED = "selected.json"
 
 
-def configurations(method: str) -> list[tuple[str, dict]]:
-    """[(name, {config field: value})] of `method`'s declared search space, named c0, c1, ... in the order of
-    the product of its lists (the first field varies slowest)."""
-    space = REGISTRY[method].search_space
+# methods that train outside `make_train` (a host loop of another library) and their search spaces: the protocol
+# scores and selects them from rows their experiment writes (`write_report(rows=...)`)
+HOST_SPACES = {"brax_apg": brax_apg.SEARCH_SPACE}
+
+
+def search_space(method: str) -> tuple:
+    """((field, values), ...): `method`'s declared grid (`Method.search_space`, or `HOST_SPACES`)."""
+    space = REGISTRY[method].search_space if method in REGISTRY else HOST_SPACES.get(method, ())
     if not space:
         raise ValueError(f"{method} declares no search space (awm_jax.core.methods: Method.search_space)")
+    return space
+
+
+def configurations(method: str) -> list[tuple[str, dict]]:
+    """[(name, {field: value})] of `method`'s declared search space, named c0, c1, ... in the order of
+    the product of its lists (the first field varies slowest)."""
+    space = search_space(method)
     names = [n for n, _ in space]
     return [(f"c{i}", dict(zip(names, vals))) for i, vals in enumerate(itertools.product(*[v for _, v in space]))]
 
 
 def search_spaces(methods) -> dict:
     """What DATA/search_spaces.json holds: {method: {"fields": {field: [values]}, "configs": {name: {...}}}}."""
-    return {m: {"fields": {n: list(v) for n, v in REGISTRY[m].search_space},
+    return {m: {"fields": {n: list(v) for n, v in search_space(m)},
                 "configs": dict(configurations(m))} for m in methods}
 
 
@@ -225,7 +237,7 @@ def tuning_rows(data, tasks, methods, window: int = 10) -> list[dict]:
     rows = []
     for t in tasks:
         for m in methods:
-            fields = [n for n, _ in REGISTRY[m].search_space]
+            fields = [n for n, _ in search_space(m)]
             for name, _ in configurations(m):
                 folder = member_folder(data, t, m, name)
                 if not is_complete(folder):
@@ -287,7 +299,7 @@ def plot_sensitivity(summary: list[dict], methods, path, selected: dict | None =
     fig.clear()
     axes = np.atleast_1d(fig.subplots(rows_n, cols, squeeze=False)).ravel()
     for ax, m in zip(axes, methods):
-        space = REGISTRY[m].search_space
+        space = search_space(m)
         (x_name, x_vals), rest = space[0], space[1:]
         lines = list(itertools.product(*[v for _, v in rest])) or [()]
         for k, combo in enumerate(lines):
@@ -322,14 +334,16 @@ def plot_sensitivity(summary: list[dict], methods, path, selected: dict | None =
     save_figure(fig, path)
 
 
-def write_report(data, tasks, methods, seeds: int, window: int = 10) -> dict:
+def write_report(data, tasks, methods, seeds: int, window: int = 10, rows: list[dict] | None = None) -> dict:
     """DATA/tuning/scores.csv, summary.csv and tables.md, DATA/selected.json and DATA/sensitivity.png from the
-    committed tuning runs alone. Returns {'rows', 'summary', 'selected'}."""
+    committed tuning runs alone. rows: the runs' rows as `tuning_rows` gives them (default: read from DATA for
+    `methods`), for an experiment whose methods include one of `HOST_SPACES`. Returns {'rows', 'summary',
+    'selected'}."""
     data = Path(data)
-    rows = tuning_rows(data, tasks, methods, window)
+    rows = tuning_rows(data, tasks, methods, window) if rows is None else rows
     summary = summarise(rows, tasks, methods, seeds)
     selected = select(summary, methods)
-    fields = list(dict.fromkeys(n for m in methods for n, _ in REGISTRY[m].search_space))
+    fields = list(dict.fromkeys(n for m in methods for n, _ in search_space(m)))
     write_csv(data / TUNING / "scores.csv", rows, ["task", "method", "config", "seed", "score", "final_return",
                                                      "last_return_mean", *fields])
     write_csv(data / TUNING / "summary.csv", summary, ["method", "config", *fields, "runs", "complete", "mean_score",
@@ -363,4 +377,4 @@ def write_report(data, tasks, methods, seeds: int, window: int = 10) -> dict:
 
 def _hp(values: dict, method: str) -> str:
     """'policy_lr=0.001, model_scaling=zscore': `method`'s search-space fields in `values`."""
-    return ", ".join(f"{n}={values[n]}" for n, _ in REGISTRY[method].search_space)
+    return ", ".join(f"{n}={values[n]}" for n, _ in search_space(method))

@@ -25,6 +25,11 @@ import numpy as np
 import awm_envs
 from awm_envs.brax_env import as_brax_env
 
+# brax APG's search space in the tuning protocol (`awm_jax.analysis.tuning`), of the same size as every
+# method's: the BPO methods' policy learning rates x the truncation of its backpropagated rollouts (32 steps,
+# brax's default, or the whole 100-step episode of the Brax tasks)
+SEARCH_SPACE = (("learning_rate", (1e-3, 3e-3, 1e-2)), ("horizon_length", (32, 100)))
+
 
 @dataclasses.dataclass(frozen=True)
 class APGSettings:
@@ -77,9 +82,17 @@ def _replicate_shim():
         del jax.device_put_replicated
 
 
+def stream_seeds(seed: int, seeds: int) -> list[int]:
+    """brax's integer seeds for the random streams "seed:i" of our runs: each drawn from the key i of
+    split(PRNGKey(seed), seeds), as a `make_train` run's seed i is that key (brax takes an int, not a key)."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
+    return [int(jax.random.randint(k, (), 0, 2**31 - 1)) for k in keys]
+
+
 def train_apg(task: str, seeds: int = 1, seed: int = 0, total_steps: int = 5000,
-              settings: APGSettings = APGSettings(), verbose: bool = True, **task_options) -> dict:
-    """Train brax's APG on `task` for `seeds` seeds (brax seeds seed, seed + 1, ...), each `total_steps` env steps.
+              settings: APGSettings = APGSettings(), verbose: bool = True, brax_seeds=None, **task_options) -> dict:
+    """Train brax's APG on `task` for `seeds` seeds (brax seeds seed, seed + 1, ...; or the integers
+    `brax_seeds`, as `stream_seeds` gives them), each `total_steps` env steps.
 
     Returns metrics shaped like `make_train`'s: {"eval/return": [seeds, evals] mean evaluation return,
     "eval/return_std": [seeds, evals], "eval/env_steps": [evals] env steps taken before each evaluation,
@@ -95,19 +108,19 @@ def train_apg(task: str, seeds: int = 1, seed: int = 0, total_steps: int = 5000,
     updates = settings.updates(total_steps)
     per_eval = round(updates / max(settings.evals - 1, 1)) * settings.num_envs * settings.horizon_length
     returns, stds, grads = [], [], []
-    for i in range(seeds):
+    for s in (list(brax_seeds) if brax_seeds is not None else [seed + i for i in range(seeds)]):
         rows = []
         with _replicate_shim():
             apg.train(as_brax_env(env_task), episode_length=env_task.horizon, policy_updates=updates,
                       horizon_length=settings.horizon_length, num_envs=settings.num_envs, num_evals=settings.evals,
                       num_eval_envs=settings.num_eval_envs, learning_rate=settings.learning_rate,
                       schedule_decay=settings.schedule_decay, deterministic_eval=settings.deterministic_eval,
-                      seed=seed + i, progress_fn=lambda step, m, rows=rows: rows.append(dict(m)))
+                      seed=s, progress_fn=lambda step, m, rows=rows: rows.append(dict(m)))
         returns.append([float(r["eval/episode_reward"]) for r in rows])
         stds.append([float(r["eval/episode_reward_std"]) for r in rows])
         grads.append([float(r["training/grad_norm"]) for r in rows[1:]])
         if verbose:
-            print(f"[brax_apg] {task} seed {seed + i}: eval return {returns[-1][0]:.4g} -> {returns[-1][-1]:.4g} "
+            print(f"[brax_apg] {task} seed {s}: eval return {returns[-1][0]:.4g} -> {returns[-1][-1]:.4g} "
                   f"({updates} updates of {settings.num_envs} x {settings.horizon_length} steps)", flush=True)
     return {"eval/return": np.asarray(returns), "eval/return_std": np.asarray(stds),
             "eval/env_steps": np.arange(settings.evals) * per_eval, "training/grad_norm": np.asarray(grads)}
