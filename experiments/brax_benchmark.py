@@ -31,11 +31,11 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
-import tyro
 
+import fair_benchmark
 from awm_jax.analysis import tuning
 from awm_jax.analysis.benchmark import BRAX_TASKS, normalized_score
 from awm_jax.analysis.committed import copy_whole
@@ -52,9 +52,8 @@ from awm_jax.runner.run_folder import (
     read_json,
 )
 from awm_jax.runner.sharding import SeedSharding
-from awm_jax.runner.sweep import parse_list
 from fair_benchmark import EVALUATION, evaluate, report
-from pipeline import BenchmarkOptions, base_config, data_arg, estimate, quick_defaults, report_scope
+from pipeline import base_config, data_arg, estimate, report_scope
 
 DATA = "docs/data/brax_benchmark"
 APG = "brax_apg"
@@ -65,22 +64,12 @@ QUICK_TASKS, QUICK_METHODS = "brax_reacher", f"true_bptt,{APG}"
 
 
 @dataclasses.dataclass(kw_only=True)
-class Options(BenchmarkOptions):
+class Options(fair_benchmark.Options):
+    """The fair benchmark's options (stages, tuning and evaluation seeds, window) on the Brax tasks."""
+
     data: Annotated[str | None, data_arg(DATA)] = None
     tasks: str = ",".join(BRAX_TASKS)
     methods: str = ",".join(METHODS)
-    seeds: int = 4
-    """evaluation seeds per (task, method), streams of --eval-seed"""
-    stage: Literal["all", "tune", "evaluate"] = "all"
-    """tune: the tuning runs only; evaluate: the evaluation of the methods already selected; all: both"""
-    tuning_seeds: int = 2
-    """tuning seeds per (task, method, configuration), streams of --tuning-seed"""
-    tuning_seed: int = 100
-    """base seed of the tuning streams"""
-    eval_seed: int = 200
-    """base seed of the evaluation streams (must differ from --tuning-seed)"""
-    window: int = 10
-    """evaluations at the end of a tuning run whose mean return scores it"""
 
 
 # -- brax_apg under the protocol ----------------------------------------------------------------------------
@@ -229,15 +218,7 @@ def wall_times(ev: Path, tasks, methods) -> list[dict]:
 
 
 def main(argv=None):
-    args = tyro.cli(Options, args=argv, description=__doc__)
-    if args.quick:
-        args = quick_defaults(args, tasks=QUICK_TASKS, methods=QUICK_METHODS, seeds=2, window=2)
-    if args.eval_seed == args.tuning_seed:
-        raise SystemExit("error: --eval-seed must differ from --tuning-seed: the evaluation's seeds are fresh ones")
-    if not args.data_only and not args.out:
-        raise SystemExit("error: --out is required to train (or pass --data-only to regenerate the report)")
-    data = Path(args.data or args.out)
-    tasks, methods = parse_list(args.tasks), parse_list(args.methods)
+    args, data, tasks, methods = fair_benchmark.parse(Options, argv, __doc__, QUICK_TASKS, QUICK_METHODS)
     unknown = sorted(set(tasks) - set(BRAX_TASKS))
     if unknown:
         raise SystemExit(f"error: not a Brax task: {', '.join(unknown)} (the Brax tasks: {', '.join(BRAX_TASKS)})")

@@ -68,16 +68,23 @@ class Options(BenchmarkOptions):
     """evaluations at the end of a tuning run whose mean return scores it"""
 
 
-def main(argv=None):
-    args = tyro.cli(Options, args=argv, description=__doc__)
+def parse(options, argv, doc: str, quick_tasks: str, quick_methods: str):
+    """(args, data folder, tasks, methods) from the command line `argv` read as `options` (this script's
+    Options or a subclass), with the checks every fair-protocol benchmark makes before anything trains."""
+    args = tyro.cli(options, args=argv, description=doc)
     if args.quick:
-        args = quick_defaults(args, tasks=QUICK_TASKS, methods=QUICK_METHODS, seeds=2, window=2)
+        args = quick_defaults(args, tasks=quick_tasks, methods=quick_methods, seeds=2, window=2)
     if args.eval_seed == args.tuning_seed:
         raise SystemExit("error: --eval-seed must differ from --tuning-seed: the evaluation's seeds are fresh ones")
     if not args.data_only and not args.out:
         raise SystemExit("error: --out is required to train (or pass --data-only to regenerate the report)")
-    data = Path(args.data or args.out)
-    tasks, methods = parse_list(args.tasks), parse_list(args.methods)
+    if not (args.data or args.out):
+        raise SystemExit("error: --data-only needs --data, the data folder to read")
+    return args, Path(args.data or args.out), parse_list(args.tasks), parse_list(args.methods)
+
+
+def main(argv=None):
+    args, data, tasks, methods = parse(Options, argv, __doc__, QUICK_TASKS, QUICK_METHODS)
     base = base_config(args)
     spec = tuning.TuningSpec(base, tasks, methods, seeds=args.tuning_seeds, seed=args.tuning_seed, window=args.window)
     if not args.data_only and args.stage in ("all", "tune"):  # validates everything before it trains
