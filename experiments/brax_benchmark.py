@@ -37,9 +37,9 @@ import numpy as np
 
 import fair_benchmark
 from awm_jax.analysis import tuning
-from awm_jax.analysis.benchmark import BRAX_TASKS, normalized_score
+from awm_jax.analysis.benchmark import BRAX_TASKS
 from awm_jax.analysis.committed import copy_whole
-from awm_jax.analysis.report import plot_curves, read_scores
+from awm_jax.analysis.report import group_rows, plot_curves, read_scores
 from awm_jax.runner import brax_apg
 from awm_jax.runner.results import markdown_table, write_csv
 from awm_jax.runner.run_folder import (
@@ -125,18 +125,32 @@ def read_apg(folder: Path) -> tuple[dict, dict]:
     return read_json(folder / "apg.json", "brax_apg record"), read_json(folder / "metrics.json", "brax_apg metrics")
 
 
-def tune_apg(base, data: Path, out: Path, tasks, seeds: int, seed: int, verbose: bool = True) -> None:
-    """Train every brax_apg configuration on every task that DATA/tuning lacks (locked meanwhile)."""
-    lock = FolderLock(ensure_folder(data / tuning.TUNING))
+def train_apg_runs(lock_folder: Path, runs, verbose: bool = True) -> None:
+    """Train each (record, folder, work) of `runs` that `folder` does not already hold, with `lock_folder`
+    locked meanwhile."""
+    lock = FolderLock(ensure_folder(lock_folder))
     try:
-        for t in tasks:
-            for name, hp in tuning.configurations(APG):
-                record = apg_record(base, t, hp, seeds, seed)
-                folder = tuning.member_folder(data, t, APG, name)
-                if not apg_holds(folder, record):
-                    train_apg_run(record, folder, out / APG / tuning.TUNING / group_name(t, APG) / name, verbose)
+        for record, folder, work in runs:
+            if not apg_holds(folder, record):
+                train_apg_run(record, folder, work, verbose)
     finally:
         lock.release()
+
+
+def tune_apg(base, data: Path, out: Path, tasks, seeds: int, seed: int, verbose: bool = True) -> None:
+    """Train every brax_apg configuration on every task that DATA/tuning lacks."""
+    train_apg_runs(data / tuning.TUNING, [
+        (apg_record(base, t, hp, seeds, seed), tuning.member_folder(data, t, APG, name),
+         out / APG / tuning.TUNING / group_name(t, APG) / name)
+        for t in tasks for name, hp in tuning.configurations(APG)], verbose)
+
+
+def evaluate_apg(base, data: Path, out: Path, tasks, hyperparameters: dict, seeds: int, seed: int,
+                 verbose: bool = True) -> None:
+    """Train brax_apg at its selected configuration on every task that DATA/evaluation lacks."""
+    train_apg_runs(data / EVALUATION, [
+        (apg_record(base, t, hyperparameters, seeds, seed), data / EVALUATION / group_name(t, APG),
+         out / APG / EVALUATION / group_name(t, APG)) for t in tasks], verbose)
 
 
 def apg_tuning_rows(data: Path, tasks, window: int) -> list[dict]:
@@ -146,30 +160,12 @@ def apg_tuning_rows(data: Path, tasks, window: int) -> list[dict]:
     for t in tasks:
         for name, hp in tuning.configurations(APG):
             folder = tuning.member_folder(data, t, APG, name)
-            if not is_complete(folder):
-                continue
-            record, metrics = read_apg(folder)
-            ret = np.asarray(metrics["metrics"]["eval/return"])
-            last = ret[:, -window:].mean(1)
-            score = normalized_score(last, refs[t]["random"], refs[t]["best"])
-            rows += [dict(task=t, method=APG, config=name, seed=f"{record['seed']}:{i}", score=float(score[i]),
-                          final_return=float(ret[i, -1]), last_return_mean=float(last[i]), **hp)
-                     for i in range(len(ret))]
+            if is_complete(folder):
+                record, metrics = read_apg(folder)
+                ret = metrics["metrics"]["eval/return"]
+                rows += tuning.score_rows(t, APG, name, [f"{record['seed']}:{i}" for i in range(len(ret))], ret,
+                                          refs[t], window, hp)
     return rows
-
-
-def evaluate_apg(base, data: Path, out: Path, tasks, hyperparameters: dict, seeds: int, seed: int,
-                 verbose: bool = True) -> None:
-    """Train brax_apg at its selected configuration on every task that DATA/evaluation lacks."""
-    ev = ensure_folder(data / EVALUATION)
-    lock = FolderLock(ev)
-    try:
-        for t in tasks:
-            record = apg_record(base, t, hyperparameters, seeds, seed)
-            if not apg_holds(ev / group_name(t, APG), record):
-                train_apg_run(record, ev / group_name(t, APG), out / APG / EVALUATION / group_name(t, APG), verbose)
-    finally:
-        lock.release()
 
 
 def read_with_apg(data, settings, tasks, methods, streams: bool = False):
@@ -185,13 +181,11 @@ def read_with_apg(data, settings, tasks, methods, streams: bool = False):
             missing.append((s, t, APG))
             continue
         record, metrics = read_apg(folder)
-        ret, steps = np.asarray(metrics["metrics"]["eval/return"]), np.asarray(metrics["metrics"]["eval/env_steps"])
-        norm = normalized_score(ret, refs[t]["random"], refs[t]["best"])
-        by_setting[s.folder] += [dict(task=t, method=APG, seed=f"{record['seed']}:{i}" if streams else i,
-                                      total_steps=record["total_steps"], env_steps=int(steps[-1]),
-                                      final_return=float(ret[i, -1]), score=float(norm[i, -1]))
-                                 for i in range(len(ret))]
-        curves[(s.folder, t, APG)] = (steps, norm)
+        ret = metrics["metrics"]["eval/return"]
+        seeds = [f"{record['seed']}:{i}" if streams else i for i in range(len(ret))]
+        rows, curves[(s.folder, t, APG)] = group_rows(t, APG, seeds, record["total_steps"],
+                                                      metrics["metrics"]["eval/env_steps"], ret, refs[t])
+        by_setting[s.folder] += rows
     return by_setting, curves, missing
 
 

@@ -63,14 +63,24 @@ def read_scores(data, settings, tasks, methods, streams: bool = False) -> tuple[
                 if t not in refs:
                     raise DamagedError(f"{g} is committed but {folder / 'references.json'} has no references for {t}")
                 cfg, metrics = read_run_files(g)
-                ret, steps = metrics["eval/return"], metrics["eval/env_steps"]
-                norm = normalized_score(ret, refs[t]["random"], refs[t]["best"])
-                rows += [dict(task=t, method=m, seed=f"{cfg.seed}:{i}" if streams else i, **dict(s.columns),
-                              total_steps=cfg.total_steps,
-                              env_steps=int(steps[i, -1]), final_return=float(ret[i, -1]), score=float(norm[i, -1]))
-                         for i in range(len(ret))]
-                curves[(s.folder, t, m)] = (steps[0], norm)
+                seeds = [f"{cfg.seed}:{i}" if streams else i for i in range(len(metrics["eval/return"]))]
+                group, curves[(s.folder, t, m)] = group_rows(t, m, seeds, cfg.total_steps, metrics["eval/env_steps"],
+                                                             metrics["eval/return"], refs[t], s.columns)
+                rows += group
     return by_setting, curves, missing
+
+
+def group_rows(task: str, method: str, seeds, total_steps: int, steps, ret, refs: dict, columns=()):
+    """(score rows, curve) of one committed group: per seed (its label in `seeds`), the returns `ret`
+    [seeds, P] at env steps `steps` ([seeds, P] or [P]) normalised on the task's references {random, best};
+    the curve is (env steps [P], normalised returns [seeds, P])."""
+    ret = np.asarray(ret)
+    steps = np.broadcast_to(np.asarray(steps), ret.shape)
+    norm = normalized_score(ret, refs["random"], refs["best"])
+    rows = [dict(task=task, method=method, seed=seed, **dict(columns), total_steps=total_steps,
+                 env_steps=int(steps[i, -1]), final_return=float(ret[i, -1]), score=float(norm[i, -1]))
+            for i, seed in enumerate(seeds)]
+    return rows, (steps[0], norm)
 
 
 def score_matrix(rows, method, tasks=None) -> tuple[list, np.ndarray]:

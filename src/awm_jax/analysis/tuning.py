@@ -244,14 +244,22 @@ def tuning_rows(data, tasks, methods, window: int = 10) -> list[dict]:
                     continue
                 check_complete(folder, verify=TUNING_FILES)
                 cfg, metrics = read_run_files(folder)
-                ret = metrics["eval/return"]  # [seeds, periods]
-                last = ret[:, -window:].mean(1)
-                score = normalized_score(last, refs[t]["random"], refs[t]["best"])
-                for i, stream in enumerate(seed_streams(cfg)):
-                    rows.append(dict(task=t, method=m, config=name, seed=stream, score=float(score[i]),
-                                     final_return=float(ret[i, -1]), last_return_mean=float(last[i]),
-                                     **{f: getattr(cfg, f) for f in fields}))
+                rows += score_rows(t, m, name, seed_streams(cfg), metrics["eval/return"], refs[t], window,
+                                   {f: getattr(cfg, f) for f in fields})
     return rows
+
+
+def score_rows(task: str, method: str, config: str, streams, ret, refs: dict, window: int,
+               hyperparameters: dict) -> list[dict]:
+    """The tuning rows of one run: per seed stream, its score (the normalised mean of the last `window` of
+    `ret` [seeds, evaluations], on the task's references {random, best}), final_return, last_return_mean
+    and `hyperparameters`."""
+    ret = np.asarray(ret)
+    last = ret[:, -window:].mean(1)
+    score = normalized_score(last, refs["random"], refs["best"])
+    return [dict(task=task, method=method, config=config, seed=stream, score=float(score[i]),
+                 final_return=float(ret[i, -1]), last_return_mean=float(last[i]), **hyperparameters)
+            for i, stream in enumerate(streams)]
 
 
 def summarise(rows, tasks, methods, seeds: int) -> list[dict]:
